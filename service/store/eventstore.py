@@ -1,0 +1,273 @@
+"""The event store: appends, stream and global-log reads, subscriptions,
+hash-chain verification and checkpoints, all on one asyncpg pool.
+
+The SQL for the events table lives here and in `migrations/`; nowhere else.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from contextlib import asynccontextmanager
+from datetime import datetime
+from typing import Any, TypeVar
+from uuid import UUID
+
+import asyncpg
+
+from service.store import database
+from service.store.errors import StoreUnavailable, TrackingConflict
+from service.store.group_commit import GroupCommitter
+from service.store.migrations import migrate
+from service.store.records import (
+    AppendRequest,
+    AppendResult,
+    NewEvent,
+    StoredRecord,
+    Tracking,
+    VerifyResult,
+)
+from service.store.subscriptions import Notifier, Subscription
+
+T = TypeVar("T")
+
+_READ_STREAM = (
+    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
+    " chain_hash FROM events WHERE stream_id = $1"
+    " AND ($2::bigint IS NULL OR version >= $2) AND ($3::bigint IS NULL OR version <= $3)"
+    " AND ($4::timestamptz IS NULL OR recorded_at <= $4) ORDER BY version"
+)
+_READ_LOG = (
+    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
+    " chain_hash FROM events WHERE position > $1"
+    " AND ($3::bigint IS NULL OR position <= $3)"
+    " AND (cardinality($4::text[]) = 0 OR topic = ANY($4)) ORDER BY position LIMIT $2"
+)
+_STREAM_VERSION = "SELECT max(version) FROM events WHERE stream_id = $1"
+_MAX_POSITION = "SELECT last_position FROM event_position"
+_CHAIN = (
+    "SELECT version, chain_hash, mf_canonical(position, stream_id, version, event_id, topic,"
+    " payload, metadata, recorded_at) AS canonical FROM events WHERE stream_id = $1"
+    " ORDER BY version"
+)
+_STREAM_IDS = (
+    "SELECT stream_id, min(position) AS first FROM events GROUP BY stream_id"
+    " HAVING min(position) > $1 ORDER BY first LIMIT $2"
+)
+_MISSING_POSITIONS = (
+    "SELECT p FROM generate_series(1, (SELECT last_position FROM event_position)) AS p"
+    " WHERE NOT EXISTS (SELECT 1 FROM events WHERE position = p) LIMIT $1"
+)
+_TRACKING_POSITION = "SELECT position FROM tracking WHERE name = $1"
+_ADVANCE_TRACKING = "SELECT mf_advance_tracking($1, $2)"
+
+READ_RETRIES = 1
+
+
+def _record(row: asyncpg.Record) -> StoredRecord:
+    return StoredRecord(
+        position=row["position"],
+        stream_id=UUID(bytes=row["stream_id"].bytes),
+        version=row["version"],
+        event_id=UUID(bytes=row["event_id"].bytes),
+        topic=row["topic"],
+        payload=row["payload"],
+        metadata=row["metadata"],
+        recorded_at=row["recorded_at"],
+        chain_hash=row["chain_hash"],
+    )
+
+
+class EventStore:
+    """Create with `await EventStore.open(dsn, schema)`; close with `await store.close()`."""
+
+    def __init__(self, pool: asyncpg.Pool, dsn: str, schema: str, *, max_in_flight: int = 1):
+        self.pool = pool
+        self.schema = schema
+        self.channel = f"mentorflow_events_{schema}"
+        self._notifier = Notifier(dsn, schema, self.channel)
+        self._committer = GroupCommitter(pool, self.channel, max_in_flight=max_in_flight)
+
+    @classmethod
+    async def open(
+        cls, dsn: str, schema: str, *, pool_size: int = 10, run_migrations: bool = True
+    ) -> EventStore:
+        pool = await database.create_pool(dsn, schema, max_size=pool_size)
+        store = cls(pool, dsn, schema)
+        if run_migrations:
+            await store.migrate()
+        return store
+
+    async def migrate(self) -> list[int]:
+        return await self._with_retries(lambda conn: migrate(conn, self.schema))
+
+    async def close(self) -> None:
+        await self._committer.close()
+        await self._notifier.stop()
+        await self.pool.close()
+
+    # --- appending -------------------------------------------------------------
+
+    async def append(
+        self,
+        events: Sequence[NewEvent],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: bytes | None = None,
+        tracking: Tracking | None = None,
+    ) -> AppendResult:
+        """Store `events` atomically. Each stream's events must continue it:
+        the first at its current version + 1 (any version for a new stream).
+
+        Raises VersionConflict, IdempotencyConflict, TrackingConflict,
+        DuplicateEvent or StoreUnavailable.
+        """
+        request = AppendRequest(tuple(events), idempotency_key, fingerprint, tracking)
+        return await self._committer.submit(request)
+
+    # --- reading ---------------------------------------------------------------
+
+    async def read_stream(
+        self,
+        stream_id: UUID,
+        *,
+        from_version: int | None = None,
+        to_version: int | None = None,
+        as_of: datetime | None = None,
+    ) -> list[StoredRecord]:
+        rows = await self._fetch(_READ_STREAM, stream_id, from_version, to_version, as_of)
+        return [_record(r) for r in rows]
+
+    async def stream_version(self, stream_id: UUID) -> int | None:
+        value: int | None = await self._fetchval(_STREAM_VERSION, stream_id)
+        return value
+
+    async def read_log(
+        self,
+        after: int = 0,
+        limit: int = 500,
+        topics: Sequence[str] = (),
+        *,
+        until: int | None = None,
+    ) -> list[StoredRecord]:
+        """Records with positions after `after` (and up to `until`), in commit order."""
+        rows = await self._fetch(_READ_LOG, after, limit, until, list(topics))
+        return [_record(r) for r in rows]
+
+    async def max_position(self) -> int:
+        value: int = await self._fetchval(_MAX_POSITION)
+        return value
+
+    def subscribe(
+        self, after: int = 0, topics: Sequence[str] = (), *, poll_interval: float = 1.0
+    ) -> Subscription:
+        """Follow the global log from `after`: catch up, then wait for appends."""
+        self._notifier.start()
+        return Subscription(
+            self._read_log_positional, self._notifier, after, topics, poll_interval=poll_interval
+        )
+
+    async def _read_log_positional(
+        self, after: int, limit: int, topics: Sequence[str]
+    ) -> list[StoredRecord]:
+        return await self.read_log(after, limit, topics)
+
+    # --- verifying ---------------------------------------------------------------
+
+    async def verify_stream(self, stream_id: UUID, *, first_version: int = 1) -> VerifyResult:
+        """Recompute the stream's hash chain over what is stored now and name the
+        first version that is missing, out of place or altered."""
+        rows = await self._fetch(_CHAIN, stream_id)
+        previous = b""
+        for expected_version, row in enumerate(rows, start=first_version):
+            if row["version"] != expected_version:
+                return VerifyResult(
+                    stream_id, False, len(rows), expected_version, "version missing or reordered"
+                )
+            previous = hashlib.sha256(previous + row["canonical"]).digest()
+            if previous != row["chain_hash"]:
+                return VerifyResult(
+                    stream_id, False, len(rows), expected_version, "content does not match chain"
+                )
+        return VerifyResult(stream_id, True, len(rows))
+
+    async def stream_ids(self, after_position: int = 0, limit: int = 1000) -> list[UUID]:
+        """Stream ids in order of their first event's position (for paging)."""
+        rows = await self._fetch(_STREAM_IDS, after_position, limit)
+        return [UUID(bytes=r["stream_id"].bytes) for r in rows]
+
+    async def missing_positions(self, limit: int = 100) -> list[int]:
+        """Global positions handed out but absent now: an event deleted directly."""
+        rows = await self._fetch(_MISSING_POSITIONS, limit)
+        return [r["p"] for r in rows]
+
+    # --- checkpoints -------------------------------------------------------------
+
+    async def tracking_position(self, name: str) -> int | None:
+        value: int | None = await self._fetchval(_TRACKING_POSITION, name)
+        return value
+
+    async def insert_tracking(self, tracking: Tracking) -> None:
+        async with self.transaction() as conn:
+            await self.advance_tracking(conn, tracking)
+
+    @staticmethod
+    async def advance_tracking(conn: asyncpg.Connection, tracking: Tracking) -> None:
+        """Move a checkpoint forward inside the caller's transaction, so a
+        projection's rows and its checkpoint commit together."""
+        if not await conn.fetchval(_ADVANCE_TRACKING, tracking.name, tracking.position):
+            raise TrackingConflict(tracking.name, tracking.position)
+
+    async def wait_for_tracking(self, name: str, position: int, timeout: float = 5.0) -> bool:
+        """Wait until checkpoint `name` reaches `position` (read-your-writes)."""
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        delay = 0.005
+        while True:
+            current = await self.tracking_position(name)
+            if current is not None and current >= position:
+                return True
+            if loop.time() >= deadline:
+                return False
+            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
+            delay = min(delay * 2, 0.2)
+
+    @asynccontextmanager
+    async def transaction(self) -> AsyncIterator[asyncpg.Connection]:
+        try:
+            async with self.pool.acquire() as conn, conn.transaction():
+                yield conn
+        except Exception as exc:
+            if database.is_connection_error(exc):
+                raise StoreUnavailable(f"database unreachable: {exc}") from exc
+            raise
+
+    async def ping(self) -> bool:
+        try:
+            await self._fetchval("SELECT 1")
+        except StoreUnavailable:
+            return False
+        return True
+
+    # --- plumbing ----------------------------------------------------------------
+
+    async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
+        return await self._with_retries(lambda conn: conn.fetch(sql, *args))
+
+    async def _fetchval(self, sql: str, *args: Any) -> Any:
+        return await self._with_retries(lambda conn: conn.fetchval(sql, *args))
+
+    async def _with_retries(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run read-only or idempotent work; a connection the server dropped is
+        replaced once before the call reports the database unavailable."""
+        for attempt in range(READ_RETRIES + 1):
+            try:
+                async with self.pool.acquire() as conn:
+                    return await work(conn)
+            except Exception as exc:
+                if not database.is_connection_error(exc):
+                    raise
+                if attempt == READ_RETRIES:
+                    raise StoreUnavailable(f"database unreachable: {exc}") from exc
+        raise AssertionError("unreachable")

@@ -1,0 +1,153 @@
+"""Following the global log: LISTEN/NOTIFY to wake up, polling as the fallback.
+
+One dedicated connection per store LISTENs for appends and wakes every
+subscription in the process. If that connection drops, subscriptions keep
+working by polling while it reconnects, so a lost notification delays a reader
+by one poll interval at most and never loses an event: readers always query
+the log after their last position.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
+from types import TracebackType
+from typing import Any
+
+import asyncpg
+
+from service.store.database import connect
+from service.store.errors import StoreUnavailable
+from service.store.records import StoredRecord
+
+log = logging.getLogger(__name__)
+
+ReadLog = Callable[[int, int, Sequence[str]], Awaitable[list[StoredRecord]]]
+
+
+class Notifier:
+    """Keeps one LISTEN connection alive and fans wake-ups out to waiters."""
+
+    def __init__(self, dsn: str, schema: str, channel: str):
+        self._dsn, self._schema, self._channel = dsn, schema, channel
+        self._waiters: set[asyncio.Event] = set()
+        self._task: asyncio.Task[None] | None = None
+        self.listening = asyncio.Event()
+
+    def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._run(), name="mentorflow-notifier")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    def register(self) -> asyncio.Event:
+        event = asyncio.Event()
+        self._waiters.add(event)
+        return event
+
+    def unregister(self, event: asyncio.Event) -> None:
+        self._waiters.discard(event)
+
+    def wake_all(self, *_: Any) -> None:
+        for event in self._waiters:
+            event.set()
+
+    async def _run(self) -> None:
+        while True:
+            conn: asyncpg.Connection | None = None
+            try:
+                conn = await connect(self._dsn, self._schema)
+                lost = asyncio.Event()
+                conn.add_termination_listener(lambda _c, lost=lost: lost.set())
+                await conn.add_listener(self._channel, self.wake_all)
+                self.listening.set()
+                self.wake_all()  # anything appended while we were not listening
+                await lost.wait()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.warning("notification listener unavailable, polling: %s", exc)
+            finally:
+                self.listening.clear()
+                if conn is not None and not conn.is_closed():
+                    with contextlib.suppress(Exception):
+                        await conn.close(timeout=1)
+            await asyncio.sleep(1.0)
+
+
+class Subscription(AsyncIterator[StoredRecord]):
+    """Yields every record after `after`, in position order, then waits for more.
+
+    Use as `async with store.subscribe(after=n) as sub: async for record in sub`.
+    While the database is unreachable it keeps retrying; `stop()` ends it.
+    """
+
+    def __init__(
+        self,
+        read_log: ReadLog,
+        notifier: Notifier,
+        after: int,
+        topics: Sequence[str] = (),
+        *,
+        batch_size: int = 500,
+        poll_interval: float = 1.0,
+    ):
+        self._read_log = read_log
+        self._notifier = notifier
+        self.position = after
+        self._topics = topics
+        self._batch_size = batch_size
+        self._poll_interval = poll_interval
+        self._buffer: list[StoredRecord] = []
+        self._woken = notifier.register()
+        self._stopped = False
+
+    async def __aenter__(self) -> Subscription:
+        return self
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self._stopped = True
+        self._woken.set()
+        self._notifier.unregister(self._woken)
+
+    def __aiter__(self) -> Subscription:
+        return self
+
+    async def __anext__(self) -> StoredRecord:
+        while not self._buffer:
+            if self._stopped:
+                raise StopAsyncIteration
+            await self._fill()
+        if self._stopped:
+            raise StopAsyncIteration
+        record = self._buffer.pop()
+        self.position = record.position
+        return record
+
+    async def _fill(self) -> None:
+        self._woken.clear()
+        try:
+            batch = await self._read_log(self.position, self._batch_size, self._topics)
+        except StoreUnavailable:
+            batch = []
+        if batch:
+            self._buffer = batch
+            self._buffer.reverse()  # pop() from the end in position order
+            return
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._woken.wait(), self._poll_interval)
