@@ -1,0 +1,72 @@
+"""The lifecycle of a mentoring relationship: its state machine, guards and description.
+
+Pure (no I/O) and independent of the domain: the domain describes a
+relationship with :class:`LifecycleFacts` and asks :func:`check`.
+"""
+
+from workflows.decide import (
+    EVENT_TYPES,
+    ROUTES,
+    Accepted,
+    Decision,
+    GuardUnmet,
+    NotAccepted,
+    Route,
+    accepts,
+    allowed_events,
+    check,
+    machine_at,
+    phases_accepting,
+    routes_for,
+)
+from workflows.describe import (
+    SVG_REQUIREMENTS,
+    DiagramUnavailable,
+    describe_workflow,
+    diagram,
+    mermaid,
+    svg,
+)
+from workflows.facts import (
+    PHASES,
+    AgreementFacts,
+    EventData,
+    LifecycleFacts,
+    Phase,
+    PhaseSnapshot,
+    Snapshot,
+)
+from workflows.guards import GuardInfo, guard_info
+from workflows.lifecycle import Lifecycle
+
+__all__ = [
+    "EVENT_TYPES",
+    "PHASES",
+    "ROUTES",
+    "SVG_REQUIREMENTS",
+    "Accepted",
+    "AgreementFacts",
+    "Decision",
+    "DiagramUnavailable",
+    "EventData",
+    "GuardInfo",
+    "GuardUnmet",
+    "Lifecycle",
+    "LifecycleFacts",
+    "NotAccepted",
+    "Phase",
+    "PhaseSnapshot",
+    "Route",
+    "Snapshot",
+    "accepts",
+    "allowed_events",
+    "check",
+    "describe_workflow",
+    "diagram",
+    "guard_info",
+    "machine_at",
+    "mermaid",
+    "phases_accepting",
+    "routes_for",
+    "svg",
+]

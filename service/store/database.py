@@ -66,6 +66,15 @@ def connection_options(schema: str) -> dict[str, Any]:
     }
 
 
+async def _release_reset(conn: asyncpg.Connection) -> None:
+    """Replaces asyncpg's default reset (a round trip of RESET ALL, UNLISTEN and
+    advisory-unlock on every release): pooled connections never keep session
+    state (LISTEN and session locks live on dedicated connections), so only an
+    unfinished transaction needs undoing."""
+    if conn.is_in_transaction():
+        await conn.execute("ROLLBACK")
+
+
 async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.Pool:
     """A pool that opens connections lazily, so it can be created while the
     database is down and recovers by itself when it comes back."""
@@ -74,6 +83,7 @@ async def create_pool(dsn: str, schema: str, *, max_size: int = 10) -> asyncpg.P
         min_size=0,
         max_size=max_size,
         init=_init_connection,
+        reset=_release_reset,
         max_inactive_connection_lifetime=300,
         **connection_options(schema),
     )

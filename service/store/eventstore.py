@@ -18,8 +18,8 @@ import asyncpg
 
 from service.store import database
 from service.store.errors import StoreUnavailable, TrackingConflict
-from service.store.group_commit import GroupCommitter
-from service.store.migrations import migrate
+from service.store.group_commit import GroupCommitter, append_on
+from service.store.migrations import migrate, pending_migrations
 from service.store.records import (
     AppendRequest,
     AppendResult,
@@ -125,6 +125,20 @@ class EventStore:
         """
         request = AppendRequest(tuple(events), idempotency_key, fingerprint, tracking)
         return await self._committer.submit(request)
+
+    async def append_in_transaction(
+        self,
+        conn: asyncpg.Connection,
+        events: Sequence[NewEvent],
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: bytes | None = None,
+        tracking: Tracking | None = None,
+    ) -> AppendResult:
+        """Like `append`, but inside the caller's transaction (no group commit).
+        The position lock is held until that transaction ends: keep it short."""
+        request = AppendRequest(tuple(events), idempotency_key, fingerprint, tracking)
+        return await append_on(conn, request, self.channel)
 
     # --- reading ---------------------------------------------------------------
 
@@ -242,6 +256,9 @@ class EventStore:
             if database.is_connection_error(exc):
                 raise StoreUnavailable(f"database unreachable: {exc}") from exc
             raise
+
+    async def pending_migrations(self) -> list[int]:
+        return await self._with_retries(lambda conn: pending_migrations(conn, self.schema))
 
     async def ping(self) -> bool:
         try:

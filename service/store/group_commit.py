@@ -89,14 +89,21 @@ class GroupCommitter:
             await asyncio.gather(*self._tasks, return_exceptions=True)
 
     def _start_flushes(self) -> None:
-        while self._queue and len(self._tasks) < self._max_in_flight:
-            task = asyncio.create_task(self._flush(self._take_batch()))
+        while len(self._tasks) < min(self._max_in_flight, len(self._queue)):
+            task = asyncio.create_task(self._flush_next())
             self._tasks.add(task)
             task.add_done_callback(self._flush_done)
 
     def _flush_done(self, task: asyncio.Task[None]) -> None:
         self._tasks.discard(task)
         self._start_flushes()
+
+    async def _flush_next(self) -> None:
+        """Take the batch when the task first runs, not when it is created, so
+        every caller that queued in the meantime rides along."""
+        batch = self._take_batch()
+        if batch:
+            await self._flush(batch)
 
     def _take_batch(self) -> list[_Pending]:
         """The longest run of waiting requests that fits and shares nothing;
@@ -153,6 +160,19 @@ class GroupCommitter:
                     raise StoreUnavailable(f"database unreachable: {exc}") from exc
                 await asyncio.sleep(0.05 * (attempt + 1))
         raise AssertionError("unreachable")
+
+
+async def append_on(conn: asyncpg.Connection, request: AppendRequest, channel: str) -> AppendResult:
+    """Append on the caller's connection, inside its transaction if it has one,
+    so the events commit (or roll back) with the caller's other writes."""
+    future: asyncio.Future[AppendResult] = asyncio.get_running_loop().create_future()
+    pending = _Pending(request, _stream_runs(request.events), future)
+    try:
+        rows = await conn.fetch(APPEND_SQL, *_batch_arguments([pending], channel))
+    except asyncpg.PostgresError as exc:
+        raise _translate(exc) from exc
+    _settle(pending, rows[0])
+    return await future
 
 
 def _batch_arguments(batch: list[_Pending], channel: str) -> list[Any]:

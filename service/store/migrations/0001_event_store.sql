@@ -46,7 +46,8 @@ CREATE FUNCTION mf_canonical(
     p_position bigint, p_stream_id uuid, p_version bigint, p_event_id uuid,
     p_topic text, p_payload bytea, p_metadata jsonb, p_recorded_at timestamptz
 ) RETURNS bytea
-LANGUAGE sql IMMUTABLE PARALLEL SAFE AS $$
+-- STABLE, like the casts it uses, so the planner can inline it into queries.
+LANGUAGE sql STABLE PARALLEL SAFE AS $$
     SELECT convert_to(
                concat_ws(chr(31),
                    p_position::text, p_stream_id::text, p_version::text,
@@ -75,10 +76,12 @@ CREATE AGGREGATE mf_chain(bytea, bytea) (SFUNC = mf_chain_step, STYPE = bytea);
 -- forward fails only that request. The caller puts each stream, idempotency key
 -- and tracking name in at most one request of a batch, and lays out each
 -- request's events contiguously, every stream's run in version order.
--- Everything is set-based (subscripting array parameters in a loop is
--- quadratic in PL/pgSQL), and every lookup is a LATERAL index probe (LIMIT keeps the planner from
--- flattening it into a join that scans the table), so the
--- cost of a batch does not grow with the size of the tables.
+--
+-- Two statements: the first takes the position lock (so the second's snapshot
+-- sees every earlier append), the second decides and writes the whole batch
+-- set-based. Every lookup is a LATERAL index probe (LIMIT keeps the planner
+-- from flattening it into a join that scans the table), so the cost of a batch
+-- does not grow with the size of the tables.
 CREATE FUNCTION mf_append(
     r_count int[], r_idem_key text[], r_fingerprint bytea[],
     r_track_name text[], r_track_position bigint[],
@@ -89,53 +92,65 @@ CREATE FUNCTION mf_append(
     first_position bigint, last_position bigint, recorded_at timestamptz
 )
 LANGUAGE plpgsql
--- Custom plans would re-plan every statement on every call (milliseconds);
--- the generic plans are all index probes and fit every batch.
+-- Custom plans would re-plan the big statement on every call (milliseconds);
+-- its generic plan is all index probes and fits every batch.
 SET plan_cache_mode = force_generic_plan
 AS $$
 #variable_conflict use_column
 DECLARE
-    next_position bigint;
-    assigned      bigint := 0;
-    now_ts        timestamptz;
-    accepted      int[] := '{}';
-    d             record;
+    before_position bigint;
+    after_position  bigint;
+    now_ts          timestamptz;
 BEGIN
-    SELECT p.last_position INTO next_position FROM event_position p
+    SELECT p.last_position INTO before_position FROM event_position p
      WHERE p.singleton FOR UPDATE;
     now_ts := clock_timestamp();
 
-    FOR d IN
-        WITH ev AS (
-            SELECT * FROM unnest(e_req, e_stream, e_version, e_id)
-                AS t(req, stream, version, id)
-        ), runs AS (
-            SELECT ev.req, ev.stream, min(ev.version) AS first_version,
-                   max(ev.version) AS last_version, count(*) AS n,
-                   count(DISTINCT ev.version) AS n_distinct
-              FROM ev GROUP BY ev.req, ev.stream
-        ), bad AS (
-            SELECT DISTINCT ON (r.req) r.req, r.stream, cur.version AS current_version
-              FROM runs r
-              LEFT JOIN LATERAL (
-                  SELECT e.version FROM events e WHERE e.stream_id = r.stream
-                   ORDER BY e.version DESC LIMIT 1) cur ON true
-             WHERE r.n <> r.n_distinct
-                OR r.last_version - r.first_version + 1 <> r.n
-                OR (cur.version IS NOT NULL AND r.first_version <> cur.version + 1)
-             ORDER BY r.req
-        ), known AS (
-            SELECT ev.req, min(e.position) AS first_pos, max(e.position) AS last_pos,
-                   min(e.recorded_at) AS at
-              FROM ev CROSS JOIN LATERAL (
-                  SELECT e.position, e.recorded_at FROM events e WHERE e.event_id = ev.id LIMIT 1) e
-             GROUP BY ev.req
-        )
+    RETURN QUERY
+    WITH ev AS (
+        SELECT * FROM unnest(e_req, e_stream, e_version, e_id, e_topic, e_payload, e_metadata)
+            WITH ORDINALITY AS t(req, stream, version, id, topic, payload, meta, ord)
+    ), runs AS (
+        -- Each request's run of events per stream, with that stream's head now.
+        SELECT r.*, cur.version AS current_version, cur.chain_hash AS head_hash
+          FROM (SELECT ev.req, ev.stream, min(ev.version) AS first_version,
+                       max(ev.version) AS last_version, count(*) AS n,
+                       count(DISTINCT ev.version) AS n_distinct
+                  FROM ev GROUP BY ev.req, ev.stream) r
+          LEFT JOIN LATERAL (
+              SELECT e.version, e.chain_hash FROM events e WHERE e.stream_id = r.stream
+               ORDER BY e.version DESC LIMIT 1) cur ON true
+    ), bad AS (
+        -- The first stream of each request whose run does not continue it.
+        SELECT DISTINCT ON (r.req) r.req, r.stream, r.current_version
+          FROM runs r
+         WHERE r.n <> r.n_distinct
+            OR r.last_version - r.first_version + 1 <> r.n
+            OR (r.current_version IS NOT NULL AND r.first_version <> r.current_version + 1)
+         ORDER BY r.req
+    ), known AS (
+        -- Requests whose every event is already stored exactly as asked: a
+        -- retry of an append that did commit. Such a retry always fails the
+        -- version check, so only those requests are probed.
+        SELECT ev.req, min(e.position) AS first_pos, max(e.position) AS last_pos
+          FROM ev JOIN bad b ON b.req = ev.req
+         CROSS JOIN LATERAL (
+              SELECT e.position FROM events e
+               WHERE e.event_id = ev.id AND e.stream_id = ev.stream
+                 AND e.version = ev.version LIMIT 1) e
+         GROUP BY ev.req
+        HAVING count(*) = r_count[ev.req]
+    ), decided AS (
         SELECT q.req, q.n_events, q.idem_key, q.fingerprint, q.track_name, q.track_pos,
-               k.key IS NOT NULL AS key_known, k.fingerprint AS known_fingerprint,
-               k.first_position AS key_first, k.last_position AS key_last,
-               kn.first_pos, kn.last_pos, kn.at, b.stream AS bad_stream,
-               b.current_version AS bad_version
+               b.stream AS bad_stream, b.current_version AS bad_version,
+               coalesce(k.first_position, kn.first_pos) AS known_first,
+               coalesce(k.last_position, kn.last_pos) AS known_last,
+               CASE WHEN k.key IS NOT NULL AND k.fingerprint <> q.fingerprint
+                        THEN 'idempotency_conflict'
+                    WHEN k.key IS NOT NULL THEN 'replayed'
+                    WHEN q.idem_key IS NULL AND kn.first_pos IS NOT NULL THEN 'replayed'
+                    WHEN b.stream IS NOT NULL THEN 'version_conflict'
+                    ELSE 'ok' END AS verdict
           FROM unnest(r_count, r_idem_key, r_fingerprint, r_track_name, r_track_position)
                WITH ORDINALITY AS q(n_events, idem_key, fingerprint, track_name, track_pos, req)
           LEFT JOIN LATERAL (
@@ -143,46 +158,25 @@ BEGIN
                 FROM idempotency_keys k WHERE k.key = q.idem_key LIMIT 1) k ON true
           LEFT JOIN known kn ON kn.req = q.req
           LEFT JOIN bad b ON b.req = q.req
-         ORDER BY q.req
-    LOOP
-        req := d.req; conflict_stream := NULL; current_version := NULL;
-        first_position := NULL; last_position := NULL; recorded_at := now_ts;
-
-        IF d.key_known AND d.known_fingerprint <> d.fingerprint THEN
-            status := 'idempotency_conflict';
-        ELSIF d.key_known THEN
-            -- A repeated idempotency key returns the original result.
-            status := 'replayed';
-            first_position := d.key_first; last_position := d.key_last;
-            SELECT coalesce(min(e.recorded_at), now_ts) INTO recorded_at
-              FROM events e WHERE e.position = d.key_first;
-        ELSIF d.idem_key IS NULL AND d.first_pos IS NOT NULL THEN
-            -- A retry of an append that did commit (same event ids).
-            status := 'replayed';
-            first_position := d.first_pos; last_position := d.last_pos;
-            recorded_at := d.at;
-        ELSIF d.bad_stream IS NOT NULL THEN
-            status := 'version_conflict';
-            conflict_stream := d.bad_stream; current_version := d.bad_version;
-        ELSIF d.track_name IS NOT NULL AND NOT mf_advance_tracking(d.track_name, d.track_pos) THEN
-            status := 'tracking_conflict';
-        ELSE
-            status := 'ok';
-            accepted := accepted || d.req;
-            IF d.n_events > 0 THEN
-                first_position := next_position + assigned + 1;
-                last_position := next_position + assigned + d.n_events;
-                assigned := assigned + d.n_events;
-            END IF;
-            IF d.idem_key IS NOT NULL THEN
-                INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position)
-                     VALUES (d.idem_key, d.fingerprint, first_position, last_position);
-            END IF;
-        END IF;
-        RETURN NEXT;
-    END LOOP;
-
-    IF assigned > 0 THEN
+    ), moved AS (
+        -- Checkpoints only move forward.
+        INSERT INTO tracking AS t (name, position, updated_at)
+        SELECT d.track_name, d.track_pos, now_ts FROM decided d
+         WHERE d.verdict = 'ok' AND d.track_name IS NOT NULL
+        ON CONFLICT (name) DO UPDATE
+           SET position = EXCLUDED.position, updated_at = EXCLUDED.updated_at
+         WHERE t.position < EXCLUDED.position
+        RETURNING t.name
+    ), placed AS (
+        -- Accepted requests take consecutive positions, in request order.
+        SELECT f.*, before_position + sum(CASE WHEN f.outcome = 'ok' THEN f.n_events ELSE 0 END)
+                        OVER (ORDER BY f.req) AS end_pos
+          FROM (SELECT d.*,
+                       CASE WHEN d.verdict = 'ok' AND d.track_name IS NOT NULL
+                             AND d.track_name NOT IN (SELECT m.name FROM moved m)
+                            THEN 'tracking_conflict' ELSE d.verdict END AS outcome
+                  FROM decided d) f
+    ), new_events AS (
         INSERT INTO events (position, stream_id, version, event_id, topic, payload,
                             metadata, recorded_at, chain_hash)
         SELECT s.pos, s.stream, s.version, s.id, s.topic, s.payload, s.meta, now_ts,
@@ -190,18 +184,36 @@ BEGIN
                                              s.payload, s.meta, now_ts))
                    OVER (PARTITION BY s.stream ORDER BY s.version ROWS UNBOUNDED PRECEDING)
           FROM (
-              SELECT next_position + row_number() OVER (ORDER BY t.ord) AS pos,
-                     t.stream, t.version, t.id, t.topic, t.payload, t.meta::jsonb AS meta,
-                     coalesce(cur.chain_hash, '\x'::bytea) AS prev
-                FROM unnest(e_req, e_stream, e_version, e_id, e_topic, e_payload, e_metadata)
-                     WITH ORDINALITY AS t(req, stream, version, id, topic, payload, meta, ord)
-                LEFT JOIN LATERAL (
-                    SELECT e.chain_hash FROM events e WHERE e.stream_id = t.stream
-                     ORDER BY e.version DESC LIMIT 1) cur ON true
-               WHERE t.req = ANY (accepted)
-          ) s;
-        UPDATE event_position SET last_position = next_position + assigned WHERE singleton;
-        PERFORM pg_notify(channel, (next_position + assigned)::text);
+              SELECT p.end_pos - p.n_events + row_number() OVER (PARTITION BY ev.req ORDER BY ev.ord)
+                         AS pos,
+                     ev.stream, ev.version, ev.id, ev.topic, ev.payload, ev.meta::jsonb AS meta,
+                     coalesce(r.head_hash, '\x'::bytea) AS prev
+                FROM ev JOIN placed p ON p.req = ev.req AND p.outcome = 'ok'
+                JOIN runs r ON r.req = ev.req AND r.stream = ev.stream
+          ) s
+    ), new_keys AS (
+        INSERT INTO idempotency_keys (key, fingerprint, first_position, last_position)
+        SELECT p.idem_key, p.fingerprint,
+               CASE WHEN p.n_events > 0 THEN p.end_pos - p.n_events + 1 END,
+               CASE WHEN p.n_events > 0 THEN p.end_pos END
+          FROM placed p WHERE p.outcome = 'ok' AND p.idem_key IS NOT NULL
+    ), bump AS (
+        UPDATE event_position SET last_position = (SELECT max(p.end_pos) FROM placed p)
+         WHERE singleton AND (SELECT max(p.end_pos) FROM placed p) > before_position
+    )
+    SELECT p.req::int, p.outcome, p.bad_stream, p.bad_version,
+           CASE WHEN p.outcome = 'replayed' THEN p.known_first
+                WHEN p.outcome = 'ok' AND p.n_events > 0 THEN p.end_pos - p.n_events + 1 END,
+           CASE WHEN p.outcome = 'replayed' THEN p.known_last
+                WHEN p.outcome = 'ok' AND p.n_events > 0 THEN p.end_pos END,
+           CASE WHEN p.outcome = 'replayed' THEN coalesce(
+                    (SELECT e.recorded_at FROM events e WHERE e.position = p.known_first), now_ts)
+                ELSE now_ts END
+      FROM placed p ORDER BY p.req;
+
+    SELECT p.last_position INTO after_position FROM event_position p WHERE p.singleton;
+    IF after_position > before_position THEN
+        PERFORM pg_notify(channel, after_position::text);
     END IF;
 END
 $$;

@@ -1,0 +1,75 @@
+"""Event types: API type <-> class, confidential fields, and an event as the API shows it.
+
+Confidential fields are marked here and nowhere else. The service encrypts
+whole payloads at rest when a cipher key is configured (see
+:mod:`domain.serialization`) and uses :func:`redact` to hide these fields from
+the ``auditor`` role; the relationship's state never holds them.
+"""
+
+from collections.abc import Mapping
+from typing import Any
+
+from domain.jsonable import JSONValue, to_jsonable
+from domain.relationship import EVENT_CLASSES, RECORDABLE_TYPES, Relationship
+
+CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {
+    "reflection.recorded": frozenset({"values", "work_style", "notes"}),
+    "candidate.met": frozenset({"notes"}),
+    "meeting.held": frozenset({"notes"}),
+    "feedback.given": frozenset({"comment"}),
+    "concern.raised": frozenset({"detail"}),
+}
+"""Per event type, the data fields marked ``(c)`` in API.md."""
+
+REDACTED = "[redacted]"
+
+EVENT_TYPES_BY_CLASS: Mapping[type[Relationship.Event], str] = {
+    cls: api_type for api_type, cls in EVENT_CLASSES.items()
+}
+
+__all__ = [
+    "CONFIDENTIAL_FIELDS",
+    "EVENT_CLASSES",
+    "EVENT_TYPES_BY_CLASS",
+    "RECORDABLE_TYPES",
+    "REDACTED",
+    "api_type_of",
+    "confidential_fields",
+    "event_class",
+    "event_data",
+    "redact",
+]
+
+
+def event_class(api_type: str) -> type[Relationship.Event]:
+    """The event class of an API type (``KeyError`` if unknown)."""
+    return EVENT_CLASSES[api_type]
+
+
+def api_type_of(event: Relationship.Event | type[Relationship.Event]) -> str:
+    """The API type (``meeting.held``) of an event or event class."""
+    cls = event if isinstance(event, type) else type(event)
+    return EVENT_TYPES_BY_CLASS[cls]
+
+
+def confidential_fields(api_type: str) -> frozenset[str]:
+    return CONFIDENTIAL_FIELDS.get(api_type, frozenset())
+
+
+def redact(api_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
+    """A copy of ``data`` with its confidential fields replaced by ``"[redacted]"``.
+
+    Fields that were not given stay absent, so a reader can tell "no notes" from
+    "notes you may not read".
+    """
+    hidden = confidential_fields(api_type)
+    return {
+        key: REDACTED if key in hidden and value is not None else value
+        for key, value in data.items()
+    }
+
+
+def event_data(event: Relationship.Event, *, redacted: bool = False) -> dict[str, JSONValue]:
+    """The event's ``data`` as the API shows it: JSON-ready, absent fields left out."""
+    data = {key: to_jsonable(value) for key, value in event.data_fields().items()}
+    return redact(event.api_type, data) if redacted else data

@@ -1,0 +1,43 @@
+"""Reading an event's envelope (who, when, correlation) from a request body."""
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from domain.errors import FieldError, ValidationFailed
+from domain.schema import field_specs, parse_object
+from domain.values import Actor, Envelope, Id
+
+
+@dataclass(frozen=True, slots=True)
+class _EnvelopeFields:
+    occurred_at: datetime | None = None
+    actor: Actor | None = None
+    correlation_id: Id | None = None
+    causation_id: Id | None = None
+
+
+ENVELOPE_KEYS = frozenset(spec.name for spec in field_specs(_EnvelopeFields))
+"""The members of a request body that belong to the envelope."""
+
+
+def parse_envelope(body: Mapping[str, Any], *, source: str | None, now: datetime) -> Envelope:
+    """The envelope of a request: ``occurred_at`` (default ``now``), ``actor``,
+    ``correlation_id``, ``causation_id``; ``source`` is the API token's name.
+
+    Other members of ``body`` (``type``, ``data``, ``mentee_id``...) are
+    ignored here. Raises :class:`ValidationFailed` with paths such as ``actor.role``.
+    """
+    errors: list[FieldError] = []
+    raw = {key: value for key, value in body.items() if key in ENVELOPE_KEYS}
+    fields = parse_object(field_specs(_EnvelopeFields), raw, "", errors, "envelope")
+    if fields is None:
+        raise ValidationFailed(errors)
+    return Envelope(
+        occurred_at=fields.get("occurred_at") or now,
+        actor=fields.get("actor"),
+        source=source,
+        correlation_id=fields.get("correlation_id"),
+        causation_id=fields.get("causation_id"),
+    )

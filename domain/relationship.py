@@ -1,0 +1,894 @@
+"""The ``Relationship`` aggregate and its events, one class per API event type.
+
+Each event class says, in one place, everything about its event type:
+
+- ``api_type``: the dotted type of the API (``meeting.held``);
+- its typed fields: the schema that request data is validated against;
+- ``references``: the checks that depend on the relationship's current state
+  (the action item must be open, the goal must exist, ...);
+- ``evolve``: how it changes the relationship when applied.
+
+Applying an event never checks anything: events are facts, and replaying a
+history must work even after the rules have changed. All checks happen in
+:meth:`Relationship.record`, before an event exists, in this order: unknown
+type, not accepted in the phase (409), invalid data (422), guard unmet (422).
+"""
+
+from collections.abc import Iterator, Mapping
+from datetime import date, datetime
+from typing import Annotated, Any, ClassVar, cast
+from uuid import UUID
+
+from eventsourcing.domain import Aggregate
+
+import workflows
+from domain.errors import FieldError, GuardFailed, InvalidTransition, UnmetRule, ValidationFailed
+from domain.schema import field_specs, parse_object
+from domain.state import (
+    AgreementVersion,
+    Candidate,
+    ConcernNote,
+    GoalProgress,
+    Meeting,
+    PastMeeting,
+    Pause,
+    ReflectionNote,
+    TrackedActionItem,
+)
+from domain.values import (
+    ActionItem,
+    Actor,
+    AgendaOwner,
+    Assigned,
+    Between,
+    Cadence,
+    ConcernCategory,
+    DeclineReason,
+    Envelope,
+    Goal,
+    GoalStatus,
+    Id,
+    Label,
+    MinItems,
+    Minutes,
+    Outcome,
+    PartyRole,
+    ProposedBy,
+    ReflectionKind,
+    RequiredText,
+    ReviewTrigger,
+    Severity,
+    Text,
+)
+from workflows import AgreementFacts, LifecycleFacts, Phase
+
+ENVELOPE_FIELDS = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "actor",
+        "occurred_at",
+        "source",
+        "correlation_id",
+        "causation_id",
+        "from_phase",
+        "to_phase",
+    }
+)
+"""Fields every event carries besides its data (identity, envelope, phases)."""
+
+
+class Relationship(Aggregate):
+    """A mentoring relationship, from the mentee's self-reflection to its conclusion."""
+
+    def __init__(self) -> None:
+        """The empty relationship that :class:`Opened` then fills in."""
+        self.mentee_id: str = ""
+        self.mentee_name: str | None = None
+        self.program_id: str | None = None
+        self.predecessor_id: UUID | None = None
+        self.mentor_id: str | None = None
+        self.phase: Phase = "reflection"
+        self.pause: Pause | None = None
+        self.opened_at: datetime | None = None
+        self.phase_entered_at: dict[Phase, datetime] = {}
+        self.establishment_round = 0
+        self.reflections: list[ReflectionNote] = []
+        self.mentee_initial_development_areas = 0
+        self.refinement_first_reflection = 0
+        """Index in ``reflections`` of the first one of the current refinement."""
+        self.candidates: dict[str, Candidate] = {}
+        self.agreements: list[AgreementVersion] = []
+        self.goal_progress: dict[str, GoalProgress] = {}
+        self.open_items: dict[str, TrackedActionItem] = {}
+        self.closed_item_ids: list[str] = []
+        self.meetings: dict[str, Meeting] = {}
+        """Scheduled meetings that have not taken place yet."""
+        self.past_meetings: dict[str, PastMeeting] = {}
+        """Ids of scheduled meetings that were held or missed."""
+        self.meetings_held = 0
+        self.meetings_missed = 0
+        self.last_meeting_at: datetime | None = None
+        self.feedback_count: dict[str, int] = {}
+        self.feedback_rating_total: dict[str, int] = {}
+        """Per role (``mentee``/``mentor``): how many ratings, and their sum."""
+        self.concerns: list[ConcernNote] = []
+        self.review_trigger: ReviewTrigger | None = None
+        self.outcome: str | None = None
+        self.outcome_summary: str | None = None
+
+    # --- reading the state --------------------------------------------------------
+
+    @property
+    def paused(self) -> bool:
+        return self.pause is not None
+
+    @property
+    def agreement(self) -> AgreementVersion | None:
+        """The latest agreement version (the one that counts)."""
+        return self.agreements[-1] if self.agreements else None
+
+    def agreement_version(self, version: int) -> AgreementVersion | None:
+        if 1 <= version <= len(self.agreements):
+            return self.agreements[version - 1]
+        return None
+
+    @property
+    def goals(self) -> list[Goal]:
+        agreement = self.agreement
+        return list(agreement.goals) if agreement else []
+
+    @property
+    def open_action_items(self) -> list[TrackedActionItem]:
+        return list(self.open_items.values())
+
+    def to_dict(self) -> dict[str, Any]:
+        """The relationship as the API shows it (JSON-ready; see ``domain.view``)."""
+        from domain.view import relationship_view  # the view depends on this module
+
+        return relationship_view(self)
+
+    def allowed_events(self) -> list[str]:
+        """Event types accepted now (phase and pause; data-dependent guards aside)."""
+        return workflows.allowed_events(self)
+
+    def facts(self) -> LifecycleFacts:
+        """What the lifecycle's guards need to know, as a plain value."""
+        agreement = self.agreement
+        return LifecycleFacts(
+            phase=self.phase,
+            paused=self.paused,
+            mentee_id=self.mentee_id,
+            mentee_initial_development_areas=self.mentee_initial_development_areas,
+            candidates_proposed=frozenset(self.candidates),
+            candidates_met=frozenset(
+                c.mentor_id for c in self.candidates.values() if c.met_at is not None
+            ),
+            candidates_declined=frozenset(
+                c.mentor_id for c in self.candidates.values() if c.status == "declined"
+            ),
+            latest_agreement=None if agreement is None else _agreement_facts(self, agreement),
+            refinement_reflections=frozenset(
+                (note.author_role, note.kind) for note in self.refinement_reflections
+            ),
+        )
+
+    @property
+    def refinement_reflections(self) -> list[ReflectionNote]:
+        """Reflections recorded since the current refinement began (empty outside it)."""
+        if self.phase != "refinement":
+            return []
+        return self.reflections[self.refinement_first_reflection :]
+
+    # --- commands -----------------------------------------------------------------
+
+    @classmethod
+    def open(
+        cls, data: Mapping[str, Any] | None, envelope: Envelope, *, id: UUID | None = None
+    ) -> "Relationship":
+        """Open a relationship in ``reflection`` (``POST /v1/relationships``).
+
+        ``data`` holds ``mentee_id`` (required), ``program_id``, ``mentee_name``
+        and ``predecessor_id``; whether the predecessor exists and is concluded
+        is for the caller to check (it needs the store). Raises
+        :class:`ValidationFailed`.
+        """
+        fields = cls.Opened.parse(data, path="")
+        return cls._create(
+            cls.Opened,
+            id=id,
+            **fields,
+            **_envelope_fields(envelope),
+            from_phase="reflection",
+            to_phase="reflection",
+        )
+
+    def record(
+        self, event_type: str, data: Mapping[str, Any] | None, envelope: Envelope
+    ) -> "Relationship.Event":
+        """Decide and record one lifecycle event (``POST /v1/relationships/{id}/events``).
+
+        Returns the new (pending) event, already applied to this aggregate.
+        Raises, in this order: :class:`ValidationFailed` (unknown type, path
+        ``type``), :class:`InvalidTransition`, :class:`ValidationFailed` (data),
+        :class:`GuardFailed`. Nothing is recorded when it raises.
+        """
+        event_class = _recordable_class(event_type)
+        if not workflows.accepts(self, event_type):
+            raise InvalidTransition(event_type, self.phase, self.paused, self.allowed_events())
+        fields = event_class.parse(data)
+        reference_errors = list(event_class.references(self, fields))
+        if reference_errors:
+            raise ValidationFailed(reference_errors)
+        decision = workflows.check(event_type, self.facts(), fields)
+        if isinstance(decision, workflows.GuardUnmet):
+            raise GuardFailed(
+                event_type,
+                self.phase,
+                [UnmetRule(info.name, info.unmet) for info in decision.unmet],
+            )
+        if isinstance(decision, workflows.NotAccepted):  # pragma: no cover - checked above
+            raise InvalidTransition(event_type, self.phase, self.paused, decision.allowed_events)
+        fields.update(event_class.assigned_fields(self))
+        self.trigger_event(
+            event_class,
+            **fields,
+            **_envelope_fields(envelope),
+            from_phase=decision.from_phase,
+            to_phase=decision.to_phase,
+        )
+        return cast(Relationship.Event, self.pending_events[-1])
+
+    # --- evolving the state (called by events only) ---------------------------------
+
+    def _enter(self, phase: Phase, at: datetime) -> None:
+        self.phase = phase
+        self.phase_entered_at[phase] = at
+        self.pause = None
+        if phase == "establishment":
+            self.establishment_round += 1
+        if phase == "refinement":
+            self.refinement_first_reflection = len(self.reflections)
+
+    # --- events -------------------------------------------------------------------
+
+    class Event(Aggregate.Event):
+        """Base of the relationship's events: the envelope and the phase change.
+
+        ``from_phase``/``to_phase`` are recorded with every event so that
+        readers of the log (projections, webhooks) see phase changes without
+        replaying the lifecycle, and replay never consults the rules.
+        """
+
+        api_type: ClassVar[str] = ""
+        recordable: ClassVar[bool] = True
+        """Whether it can be posted as a lifecycle event (``Opened`` cannot)."""
+        class_version: ClassVar[int] = 1
+        """Bump (and add ``upcast_v1_v2``) when a type's stored shape changes."""
+
+        actor: Actor | None
+        occurred_at: datetime
+        source: str | None
+        correlation_id: str | None
+        causation_id: str | None
+        from_phase: Phase
+        to_phase: Phase
+
+        def apply(self, aggregate: Any) -> None:
+            relationship = cast(Relationship, aggregate)
+            self.evolve(relationship)
+            if self.to_phase != self.from_phase:
+                relationship._enter(self.to_phase, self.occurred_at)
+
+        def evolve(self, relationship: "Relationship") -> None:
+            """How this event changes the relationship (besides its phase)."""
+
+        @classmethod
+        def parse(cls, data: Mapping[str, Any] | None, path: str = "data") -> dict[str, Any]:
+            """Typed field values from raw JSON data, or :class:`ValidationFailed`."""
+            errors: list[FieldError] = []
+            specs = field_specs(cls, ENVELOPE_FIELDS)
+            fields = parse_object(specs, {} if data is None else data, path, errors, cls.api_type)
+            if fields is None:
+                raise ValidationFailed(errors)
+            return fields
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            """Checks of the data against the current state (none by default)."""
+            return iter(())
+
+        @classmethod
+        def assigned_fields(cls, relationship: "Relationship") -> dict[str, Any]:
+            """Fields the aggregate assigns rather than the client (none by default)."""
+            return {}
+
+        @property
+        def envelope(self) -> Envelope:
+            return Envelope(
+                occurred_at=self.occurred_at,
+                actor=self.actor,
+                source=self.source,
+                correlation_id=self.correlation_id,
+                causation_id=self.causation_id,
+            )
+
+        @property
+        def changes_phase(self) -> bool:
+            return self.from_phase != self.to_phase
+
+        def data_fields(self) -> dict[str, Any]:
+            """The event's data as typed values (not JSON-ready; see ``domain.event_data``)."""
+            return {
+                key: value
+                for key, value in vars(self).items()
+                if key not in ENVELOPE_FIELDS and value is not None
+            }
+
+    class Opened(Aggregate.Created, Event):
+        """The relationship was opened; the mentee starts by reflecting."""
+
+        api_type = "relationship.opened"
+        recordable = False
+
+        mentee_id: Id
+        program_id: Id | None = None
+        mentee_name: Text | None = None
+        predecessor_id: UUID | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.mentee_id = self.mentee_id
+            relationship.program_id = self.program_id
+            relationship.mentee_name = self.mentee_name
+            relationship.predecessor_id = self.predecessor_id
+            relationship.opened_at = self.occurred_at
+            relationship._enter("reflection", self.occurred_at)
+
+    class ReflectionRecorded(Event):
+        """The mentee (or mentor) reflected: values, work style, development areas."""
+
+        api_type = "reflection.recorded"
+
+        author_role: PartyRole
+        kind: ReflectionKind
+        development_areas: list[Label] | None = None
+        values: Text | None = None
+        work_style: Text | None = None
+        notes: Text | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            areas = list(self.development_areas or ())
+            relationship.reflections.append(
+                ReflectionNote(
+                    self.kind, self.author_role, self.from_phase, self.occurred_at, areas
+                )
+            )
+            if self.author_role == "mentee" and self.kind == "initial":
+                relationship.mentee_initial_development_areas += len(areas)
+
+    class IdentificationStarted(Event):
+        """The mentee starts looking for mentors."""
+
+        api_type = "identification.started"
+
+    class CandidateProposed(Event):
+        """A possible mentor was suggested (by the mentee, the program or matching)."""
+
+        api_type = "candidate.proposed"
+
+        mentor_id: Id
+        proposed_by: ProposedBy | None = None
+        match_score: Annotated[float, Between(0, 1)] | None = None
+        rationale: Text | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            mentor_id = fields["mentor_id"]
+            if mentor_id == relationship.mentee_id:
+                yield FieldError("data.mentor_id", "the mentee cannot be their own mentor")
+            existing = relationship.candidates.get(mentor_id)
+            if existing is not None and existing.status != "declined":
+                yield FieldError("data.mentor_id", f"mentor {mentor_id!r} is already a candidate")
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.candidates[self.mentor_id] = Candidate(
+                mentor_id=self.mentor_id,
+                status="proposed",
+                proposed_at=self.occurred_at,
+                proposed_by=self.proposed_by,
+                match_score=self.match_score,
+            )
+
+    class CandidateMet(Event):
+        """The mentee met a candidate to see whether they fit."""
+
+        api_type = "candidate.met"
+
+        mentor_id: Id
+        met_at: datetime
+        notes: Text | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            yield from _active_candidate(relationship, fields["mentor_id"])
+
+        def evolve(self, relationship: "Relationship") -> None:
+            candidate = relationship.candidates[self.mentor_id]
+            candidate.status = "met"
+            candidate.met_at = self.met_at
+
+    class CandidateDeclined(Event):
+        """The mentee or the candidate decided not to go further."""
+
+        api_type = "candidate.declined"
+
+        mentor_id: Id
+        by: PartyRole
+        reason_code: DeclineReason
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            yield from _active_candidate(relationship, fields["mentor_id"])
+
+        def evolve(self, relationship: "Relationship") -> None:
+            candidate = relationship.candidates[self.mentor_id]
+            candidate.status = "declined"
+            candidate.declined_by = self.by
+            candidate.decline_reason = self.reason_code
+
+    class MentorSelected(Event):
+        """One candidate, who consented, becomes the mentor."""
+
+        api_type = "mentor.selected"
+
+        mentor_id: Id
+        mentor_consent: bool
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            mentor_id = fields["mentor_id"]
+            if mentor_id not in relationship.candidates:
+                yield FieldError("data.mentor_id", _never_proposed(mentor_id))
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.mentor_id = self.mentor_id
+
+    class AgreementProposed(Event):
+        """A version of the agreement: objectives, SMART goals, cadence, terms, dates."""
+
+        api_type = "agreement.proposed"
+
+        version: Annotated[int, Assigned()]
+        objectives: Annotated[list[Label], MinItems(1)]
+        goals: Annotated[list[Goal], MinItems(1)]
+        cadence: Cadence
+        start_date: date
+        end_date: date
+        agenda_owner: AgendaOwner | None = None
+        communication_channel: Text | None = None
+        feedback_plan: Text | None = None
+        confidentiality: Text | None = None
+        boundaries: Text | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            first_index: dict[str, int] = {}
+            for index, goal in enumerate(fields["goals"]):
+                if goal.id in first_index:
+                    yield FieldError(
+                        f"data.goals[{index}].id",
+                        f"duplicate goal id {goal.id!r} (also data.goals[{first_index[goal.id]}])",
+                    )
+                first_index.setdefault(goal.id, index)
+
+        @classmethod
+        def assigned_fields(cls, relationship: "Relationship") -> dict[str, Any]:
+            return {"version": len(relationship.agreements) + 1}
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.agreements.append(
+                AgreementVersion(
+                    version=self.version,
+                    proposed_at=self.occurred_at,
+                    establishment_round=relationship.establishment_round,
+                    objectives=list(self.objectives),
+                    goals=list(self.goals),
+                    cadence=self.cadence,
+                    start_date=self.start_date,
+                    end_date=self.end_date,
+                    agenda_owner=self.agenda_owner,
+                    communication_channel=self.communication_channel,
+                    feedback_plan=self.feedback_plan,
+                    confidentiality=self.confidentiality,
+                    boundaries=self.boundaries,
+                )
+            )
+
+    class AgreementSigned(Event):
+        """The mentee or the mentor signed an agreement version."""
+
+        api_type = "agreement.signed"
+
+        by: PartyRole
+        agreement_version: Annotated[int, Between(1, 1_000_000)]
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            path, number = "data.agreement_version", fields["agreement_version"]
+            latest = relationship.agreement
+            if latest is None:
+                yield FieldError(path, "no agreement has been proposed yet")
+            elif relationship.agreement_version(number) is None:
+                yield FieldError(
+                    path, f"no agreement version {number} (latest is {latest.version})"
+                )
+            elif number != latest.version:
+                yield FieldError(
+                    path, f"version {number} was superseded by version {latest.version}: sign that"
+                )
+            elif latest.establishment_round != relationship.establishment_round:
+                yield FieldError(
+                    path, f"version {number} predates the refinement: propose a new version"
+                )
+            elif fields["by"] in latest.signatures:
+                yield FieldError("data.by", f"the {fields['by']} already signed version {number}")
+
+        def evolve(self, relationship: "Relationship") -> None:
+            agreement = relationship.agreement_version(self.agreement_version)
+            if agreement is not None:
+                agreement.signatures[self.by] = self.occurred_at
+
+    class RelationshipEstablished(Event):
+        """Both signed a complete agreement: the pair starts meeting."""
+
+        api_type = "relationship.established"
+
+    class MeetingScheduled(Event):
+        """A meeting was planned, with its agenda."""
+
+        api_type = "meeting.scheduled"
+
+        meeting_id: Id
+        scheduled_for: datetime
+        agenda: list[Label] | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            meeting_id = fields["meeting_id"]
+            if meeting_id in relationship.meetings or meeting_id in relationship.past_meetings:
+                status = relationship.past_meetings.get(meeting_id, "scheduled")
+                yield FieldError(
+                    "data.meeting_id", f"meeting {meeting_id!r} already exists ({status})"
+                )
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.meetings[self.meeting_id] = Meeting(
+                meeting_id=self.meeting_id,
+                scheduled_for=self.scheduled_for,
+                agenda=self.agenda,
+            )
+
+    class MeetingHeld(Event):
+        """A meeting took place; it may leave action items."""
+
+        api_type = "meeting.held"
+
+        held_at: datetime
+        meeting_id: Id | None = None
+        duration_minutes: Minutes | None = None
+        agenda_set_by: PartyRole | None = None
+        topics: list[Label] | None = None
+        action_items: list[ActionItem] | None = None
+        notes: Text | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            yield from _scheduled_meeting(relationship, fields.get("meeting_id"))
+            yield from _new_action_items(relationship, fields.get("action_items") or ())
+
+        def evolve(self, relationship: "Relationship") -> None:
+            if self.meeting_id is not None:
+                relationship.meetings.pop(self.meeting_id, None)
+                relationship.past_meetings[self.meeting_id] = "held"
+            relationship.meetings_held += 1
+            last = relationship.last_meeting_at
+            relationship.last_meeting_at = self.held_at if last is None else max(last, self.held_at)
+            for item in self.action_items or ():
+                relationship.open_items[item.id] = TrackedActionItem(
+                    item=item, meeting_id=self.meeting_id, assigned_at=self.occurred_at
+                )
+
+    class MeetingMissed(Event):
+        """A planned meeting did not take place."""
+
+        api_type = "meeting.missed"
+
+        scheduled_for: datetime
+        meeting_id: Id | None = None
+        reason_code: Id | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            yield from _scheduled_meeting(relationship, fields.get("meeting_id"))
+
+        def evolve(self, relationship: "Relationship") -> None:
+            if self.meeting_id is not None:
+                relationship.meetings.pop(self.meeting_id, None)
+                relationship.past_meetings[self.meeting_id] = "missed"
+            relationship.meetings_missed += 1
+
+    class ActionItemCompleted(Event):
+        """An open action item was done."""
+
+        api_type = "action_item.completed"
+
+        action_item_id: Id
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            item_id = fields["action_item_id"]
+            if item_id in relationship.closed_item_ids:
+                yield FieldError(
+                    "data.action_item_id", f"action item {item_id!r} is already completed"
+                )
+            elif item_id not in relationship.open_items:
+                yield FieldError("data.action_item_id", f"no action item {item_id!r}")
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.open_items.pop(self.action_item_id, None)
+            relationship.closed_item_ids.append(self.action_item_id)
+
+    class GoalProgressed(Event):
+        """A goal of the agreement moved on (or was dropped)."""
+
+        api_type = "goal.progressed"
+
+        goal_id: Id
+        status: GoalStatus
+        note: Text | None = None
+
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            goal_id = fields["goal_id"]
+            if all(goal.id != goal_id for goal in relationship.goals):
+                known = ", ".join(repr(goal.id) for goal in relationship.goals) or "none"
+                yield FieldError(
+                    "data.goal_id", f"no goal {goal_id!r} in the agreement (goals: {known})"
+                )
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.goal_progress[self.goal_id] = GoalProgress(
+                status=self.status, updated_at=self.occurred_at, note=self.note
+            )
+
+    class FeedbackGiven(Event):
+        """The mentee or the mentor rated how the relationship goes."""
+
+        api_type = "feedback.given"
+
+        from_role: PartyRole
+        rating: Annotated[int, Between(1, 5)]
+        comment: Text | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            role = self.from_role
+            relationship.feedback_count[role] = relationship.feedback_count.get(role, 0) + 1
+            total = relationship.feedback_rating_total.get(role, 0)
+            relationship.feedback_rating_total[role] = total + self.rating
+
+    class ConcernRaised(Event):
+        """Someone worries about the relationship (mismatch, boundaries, wellbeing...)."""
+
+        api_type = "concern.raised"
+
+        category: ConcernCategory
+        severity: Severity
+        detail: Text | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.concerns.append(
+                ConcernNote(self.category, self.severity, self.from_phase, self.occurred_at)
+            )
+
+    class RelationshipPaused(Event):
+        """The pair stops for a while (leave, workload...)."""
+
+        api_type = "relationship.paused"
+
+        reason: RequiredText
+        expected_resume: date | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.pause = Pause(self.reason, self.occurred_at, self.expected_resume)
+
+    class RelationshipResumed(Event):
+        """The pair carries on where it stopped."""
+
+        api_type = "relationship.resumed"
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.pause = None
+
+    class ReviewStarted(Event):
+        """Time to look back: goals reached, circumstances changed, term ended..."""
+
+        api_type = "review.started"
+
+        trigger: ReviewTrigger
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.review_trigger = self.trigger
+
+    class RelationshipRefined(Event):
+        """The pair renegotiates: back to establishment for a new agreement version."""
+
+        api_type = "relationship.refined"
+
+        reason: Text | None = None
+
+    class RelationshipConcluded(Event):
+        """The relationship ended as planned, with an outcome."""
+
+        api_type = "relationship.concluded"
+
+        outcome: Outcome
+        summary: Text | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.outcome = self.outcome
+            relationship.outcome_summary = self.summary
+
+    class RelationshipWithdrawn(Event):
+        """The relationship was ended early (after cultivation began, only for safety)."""
+
+        api_type = "relationship.withdrawn"
+
+        reason_code: Id
+        safety_override: bool | None = None
+        justification: Text | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.outcome = "withdrawn"
+            relationship.outcome_summary = self.reason_code
+
+
+EVENT_CLASSES: dict[str, type[Relationship.Event]] = {
+    cls.api_type: cls
+    for cls in (
+        Relationship.Opened,
+        Relationship.ReflectionRecorded,
+        Relationship.IdentificationStarted,
+        Relationship.CandidateProposed,
+        Relationship.CandidateMet,
+        Relationship.CandidateDeclined,
+        Relationship.MentorSelected,
+        Relationship.AgreementProposed,
+        Relationship.AgreementSigned,
+        Relationship.RelationshipEstablished,
+        Relationship.MeetingScheduled,
+        Relationship.MeetingHeld,
+        Relationship.MeetingMissed,
+        Relationship.ActionItemCompleted,
+        Relationship.GoalProgressed,
+        Relationship.FeedbackGiven,
+        Relationship.ConcernRaised,
+        Relationship.RelationshipPaused,
+        Relationship.RelationshipResumed,
+        Relationship.ReviewStarted,
+        Relationship.RelationshipRefined,
+        Relationship.RelationshipConcluded,
+        Relationship.RelationshipWithdrawn,
+    )
+}
+"""API type (``meeting.held``) -> event class; ``relationship.opened`` is the created event."""
+
+RECORDABLE_TYPES: tuple[str, ...] = tuple(t for t, c in EVENT_CLASSES.items() if c.recordable)
+
+
+# --- helpers of the commands above --------------------------------------------------
+
+
+def _recordable_class(event_type: object) -> type[Relationship.Event]:
+    event_class = EVENT_CLASSES.get(event_type) if isinstance(event_type, str) else None
+    if event_class is None or not event_class.recordable:
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "type", "unknown event type; expected one of " + ", ".join(RECORDABLE_TYPES)
+                )
+            ]
+        )
+    return event_class
+
+
+def _envelope_fields(envelope: Envelope) -> dict[str, Any]:
+    return {
+        "actor": envelope.actor,
+        "occurred_at": envelope.occurred_at,
+        "source": envelope.source,
+        "correlation_id": envelope.correlation_id,
+        "causation_id": envelope.causation_id,
+    }
+
+
+def _agreement_facts(relationship: Relationship, agreement: AgreementVersion) -> AgreementFacts:
+    return AgreementFacts(
+        version=agreement.version,
+        signed_by=frozenset(agreement.signatures),
+        measurable_dated_goals=sum(
+            1 for goal in agreement.goals if goal.measure and goal.target_date is not None
+        ),
+        has_cadence=agreement.cadence is not None,
+        ends_after_start=agreement.end_date > agreement.start_date,
+        proposed_in_current_establishment=(
+            agreement.establishment_round == relationship.establishment_round
+        ),
+    )
+
+
+def _never_proposed(mentor_id: str) -> str:
+    return f"mentor {mentor_id!r} was never proposed as a candidate (candidate.proposed)"
+
+
+def _active_candidate(relationship: Relationship, mentor_id: str) -> Iterator[FieldError]:
+    candidate = relationship.candidates.get(mentor_id)
+    if candidate is None:
+        yield FieldError("data.mentor_id", _never_proposed(mentor_id))
+    elif candidate.status == "declined":
+        yield FieldError("data.mentor_id", f"candidate {mentor_id!r} has declined")
+
+
+def _scheduled_meeting(relationship: Relationship, meeting_id: str | None) -> Iterator[FieldError]:
+    if meeting_id is None:
+        return
+    if meeting_id in relationship.past_meetings:
+        status = relationship.past_meetings[meeting_id]
+        yield FieldError("data.meeting_id", f"meeting {meeting_id!r} was already {status}")
+    elif meeting_id not in relationship.meetings:
+        yield FieldError(
+            "data.meeting_id",
+            f"meeting {meeting_id!r} was never scheduled (omit meeting_id for an unscheduled one)",
+        )
+
+
+def _new_action_items(
+    relationship: Relationship, items: "list[ActionItem] | tuple[()]"
+) -> Iterator[FieldError]:
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        path = f"data.action_items[{index}].id"
+        if item.id in relationship.open_items or item.id in relationship.closed_item_ids:
+            yield FieldError(path, f"action item {item.id!r} already exists")
+        elif item.id in first_index:
+            yield FieldError(
+                path,
+                f"duplicate action item id {item.id!r} "
+                f"(also data.action_items[{first_index[item.id]}])",
+            )
+        first_index.setdefault(item.id, index)

@@ -1,0 +1,82 @@
+"""Following the global log: catch-up, wake-up by NOTIFY, and no skipped events."""
+
+from __future__ import annotations
+
+import asyncio
+from uuid import uuid4
+
+import pytest
+
+from service.store.eventstore import EventStore
+from service.store.records import NewEvent, StoredRecord
+from service.store.subscriptions import Subscription
+
+pytestmark = pytest.mark.db
+
+
+async def _take(subscription: Subscription, n: int, timeout: float = 10) -> list[StoredRecord]:
+    async def take() -> list[StoredRecord]:
+        return [await anext(subscription) for _ in range(n)]
+
+    return await asyncio.wait_for(take(), timeout)
+
+
+async def test_catch_up_from_any_position_then_follow(store: EventStore) -> None:
+    stream = uuid4()
+    await store.append([NewEvent(stream, v, "t", b"{}") for v in range(1, 6)])
+    async with store.subscribe(after=2) as subscription:
+        assert [r.position for r in await _take(subscription, 3)] == [3, 4, 5]
+        await store.append([NewEvent(stream, 6, "t", b"{}")])
+        assert [r.position for r in await _take(subscription, 1)] == [6]
+
+
+async def test_notify_wakes_a_subscriber_before_its_poll_interval(store: EventStore) -> None:
+    async with store.subscribe(after=0, poll_interval=30) as subscription:
+        await asyncio.wait_for(store._notifier.listening.wait(), 10)
+        waiting = asyncio.create_task(_take(subscription, 1, timeout=5))
+        await asyncio.sleep(0.05)
+        await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+        assert [r.position for r in await waiting] == [1]
+
+
+async def test_polling_finds_events_when_no_notification_arrives(store: EventStore) -> None:
+    async with store.subscribe(after=0, poll_interval=0.1) as subscription:
+        await store._notifier.stop()  # as if the LISTEN connection were lost
+        async with store.pool.acquire() as conn, conn.transaction():
+            await store.append_in_transaction(conn, [NewEvent(uuid4(), 1, "t", b"{}")])
+        assert [r.position for r in await _take(subscription, 1, timeout=5)] == [1]
+
+
+async def test_a_late_commit_is_not_skipped(store: EventStore) -> None:
+    """Writer A takes position 1 and holds its transaction open; writer B starts
+    later. The subscriber must see A's event, then B's, never B's alone."""
+    first, second = uuid4(), uuid4()
+    async with store.subscribe(after=0, poll_interval=0.05) as subscription:
+        conn = await store.pool.acquire()
+        transaction = conn.transaction()
+        await transaction.start()
+        try:
+            held = await store.append_in_transaction(conn, [NewEvent(first, 1, "t", b"{}")])
+            assert held.positions == (1,)
+            later = asyncio.create_task(store.append([NewEvent(second, 1, "t", b"{}")]))
+            await asyncio.sleep(0.3)
+            assert not later.done(), "a later writer must wait for the earlier one"
+            assert await store.read_log(0, 10) == []
+            pending = asyncio.create_task(_take(subscription, 2))
+            await asyncio.sleep(0.2)
+            assert not pending.done()
+        finally:
+            await transaction.commit()
+            await store.pool.release(conn)
+        received = await pending
+        assert [(r.position, r.stream_id) for r in received] == [(1, first), (2, second)]
+        assert (await later).positions == (2,)
+
+
+async def test_subscription_stops(store: EventStore) -> None:
+    subscription = store.subscribe(after=0, poll_interval=0.05)
+    waiting = asyncio.create_task(_take(subscription, 1))
+    await asyncio.sleep(0.1)
+    subscription.stop()
+    with pytest.raises(StopAsyncIteration):
+        await waiting

@@ -1,0 +1,280 @@
+"""Round trips through the mapper, for every event type, plain, compressed and encrypted."""
+
+import dataclasses
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID, uuid4
+
+import pytest
+from eventsourcing.persistence import MapperDeserialisationError, Transcoding
+
+from domain import (
+    EVENT_CLASSES,
+    Actor,
+    Envelope,
+    Relationship,
+    create_cipher_key,
+    make_mapper,
+    take_snapshot,
+)
+from domain.relationship import ENVELOPE_FIELDS
+from domain.samples import agreement_data
+
+T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
+ENVELOPE = Envelope(
+    occurred_at=T0,
+    actor=Actor("mentee-1", "mentee"),
+    source="hr-platform",
+    correlation_id="corr-1",
+    causation_id="cause-1",
+)
+PREDECESSOR = uuid4()
+
+FULL_AGREEMENT = {
+    **agreement_data(),
+    "goals": [
+        {
+            "id": "g1",
+            "statement": "submit the paper",
+            "horizon": "long",
+            "measure": "submitted",
+            "target_date": "2025-12-01",
+        }
+    ],
+    "cadence": {
+        "frequency": "biweekly",
+        "duration_minutes": 45,
+        "mode": "in_person",
+        "location": "room 4",
+    },
+    "boundaries": "no weekend messages",
+}
+
+# Every event type with every one of its fields given (so a lost field would show).
+HISTORY: list[tuple[str, dict[str, Any] | None]] = [
+    (
+        "reflection.recorded",
+        {
+            "author_role": "mentee",
+            "kind": "initial",
+            "development_areas": ["grant writing"],
+            "values": "candour",
+            "work_style": "async",
+            "notes": "private",
+        },
+    ),
+    ("identification.started", None),
+    (
+        "candidate.proposed",
+        {
+            "mentor_id": "m1",
+            "proposed_by": "matching",
+            "match_score": 0.75,
+            "rationale": "same field",
+        },
+    ),
+    ("candidate.met", {"mentor_id": "m1", "met_at": "2025-01-20T15:00:00+01:00", "notes": "warm"}),
+    (
+        "candidate.proposed",
+        {"mentor_id": "m2", "proposed_by": "mentee", "match_score": 1, "rationale": "r"},
+    ),
+    ("candidate.declined", {"mentor_id": "m2", "by": "mentor", "reason_code": "no_capacity"}),
+    ("mentor.selected", {"mentor_id": "m1", "mentor_consent": True}),
+    ("agreement.proposed", FULL_AGREEMENT),
+    ("agreement.signed", {"by": "mentee", "agreement_version": 1}),
+    ("relationship.paused", {"reason": "conference travel", "expected_resume": "2025-04-01"}),
+    ("relationship.resumed", None),
+    ("agreement.signed", {"by": "mentor", "agreement_version": 1}),
+    ("relationship.established", None),
+    (
+        "meeting.scheduled",
+        {"meeting_id": "mt1", "scheduled_for": "2025-04-02T10:00:00Z", "agenda": ["aims"]},
+    ),
+    (
+        "meeting.held",
+        {
+            "meeting_id": "mt1",
+            "held_at": "2025-04-02T10:05:00Z",
+            "duration_minutes": 50,
+            "agenda_set_by": "mentee",
+            "topics": ["aims"],
+            "action_items": [
+                {"id": "a1", "description": "draft", "owner": "mentee", "due_date": "2025-04-20"}
+            ],
+            "notes": "private",
+        },
+    ),
+    (
+        "meeting.scheduled",
+        {"meeting_id": "mt2", "scheduled_for": "2025-05-02T10:00:00Z", "agenda": ["x"]},
+    ),
+    (
+        "meeting.missed",
+        {"meeting_id": "mt2", "scheduled_for": "2025-05-02T10:00:00Z", "reason_code": "ill"},
+    ),
+    ("action_item.completed", {"action_item_id": "a1"}),
+    ("goal.progressed", {"goal_id": "g1", "status": "at_risk", "note": "data late"}),
+    ("feedback.given", {"from_role": "mentor", "rating": 4, "comment": "private"}),
+    ("concern.raised", {"category": "boundary", "severity": "medium", "detail": "private"}),
+    ("review.started", {"trigger": "scheduled_review"}),
+    (
+        "reflection.recorded",
+        {"author_role": "mentee", "kind": "closing", "development_areas": ["x"]},
+    ),
+    ("relationship.concluded", {"outcome": "partially_achieved", "summary": "paper submitted"}),
+]
+REFINED_AND_WITHDRAWN: list[tuple[str, dict[str, Any] | None]] = [
+    *HISTORY[:-1],
+    ("relationship.refined", {"reason": "new focus"}),
+    (
+        "relationship.withdrawn",
+        {"reason_code": "safety", "safety_override": True, "justification": "boundary breach"},
+    ),
+]
+
+
+def _events(history: list[tuple[str, dict[str, Any] | None]]) -> list[Relationship.Event]:
+    relationship = Relationship.open(
+        {
+            "mentee_id": "mentee-1",
+            "mentee_name": "Ada",
+            "program_id": "p1",
+            "predecessor_id": str(PREDECESSOR),
+        },
+        ENVELOPE,
+    )
+    for event_type, data in history:
+        relationship.record(event_type, data, ENVELOPE)
+    return list(relationship.collect_events())
+
+
+EVENTS = _events(HISTORY) + _events(REFINED_AND_WITHDRAWN)[-2:]
+KEY = create_cipher_key()
+MAPPERS = {
+    "plain": make_mapper(),
+    "zlib": make_mapper(compress=True),
+    "aes": make_mapper(cipher_key=KEY),
+    "aes+zlib": make_mapper(cipher_key=KEY, compress=True),
+}
+
+
+def _same_types(left: Any, right: Any, path: str) -> None:
+    assert type(left) is type(right), f"{path}: {type(left).__name__} != {type(right).__name__}"
+    if dataclasses.is_dataclass(left):
+        for field in dataclasses.fields(left):
+            _same_types(
+                getattr(left, field.name), getattr(right, field.name), f"{path}.{field.name}"
+            )
+    elif isinstance(left, list):
+        for index, (a, b) in enumerate(zip(left, right, strict=True)):
+            _same_types(a, b, f"{path}[{index}]")
+    elif isinstance(left, datetime):
+        assert left.utcoffset() == right.utcoffset(), path
+
+
+def test_the_sample_covers_every_event_type_and_every_field() -> None:
+    assert {event.api_type for event in EVENTS} == set(EVENT_CLASSES)
+    for cls in EVENT_CLASSES.values():
+        samples = [event for event in EVENTS if type(event) is cls]
+        for field in dataclasses.fields(cls):
+            if field.name not in ENVELOPE_FIELDS:
+                given = [getattr(event, field.name) for event in samples]
+                assert any(value is not None for value in given), f"{cls.api_type}.{field.name}"
+
+
+@pytest.mark.parametrize("mapper_name", MAPPERS)
+@pytest.mark.parametrize(
+    "event", EVENTS, ids=[f"{e.originator_version}-{e.api_type}" for e in EVENTS]
+)
+def test_round_trip_keeps_every_field_and_type(mapper_name: str, event: Relationship.Event) -> None:
+    mapper = MAPPERS[mapper_name]
+    stored = mapper.to_stored_event(event)
+    decoded = mapper.to_domain_event(stored)
+    assert decoded == event
+    assert type(decoded) is type(event)
+    for field in dataclasses.fields(event):
+        _same_types(getattr(event, field.name), getattr(decoded, field.name), field.name)
+    assert decoded.envelope == ENVELOPE
+
+
+def test_encrypted_payloads_hide_confidential_text_and_need_the_key() -> None:
+    held = next(e for e in EVENTS if e.api_type == "meeting.held")
+    assert b"private" in MAPPERS["plain"].to_stored_event(held).state
+    encrypted = MAPPERS["aes"].to_stored_event(held)
+    assert b"private" not in encrypted.state
+    with pytest.raises(MapperDeserialisationError):
+        make_mapper(cipher_key=create_cipher_key()).to_domain_event(encrypted)
+
+
+def test_compression_makes_long_payloads_smaller() -> None:
+    proposal = next(e for e in EVENTS if e.api_type == "agreement.proposed")
+    plain = MAPPERS["plain"].to_stored_event(proposal).state
+    assert len(MAPPERS["zlib"].to_stored_event(proposal).state) < len(plain)
+
+
+def test_dates_and_enums_come_back_as_the_same_types() -> None:
+    proposal = next(e for e in EVENTS if isinstance(e, Relationship.AgreementProposed))
+    decoded = MAPPERS["plain"].to_domain_event(MAPPERS["plain"].to_stored_event(proposal))
+    assert isinstance(decoded, Relationship.AgreementProposed)
+    assert type(decoded.start_date).__name__ == "date"
+    assert type(decoded.goals[0]).__name__ == "Goal"
+    assert decoded.cadence.frequency == "biweekly"
+
+
+class ForeignUUID(UUID):
+    """Stands for a driver's own UUID class (asyncpg returns one)."""
+
+
+class ForeignUUIDAsHex(Transcoding):
+    type = ForeignUUID
+    name = "foreign_uuid"
+
+    def encode(self, obj: UUID) -> str:
+        return obj.hex
+
+    def decode(self, data: str) -> UUID:
+        return UUID(data)
+
+
+def test_the_service_can_add_transcodings_of_its_own() -> None:
+    opened = EVENTS[0]
+    assert isinstance(opened, Relationship.Opened)
+    foreign = dataclasses.replace(opened, predecessor_id=ForeignUUID(str(PREDECESSOR)))
+    with pytest.raises(TypeError):
+        make_mapper().to_stored_event(foreign)
+    mapper = make_mapper(extra_transcodings=[ForeignUUIDAsHex()])
+    decoded = mapper.to_domain_event(mapper.to_stored_event(foreign))
+    assert isinstance(decoded, Relationship.Opened)
+    assert decoded.predecessor_id == PREDECESSOR
+
+
+@pytest.mark.parametrize("mapper_name", MAPPERS)
+def test_a_snapshot_round_trips(mapper_name: str) -> None:
+    mapper = MAPPERS[mapper_name]
+    relationship = None
+    for event in EVENTS[:-2]:
+        relationship = event.mutate(relationship)
+    assert isinstance(relationship, Relationship)
+    snapshot = take_snapshot(relationship)
+    restored = mapper.to_domain_event(mapper.to_stored_event(snapshot)).mutate(None)
+    assert vars(restored) == vars(relationship)
+    assert restored.to_dict() == relationship.to_dict()
+
+
+def test_every_stored_dataclass_has_a_fixed_name() -> None:
+    from domain import state, values
+    from domain.serialization import STORED_NAMES
+
+    stored_modules = {values.__name__, state.__name__}
+    dataclass_types = {
+        obj
+        for module in (values, state)
+        for obj in vars(module).values()
+        if isinstance(obj, type)
+        and dataclasses.is_dataclass(obj)
+        and obj.__module__ in stored_modules
+    }
+    expected = dataclass_types - {Envelope, values.NonBlank, values.MaxLength, values.Between}
+    expected -= {values.MinItems, values.Assigned}
+    assert set(STORED_NAMES) == expected
+    assert len(set(STORED_NAMES.values())) == len(STORED_NAMES)
