@@ -10,14 +10,20 @@ any version, in under 5 ms.
 """
 
 import argparse
+import asyncio
 import json
+import sys
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 from typing import Any
 
 from eventsourcing.persistence import Mapper, StoredEvent
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import workflows
 from domain import (
@@ -132,6 +138,56 @@ def loading_costs(report: Report, relationship_events: list[Any], repeat: int) -
         print()
 
 
+def store_loading_costs(report: Report, events: list[Any], repeat: int) -> None:
+    """The same loads end to end: from PostgreSQL (embedded, or DATABASE_URL)
+    through the service's repository, which keeps a snapshot every 100 events."""
+    asyncio.run(_store_loading_costs(report, events, repeat))
+
+
+async def _store_loading_costs(report: Report, events: list[Any], repeat: int) -> None:
+    from service.relationships import RelationshipRepository
+    from service.store.eventstore import EventStore
+    from tests.support.database import database_url_for_tests, drop_schema
+
+    dsn = database_url_for_tests()
+    for mapper_name, mapper in [
+        ("plain JSON", make_mapper()),
+        ("AES-GCM + zlib", make_mapper(cipher_key=create_cipher_key(), compress=True)),
+    ]:
+        schema = f"bench_{uuid.uuid4().hex[:10]}"
+        store = await EventStore.open(dsn, schema)
+        try:
+            repository = RelationshipRepository(store, mapper, snapshot_every=SNAPSHOT_EVERY)
+            for version, snapshot in _snapshots(mapper, events).items():
+                chunk = events[version - SNAPSHOT_EVERY : version]
+                await store.append([repository.to_new_event(e) for e in chunk])
+                await repository.snapshots.save(snapshot)
+            stream = events[0].originator_id
+            count = len(events)
+            raw = await _best_async(repeat, partial(store.read_stream, stream))
+            report.line(f"read all {count} rows of the stream, no decoding ({mapper_name})", raw)
+            for label, version in (("latest", None), ("middle", count // 2 + SNAPSHOT_EVERY // 2)):
+                seconds = await _best_async(
+                    repeat, partial(repository.load, stream, version=version)
+                )
+                report.line(
+                    f"load {label} from PostgreSQL, {mapper_name}", seconds, note=_verdict(seconds)
+                )
+        finally:
+            await store.close()
+            await drop_schema(dsn, schema)
+    print()
+
+
+async def _best_async(repeat: int, function: Callable[[], Awaitable[object]]) -> float:
+    best = float("inf")
+    for _ in range(repeat):
+        started = time.perf_counter()
+        await function()
+        best = min(best, time.perf_counter() - started)
+    return best
+
+
 def _snapshots(mapper: Mapper[Any], events: list[Any]) -> dict[int, StoredEvent]:
     """A stored snapshot every SNAPSHOT_EVERY versions, as a store would keep them."""
     snapshots: dict[int, StoredEvent] = {}
@@ -168,6 +224,8 @@ def main() -> None:
     per_event_costs(report, arguments.repeat)
     print()
     loading_costs(report, events, arguments.repeat)
+    if arguments.events % SNAPSHOT_EVERY == 0:
+        store_loading_costs(report, events, arguments.repeat)
 
 
 if __name__ == "__main__":

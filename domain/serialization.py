@@ -11,8 +11,8 @@ from collections.abc import Sequence
 from datetime import date
 from typing import Any
 
-from eventsourcing.cipher import AESCipher
 from eventsourcing.compressor import ZlibCompressor
+from eventsourcing.cryptography import AESCipher
 from eventsourcing.persistence import (
     DatetimeAsISO,
     DecimalAsStr,

@@ -45,6 +45,7 @@ _READ_LOG = (
     " AND (cardinality($4::text[]) = 0 OR topic = ANY($4)) ORDER BY position LIMIT $2"
 )
 _STREAM_VERSION = "SELECT max(version) FROM events WHERE stream_id = $1"
+_VERSION_AT = "SELECT max(version) FROM events WHERE stream_id = $1 AND recorded_at <= $2"
 _MAX_POSITION = "SELECT last_position FROM event_position"
 _CHAIN = (
     "SELECT version, chain_hash, mf_canonical(position, stream_id, version, event_id, topic,"
@@ -100,7 +101,7 @@ class EventStore:
         return store
 
     async def migrate(self) -> list[int]:
-        return await self._with_retries(lambda conn: migrate(conn, self.schema))
+        return await self.with_connection(lambda conn: migrate(conn, self.schema))
 
     async def close(self) -> None:
         await self._committer.close()
@@ -155,6 +156,11 @@ class EventStore:
 
     async def stream_version(self, stream_id: UUID) -> int | None:
         value: int | None = await self._fetchval(_STREAM_VERSION, stream_id)
+        return value
+
+    async def version_at(self, stream_id: UUID, as_of: datetime) -> int | None:
+        """The stream's version as it was at `as_of` (by recorded time)."""
+        value: int | None = await self._fetchval(_VERSION_AT, stream_id, as_of)
         return value
 
     async def read_log(
@@ -258,7 +264,7 @@ class EventStore:
             raise
 
     async def pending_migrations(self) -> list[int]:
-        return await self._with_retries(lambda conn: pending_migrations(conn, self.schema))
+        return await self.with_connection(lambda conn: pending_migrations(conn, self.schema))
 
     async def ping(self) -> bool:
         try:
@@ -270,14 +276,15 @@ class EventStore:
     # --- plumbing ----------------------------------------------------------------
 
     async def _fetch(self, sql: str, *args: Any) -> list[asyncpg.Record]:
-        return await self._with_retries(lambda conn: conn.fetch(sql, *args))
+        return await self.with_connection(lambda conn: conn.fetch(sql, *args))
 
     async def _fetchval(self, sql: str, *args: Any) -> Any:
-        return await self._with_retries(lambda conn: conn.fetchval(sql, *args))
+        return await self.with_connection(lambda conn: conn.fetchval(sql, *args))
 
-    async def _with_retries(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
-        """Run read-only or idempotent work; a connection the server dropped is
-        replaced once before the call reports the database unavailable."""
+    async def with_connection(self, work: Callable[[asyncpg.Connection], Awaitable[T]]) -> T:
+        """Run read-only or idempotent work on a pooled connection (tables other
+        than the events use this too); a connection the server dropped is
+        replaced once before the call raises StoreUnavailable."""
         for attempt in range(READ_RETRIES + 1):
             try:
                 async with self.pool.acquire() as conn:

@@ -1,0 +1,147 @@
+"""Relationships in the event store: saving their new events, loading any version.
+
+The events are the truth; snapshots (every SNAPSHOT_EVERY events) only make
+loading fast, so loading a version costs one snapshot plus fewer than
+SNAPSHOT_EVERY events, whatever the length of the history.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any, cast
+from uuid import UUID
+
+from eventsourcing.persistence import Mapper, StoredEvent
+
+from domain import Relationship, api_type_of, rebuild_from_stored, take_snapshot, to_jsonable
+from service.store.errors import StoreError
+from service.store.eventstore import EventStore
+from service.store.records import AppendResult, NewEvent, StoredRecord
+from service.store.snapshots import SnapshotStore
+
+log = logging.getLogger(__name__)
+
+SNAPSHOT_EVERY = 100
+
+
+@dataclass(frozen=True)
+class RecordedEvent:
+    """A domain event with where and when the store put it."""
+
+    event: Relationship.Event
+    event_id: UUID
+    position: int
+    recorded_at: datetime
+
+
+@dataclass(frozen=True)
+class Saved:
+    """What `save` stored, or for a replayed idempotent append, what the
+    original append stored."""
+
+    events: list[RecordedEvent]
+    replayed: bool
+
+
+def event_metadata(event: Relationship.Event) -> dict[str, Any]:
+    """The envelope, kept beside the payload in clear: who, when, from where,
+    and the phase change. Never a confidential field."""
+    metadata = {
+        "type": api_type_of(event),
+        "occurred_at": to_jsonable(event.occurred_at),
+        "actor": to_jsonable(event.actor),
+        "source": event.source,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "from_phase": event.from_phase,
+        "to_phase": event.to_phase,
+    }
+    return {key: value for key, value in metadata.items() if value is not None}
+
+
+class RelationshipRepository:
+    def __init__(
+        self, store: EventStore, mapper: Mapper[Any], *, snapshot_every: int = SNAPSHOT_EVERY
+    ):
+        self.store = store
+        self.mapper = mapper
+        self.snapshots = SnapshotStore(store)
+        self.snapshot_every = snapshot_every
+
+    async def save(
+        self,
+        relationship: Relationship,
+        *,
+        idempotency_key: str | None = None,
+        fingerprint: bytes | None = None,
+    ) -> Saved:
+        """Append the relationship's pending events. Raises the store's errors
+        (VersionConflict when another writer got there first, ...)."""
+        pending = relationship.collect_events()
+        events = [self.to_new_event(cast(Relationship.Event, e)) for e in pending]
+        result = await self.store.append(
+            events, idempotency_key=idempotency_key, fingerprint=fingerprint
+        )
+        if result.replayed:
+            return Saved(await self._recorded_at(result), replayed=True)
+        await self._maybe_snapshot(relationship, pending[0].originator_version - 1)
+        recorded = [
+            RecordedEvent(cast(Relationship.Event, e), new.event_id, position, result.recorded_at)
+            for e, new, position in zip(pending, events, result.positions, strict=True)
+        ]
+        return Saved(recorded, replayed=False)
+
+    async def load(
+        self, relationship_id: UUID, *, version: int | None = None, as_of: datetime | None = None
+    ) -> Relationship | None:
+        """The relationship at its latest version, at `version`, or as it was at
+        `as_of` (recorded time); None if it did not exist then."""
+        if as_of is not None:
+            at_time = await self.store.version_at(relationship_id, as_of)
+            if at_time is None:
+                return None
+            version = at_time if version is None else min(version, at_time)
+        snapshot = await self.snapshots.latest(relationship_id, at_most=version)
+        records = await self.store.read_stream(
+            relationship_id,
+            from_version=None if snapshot is None else snapshot.originator_version + 1,
+            to_version=version,
+        )
+        stored = [StoredEvent(r.stream_id, r.version, r.topic, r.payload) for r in records]
+        if snapshot is None and not stored:
+            return None
+        return rebuild_from_stored(self.mapper, stored, snapshot=snapshot)
+
+    def decode(self, record: StoredRecord) -> RecordedEvent:
+        stored = StoredEvent(record.stream_id, record.version, record.topic, record.payload)
+        event = cast(Relationship.Event, self.mapper.to_domain_event(stored))
+        return RecordedEvent(event, record.event_id, record.position, record.recorded_at)
+
+    def to_new_event(self, event: Relationship.Event) -> NewEvent:
+        """The event as the store takes it: mapped payload, envelope in clear."""
+        stored = self.mapper.to_stored_event(event)
+        return NewEvent(
+            stream_id=cast(UUID, stored.originator_id),
+            version=stored.originator_version,
+            topic=stored.topic,
+            payload=stored.state,
+            metadata=event_metadata(event),
+        )
+
+    async def _recorded_at(self, result: AppendResult) -> list[RecordedEvent]:
+        if not result.positions:
+            return []
+        records = await self.store.read_log(min(result.positions) - 1, len(result.positions))
+        return [self.decode(r) for r in records]
+
+    async def _maybe_snapshot(self, relationship: Relationship, before: int) -> None:
+        """Snapshot when the save crossed a multiple of `snapshot_every`. Best
+        effort: a missing snapshot only makes the next load slower."""
+        if relationship.version // self.snapshot_every == before // self.snapshot_every:
+            return
+        try:
+            await self.snapshots.save(self.mapper.to_stored_event(take_snapshot(relationship)))
+        except StoreError as exc:
+            log.warning("snapshot of %s skipped: %s", relationship.id, exc)
