@@ -1,38 +1,41 @@
-"""The aiohttp application: wiring of routes, middlewares and the store."""
+"""The aiohttp application: routes, middlewares and the services they use."""
 
 from __future__ import annotations
 
 from aiohttp import web
 
+from service.codec import mapper_for
+from service.http import ops_routes, relationship_routes
+from service.http.context import SERVICES, Services
+from service.http.metrics import Metrics
+from service.http.middleware import authenticate, problems, request_context
+from service.http.openapi import build_openapi
+from service.http.requests import MAX_BODY
+from service.http.routing import Route, register
+from service.http.tokens import TokenRegistry
+from service.relationships import RelationshipRepository
 from service.settings import Settings
 from service.store.eventstore import EventStore
 
-STORE = web.AppKey("store", EventStore)
-SETTINGS = web.AppKey("settings", Settings)
 
-
-async def healthz(request: web.Request) -> web.Response:
-    """The process is up (says nothing about the database)."""
-    return web.json_response({"status": "ok"})
-
-
-async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: the database answers and its migrations are applied."""
-    store = request.app[STORE]
-    if not await store.ping():
-        return web.json_response({"status": "unavailable", "database": "unreachable"}, status=503)
-    pending = await store.pending_migrations()
-    if pending:
-        return web.json_response(
-            {"status": "unavailable", "pending_migrations": pending}, status=503
-        )
-    return web.json_response({"status": "ready"})
+def all_routes() -> list[Route]:
+    return [*ops_routes.ROUTES, *relationship_routes.ROUTES]
 
 
 def create_app(settings: Settings, store: EventStore) -> web.Application:
-    app = web.Application(client_max_size=64 * 1024)
-    app[SETTINGS] = settings
-    app[STORE] = store
-    app.router.add_get("/healthz", healthz)
-    app.router.add_get("/readyz", readyz)
+    # aiohttp's own limit sits just above ours so our check answers with a problem
+    app = web.Application(
+        client_max_size=MAX_BODY + 1024,
+        middlewares=[request_context, problems, authenticate],
+    )
+    app[SERVICES] = Services(
+        settings=settings,
+        store=store,
+        repository=RelationshipRepository(store, mapper_for(settings)),
+        tokens=TokenRegistry(store, settings.admin_token),
+        metrics=Metrics(),
+    )
+    routes = all_routes()
+    register(app, routes)
+    app[ops_routes.OPENAPI] = build_openapi(routes)
     return app

@@ -1,0 +1,39 @@
+"""What every handler may use, kept on the application under one key."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from service.http.metrics import Metrics
+from service.http.serialise import KeyedLocks
+from service.http.tokens import Principal, TokenRegistry
+from service.relationships import RelationshipRepository
+from service.settings import Settings
+from service.store.eventstore import EventStore
+
+
+@dataclass
+class Services:
+    settings: Settings
+    store: EventStore
+    repository: RelationshipRepository
+    tokens: TokenRegistry
+    metrics: Metrics
+    locks: KeyedLocks = field(default_factory=KeyedLocks)
+    extras: dict[str, Any] = field(default_factory=dict)
+
+
+SERVICES = web.AppKey("services", Services)
+
+
+def services(request: web.Request) -> Services:
+    return request.app[SERVICES]
+
+
+def principal(request: web.Request) -> Principal:
+    value = request.get("principal")
+    assert isinstance(value, Principal), "route without authentication"
+    return value

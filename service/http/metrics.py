@@ -1,0 +1,47 @@
+"""Prometheus metrics of one application (its own registry, so several apps
+can live in one process, as they do in tests)."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+
+LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+
+
+class Metrics:
+    def __init__(self) -> None:
+        self.registry = CollectorRegistry()
+        self.requests = Counter(
+            "mentorflow_http_requests_total",
+            "HTTP requests by route and status.",
+            ("method", "route", "status"),
+            registry=self.registry,
+        )
+        self.latency = Histogram(
+            "mentorflow_http_request_duration_seconds",
+            "HTTP request latency by route.",
+            ("method", "route"),
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.appends = Counter(
+            "mentorflow_events_appended_total",
+            "Events recorded, by event type.",
+            ("type",),
+            registry=self.registry,
+        )
+        self.projection_lag = Gauge(
+            "mentorflow_projection_lag_events",
+            "Events in the global log not yet processed, per projection.",
+            ("projection",),
+            registry=self.registry,
+        )
+        self.webhook_attempts = Counter(
+            "mentorflow_webhook_attempts_total",
+            "Webhook delivery attempts by outcome.",
+            ("outcome",),
+            registry=self.registry,
+        )
+
+    def render(self) -> bytes:
+        return generate_latest(self.registry)

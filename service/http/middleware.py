@@ -1,0 +1,112 @@
+"""Middlewares, outermost first: request context (id, log, metrics), problem
+rendering, authentication and roles."""
+
+from __future__ import annotations
+
+import logging
+import re
+import time
+import uuid
+
+from aiohttp import web
+
+from domain import DomainError
+from service.http.context import services
+from service.http.problems import Problem, problem_from_domain
+from service.http.routing import Handler, route_of
+from service.store.errors import StoreUnavailable
+
+log = logging.getLogger("mentorflow.http")
+_REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
+_HTTP_PROBLEMS = {
+    404: ("not-found", "no such resource"),
+    405: ("method-not-allowed", "this method is not allowed here"),
+    413: ("payload-too-large", "request bodies are limited to 65536 bytes"),
+}
+
+
+@web.middleware
+async def request_context(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """A request id on every response and log line, an access log entry that
+    names the route (never the body or the token), and the request metrics."""
+    supplied = request.headers.get("X-Request-Id", "")
+    request_id = supplied if _REQUEST_ID.match(supplied) else uuid.uuid4().hex
+    request["request_id"] = request_id
+    started = time.perf_counter()
+    response = await handler(request)
+    elapsed = time.perf_counter() - started
+    response.headers["X-Request-Id"] = request_id
+    route = request.match_info.route.resource
+    route_name = route.canonical if route is not None else "unmatched"
+    metrics = services(request).metrics
+    metrics.requests.labels(request.method, route_name, str(response.status)).inc()
+    metrics.latency.labels(request.method, route_name).observe(elapsed)
+    who = request.get("principal")
+    log.info(
+        "request",
+        extra={
+            "request_id": request_id,
+            "method": request.method,
+            "route": route_name,
+            "status": response.status,
+            "duration_ms": round(elapsed * 1000, 2),
+            "principal": getattr(who, "name", None),
+        },
+    )
+    return response
+
+
+@web.middleware
+async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every error as RFC 9457 problem+json; nothing a client sends gives a 500."""
+    request_id = request.get("request_id")
+    try:
+        return await handler(request)
+    except Problem as problem:
+        return problem.response(request_id)
+    except DomainError as exc:
+        return problem_from_domain(exc).response(request_id)
+    except (TimeoutError, StoreUnavailable, ConnectionError) as exc:
+        log.warning("database unavailable", extra={"request_id": request_id, "error": str(exc)})
+        return Problem(
+            "unavailable",
+            "the database cannot be reached; retry later",
+            headers={"Retry-After": "2"},
+        ).response(request_id)
+    except web.HTTPException as exc:
+        if exc.status in _HTTP_PROBLEMS:
+            name, detail = _HTTP_PROBLEMS[exc.status]
+            headers = {"Allow": exc.headers["Allow"]} if "Allow" in exc.headers else None
+            return Problem(name, detail, headers=headers).response(request_id)
+        raise
+    except Exception:
+        log.exception("unhandled error", extra={"request_id": request_id})
+        return Problem("internal-error", "an unexpected error occurred").response(request_id)
+
+
+@web.middleware
+async def authenticate(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Bearer tokens and roles, enforced on every route that declares roles."""
+    route = route_of(request)
+    if route is None or route.roles is None:
+        return await handler(request)
+    scheme, _, token = request.headers.get("Authorization", "").partition(" ")
+    if scheme.lower() != "bearer" or not token.strip():
+        raise _unauthorized("send Authorization: Bearer <token>")
+    who = await services(request).tokens.authenticate(token.strip())
+    if who is None:
+        raise _unauthorized("unknown or revoked token")
+    request["principal"] = who
+    if who.role not in route.roles:
+        raise Problem(
+            "forbidden",
+            f"role {who.role!r} may not {route.summary[0].lower() + route.summary[1:]}",
+            required_roles=sorted(route.roles),
+        )
+    return await handler(request)
+
+
+def _unauthorized(detail: str) -> Problem:
+    return Problem(
+        "unauthorized", detail, headers={"WWW-Authenticate": 'Bearer realm="mentorflow"'}
+    )

@@ -1,0 +1,87 @@
+"""RFC 9457 problem details: every error the API returns, in one place.
+
+Handlers raise `Problem`; the middleware in `service.http.middleware` turns it
+(and the domain's and store's typed errors) into `application/problem+json`.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from aiohttp import web
+
+from domain import DomainError, GuardFailed, InvalidTransition, ValidationFailed
+
+PROBLEM_BASE = "https://mentorflow.dev/problems/"
+PROBLEM_JSON = "application/problem+json"
+
+TITLES: dict[str, tuple[int, str]] = {
+    "malformed-request": (400, "Malformed request"),
+    "unauthorized": (401, "Unauthorized"),
+    "forbidden": (403, "Forbidden"),
+    "not-found": (404, "Not found"),
+    "method-not-allowed": (405, "Method not allowed"),
+    "invalid-transition": (409, "Event not accepted in the current phase"),
+    "version-conflict": (412, "Version conflict"),
+    "payload-too-large": (413, "Payload too large"),
+    "unsupported-media-type": (415, "Unsupported media type"),
+    "validation-error": (422, "Validation error"),
+    "guard-failed": (422, "Guard not met"),
+    "idempotency-conflict": (422, "Idempotency key reused"),
+    "unavailable": (503, "Service unavailable"),
+    "diagram-unavailable": (501, "Diagram format not available here"),
+    "internal-error": (500, "Internal error"),
+}
+"""Each problem type: its status and title (API.md, "HTTP conventions")."""
+
+
+class Problem(Exception):
+    """An error response; `extra` becomes members of the problem object."""
+
+    def __init__(
+        self,
+        name: str,
+        detail: str,
+        *,
+        headers: dict[str, str] | None = None,
+        **extra: Any,
+    ):
+        super().__init__(detail)
+        self.name = name
+        self.status, self.title = TITLES[name]
+        self.detail = detail
+        self.headers = headers or {}
+        self.extra = extra
+
+    def body(self) -> dict[str, Any]:
+        return {
+            "type": PROBLEM_BASE + self.name,
+            "title": self.title,
+            "status": self.status,
+            "detail": self.detail,
+            **self.extra,
+        }
+
+    def response(self, request_id: str | None = None) -> web.Response:
+        body = self.body()
+        if request_id:
+            body["request_id"] = request_id
+        return web.Response(
+            status=self.status,
+            text=json.dumps(body),
+            content_type=PROBLEM_JSON,
+            headers=self.headers,
+        )
+
+
+_DOMAIN_PROBLEMS: dict[type[DomainError], str] = {
+    ValidationFailed: "validation-error",
+    InvalidTransition: "invalid-transition",
+    GuardFailed: "guard-failed",
+}
+
+
+def problem_from_domain(exc: DomainError) -> Problem:
+    """The domain's refusals map one-to-one onto problem types."""
+    return Problem(_DOMAIN_PROBLEMS[type(exc)], str(exc), **exc.to_dict())

@@ -1,0 +1,353 @@
+"""Relationships and their events: open, read (at any version or time), post
+lifecycle events, history, and the global feed."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from domain import ENVELOPE_KEYS, FieldError, Relationship, ValidationFailed, parse_envelope
+from service.http.context import Services, principal, services
+from service.http.idempotency import IdempotencyScope, idempotent
+from service.http.problems import Problem
+from service.http.requests import (
+    if_match,
+    json_object,
+    limit,
+    path_uuid,
+    query_datetime,
+    query_int,
+)
+from service.http.routing import READ, WRITE, Param, Route
+from service.http.views import decode_cursor, encode_cursor, recorded_event
+from service.relationships import Saved
+from service.store.errors import VersionConflict
+
+EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS
+DECISION_ATTEMPTS = 20
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
+
+
+def _etag(version: int) -> str:
+    return f'"{version}"'
+
+
+def _relationship_response(relationship: Relationship, status: int = 200) -> web.Response:
+    headers = {"ETag": _etag(relationship.version)}
+    if status == 201:
+        headers["Location"] = f"/v1/relationships/{relationship.id}"
+    return web.json_response(relationship.to_dict(), status=status, headers=headers)
+
+
+def _redacted(request: web.Request) -> bool:
+    return principal(request).role == "auditor"
+
+
+def _store_key(scope: IdempotencyScope | None) -> dict[str, Any]:
+    if scope is None:
+        return {}
+    return {"idempotency_key": scope.store_key, "fingerprint": scope.fingerprint}
+
+
+# --- relationships ----------------------------------------------------------------
+
+
+async def create_relationship(request: web.Request) -> web.Response:
+    s, who = services(request), principal(request)
+    body, raw = await json_object(request)
+    envelope = parse_envelope(body, source=who.name, now=_now())
+    data = {key: value for key, value in body.items() if key not in ENVELOPE_KEYS}
+
+    async def handle(scope: IdempotencyScope | None) -> web.Response:
+        relationship = Relationship.open(data, envelope)
+        if relationship.predecessor_id is not None:
+            await _check_predecessor(s, relationship.predecessor_id)
+        saved = await s.repository.save(relationship, **_store_key(scope))
+        _count(s, saved)
+        if saved.replayed:
+            first = saved.events[0].event.originator_id
+            reloaded = await s.repository.load(first)
+            assert reloaded is not None
+            relationship = reloaded
+        return _relationship_response(relationship, status=201)
+
+    return await idempotent(request, s.store, who.name, raw, handle)
+
+
+async def _check_predecessor(s: Services, predecessor_id: UUID) -> None:
+    predecessor = await s.repository.load(predecessor_id)
+    if predecessor is None or predecessor.phase != "concluded":
+        state = "does not exist" if predecessor is None else f"is in {predecessor.phase}"
+        raise ValidationFailed(
+            [
+                FieldError(
+                    "predecessor_id",
+                    f"a new cycle must follow a concluded relationship; {predecessor_id} {state}",
+                )
+            ]
+        )
+
+
+async def get_relationship(request: web.Request) -> web.Response:
+    s = services(request)
+    relationship_id = path_uuid(request, "id", "relationship")
+    version = query_int(request, "version", low=1)
+    as_of = query_datetime(request, "as_of")
+    relationship = await s.repository.load(relationship_id, version=version, as_of=as_of)
+    if relationship is None:
+        raise Problem("not-found", _not_found_detail(relationship_id, version, as_of))
+    if version is not None and relationship.version < version:
+        raise Problem(
+            "not-found",
+            f"relationship {relationship_id} has no version {version}"
+            f" (it is at {relationship.version})",
+        )
+    return _relationship_response(relationship)
+
+
+def _not_found_detail(relationship_id: UUID, version: int | None, as_of: datetime | None) -> str:
+    if as_of is not None:
+        return f"relationship {relationship_id} did not exist at {as_of.isoformat()}"
+    return f"no relationship {relationship_id}"
+
+
+# --- events -------------------------------------------------------------------------
+
+
+async def post_event(request: web.Request) -> web.Response:
+    s, who = services(request), principal(request)
+    relationship_id = path_uuid(request, "id", "relationship")
+    body, raw = await json_object(request)
+    expected = if_match(request)
+    event_type, data = _event_parts(body)
+    envelope = parse_envelope(body, source=who.name, now=_now())
+
+    async def handle(scope: IdempotencyScope | None) -> web.Response:
+        async with s.locks.hold(relationship_id):
+            saved = await _decide_and_save(
+                s, relationship_id, expected, scope, event_type, data, envelope
+            )
+        _count(s, saved)
+        recorded = saved.events[-1]
+        return web.json_response(
+            recorded_event(recorded, redacted=False),
+            status=201,
+            headers={
+                "ETag": _etag(recorded.event.originator_version),
+                "Location": f"/v1/relationships/{relationship_id}/events"
+                f"?from_version={recorded.event.originator_version}",
+            },
+        )
+
+    return await idempotent(request, s.store, who.name, raw, handle)
+
+
+async def _decide_and_save(
+    s: Services,
+    relationship_id: UUID,
+    expected: int | None,
+    scope: IdempotencyScope | None,
+    event_type: str,
+    data: Any,
+    envelope: Any,
+) -> Saved:
+    """Load, decide, save; when another process wrote first and the client did
+    not pin a version, decide again against the state the event applies to."""
+    for _ in range(DECISION_ATTEMPTS):
+        relationship = await s.repository.load(relationship_id)
+        if relationship is None:
+            raise Problem("not-found", f"no relationship {relationship_id}")
+        if expected is not None and relationship.version != expected:
+            raise _version_conflict(expected, relationship.version)
+        relationship.record(event_type, data, envelope)
+        try:
+            return await s.repository.save(relationship, **_store_key(scope))
+        except VersionConflict as conflict:
+            if expected is not None:
+                raise _version_conflict(expected, conflict.current_version) from conflict
+    raise Problem(
+        "unavailable",
+        "the relationship is changing too fast to record this event; retry",
+        headers={"Retry-After": "1"},
+    )
+
+
+def _version_conflict(expected: int, current: int | None) -> Problem:
+    return Problem(
+        "version-conflict",
+        f'If-Match "{expected}" does not match the current version {current}',
+        current_version=current,
+    )
+
+
+def _event_parts(body: dict[str, Any]) -> tuple[str, Any]:
+    errors = [
+        FieldError(
+            key,
+            "unknown member; an event body has type, data, occurred_at, actor,"
+            " correlation_id and causation_id",
+        )
+        for key in body
+        if key not in EVENT_BODY_KEYS
+    ]
+    event_type = body.get("type")
+    if not isinstance(event_type, str):
+        errors.append(FieldError("type", "required: the event type, such as meeting.held"))
+    data = body.get("data", {})
+    if data is not None and not isinstance(data, dict):
+        errors.append(FieldError("data", "must be an object"))
+    if errors:
+        raise ValidationFailed(errors)
+    assert isinstance(event_type, str)
+    return event_type, data
+
+
+def _count(s: Services, saved: Saved) -> None:
+    if not saved.replayed:
+        for recorded in saved.events:
+            s.metrics.appends.labels(recorded.event.api_type).inc()
+
+
+async def list_relationship_events(request: web.Request) -> web.Response:
+    s = services(request)
+    relationship_id = path_uuid(request, "id", "relationship")
+    from_version = query_int(request, "from_version", default=1, low=1)
+    after_cursor = decode_cursor(request.query.get("cursor"))
+    start = max(from_version or 1, (after_cursor or 0) + 1)
+    page = limit(request)
+    records = await s.store.read_stream(
+        relationship_id, from_version=start, to_version=start + page - 1
+    )
+    if not records and await s.store.stream_version(relationship_id) is None:
+        raise Problem("not-found", f"no relationship {relationship_id}")
+    redacted = _redacted(request)
+    items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
+    full = len(records) == page
+    return web.json_response(
+        {"items": items, "next_cursor": encode_cursor(records[-1].version) if full else None}
+    )
+
+
+async def global_feed(request: web.Request) -> web.Response:
+    s = services(request)
+    after = query_int(request, "after", default=0, low=0) or 0
+    after = max(after, decode_cursor(request.query.get("cursor")) or 0)
+    page = limit(request)
+    records = await s.store.read_log(after, page)
+    redacted = _redacted(request)
+    items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
+    last = records[-1].position if records else after
+    return web.json_response(
+        {
+            "items": items,
+            "next_cursor": encode_cursor(last) if len(records) == page else None,
+            "next_after": last,
+        }
+    )
+
+
+ID = Param("id", "path", {"type": "string", "format": "uuid"}, "relationship id", required=True)
+IF_MATCH = Param(
+    "If-Match", "header", {"type": "string"}, 'the version the event applies to, e.g. "3"'
+)
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    "replays the first response for the same key and body",
+)
+LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
+CURSOR = Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page")
+BODY_ERRORS = ("malformed-request", "payload-too-large", "unsupported-media-type")
+
+ROUTES = [
+    Route(
+        "POST",
+        "/v1/relationships",
+        create_relationship,
+        WRITE,
+        "Open a relationship",
+        "relationships",
+        ok_status=201,
+        ok_schema="Relationship",
+        body="RelationshipCreate",
+        errors=(*BODY_ERRORS, "validation-error", "idempotency-conflict"),
+        params=(IDEMPOTENCY_KEY,),
+        ok_headers=("ETag", "Location"),
+    ),
+    Route(
+        "GET",
+        "/v1/relationships/{id}",
+        get_relationship,
+        READ,
+        "Read a relationship, now or at a version or moment",
+        "relationships",
+        ok_schema="Relationship",
+        errors=("not-found", "validation-error"),
+        params=(
+            ID,
+            Param("version", "query", {"type": "integer", "minimum": 1}, "state at this version"),
+            Param("as_of", "query", {"type": "string", "format": "date-time"}, "state then"),
+        ),
+        ok_headers=("ETag",),
+    ),
+    Route(
+        "POST",
+        "/v1/relationships/{id}/events",
+        post_event,
+        WRITE,
+        "Post a lifecycle event",
+        "events",
+        ok_status=201,
+        ok_schema="RecordedEvent",
+        body="EventPost",
+        errors=(
+            *BODY_ERRORS,
+            "not-found",
+            "invalid-transition",
+            "version-conflict",
+            "validation-error",
+            "guard-failed",
+            "idempotency-conflict",
+        ),
+        params=(ID, IF_MATCH, IDEMPOTENCY_KEY),
+        ok_headers=("ETag", "Location"),
+    ),
+    Route(
+        "GET",
+        "/v1/relationships/{id}/events",
+        list_relationship_events,
+        READ,
+        "Read a relationship's history",
+        "events",
+        ok_schema="EventPage",
+        errors=("not-found", "validation-error"),
+        params=(
+            ID,
+            Param("from_version", "query", {"type": "integer", "minimum": 1}),
+            LIMIT,
+            CURSOR,
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/events",
+        global_feed,
+        READ,
+        "Read the global feed in commit order",
+        "events",
+        ok_schema="FeedPage",
+        errors=("validation-error",),
+        params=(
+            Param("after", "query", {"type": "integer", "minimum": 0}, "a position"),
+            LIMIT,
+            CURSOR,
+        ),
+    ),
+]

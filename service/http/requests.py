@@ -1,0 +1,122 @@
+"""Reading requests: JSON bodies, query parameters, path ids, If-Match.
+
+Every malformed input becomes a precise 4xx here, before any handler logic.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+from aiohttp import web
+
+from service.http.problems import Problem
+
+MAX_BODY = 64 * 1024
+_JSON_TYPES = ("application/json", "application/merge-patch+json")
+_IF_MATCH = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
+
+
+async def json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
+    """The body as a JSON object, and its raw bytes (for idempotency)."""
+    if request.content_type not in _JSON_TYPES:
+        raise Problem(
+            "unsupported-media-type",
+            f"send the body as application/json, not {request.content_type or 'nothing'}",
+        )
+    if request.content_length is not None and request.content_length > MAX_BODY:
+        raise _too_large()
+    try:
+        raw = await request.read()
+    except web.HTTPRequestEntityTooLarge as exc:
+        raise _too_large() from exc
+    if len(raw) > MAX_BODY:
+        raise _too_large()
+    try:
+        body = json.loads(raw)
+    except (UnicodeDecodeError, ValueError) as exc:
+        raise Problem("malformed-request", f"the body is not valid JSON: {exc}") from exc
+    if not isinstance(body, dict):
+        raise Problem("malformed-request", "the body must be a JSON object")
+    return body, raw
+
+
+def _too_large() -> Problem:
+    return Problem("payload-too-large", f"request bodies are limited to {MAX_BODY} bytes")
+
+
+def path_uuid(request: web.Request, name: str, what: str) -> UUID:
+    """An id from the path; one that is not a UUID names nothing, hence 404."""
+    try:
+        return UUID(request.match_info[name])
+    except ValueError:
+        raise Problem("not-found", f"no {what} {request.match_info[name]!r}") from None
+
+
+def query_int(
+    request: web.Request,
+    name: str,
+    *,
+    default: int | None = None,
+    low: int = 0,
+    high: int | None = None,
+) -> int | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise _invalid_query(name, "must be an integer") from None
+    if value < low or (high is not None and value > high):
+        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
+        raise _invalid_query(name, f"must be {bound}")
+    return value
+
+
+def query_datetime(request: web.Request, name: str) -> datetime | None:
+    raw = request.query.get(name)
+    if raw is None or raw == "":
+        return None
+    try:
+        value = datetime.fromisoformat(raw.replace("Z", "+00:00").replace(" ", "+"))
+    except ValueError:
+        raise _invalid_query(name, "must be an ISO 8601 date-time") from None
+    if value.tzinfo is None:
+        raise _invalid_query(name, "must include a time zone (e.g. Z or +01:00)")
+    return value
+
+
+def query_choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
+    value = request.query.get(name, default)
+    if value not in choices:
+        raise _invalid_query(name, f"must be one of {', '.join(choices)}")
+    return value
+
+
+def limit(request: web.Request) -> int:
+    value = query_int(request, "limit", default=50, low=1, high=500)
+    assert value is not None
+    return value
+
+
+def if_match(request: web.Request) -> int | None:
+    """The version in `If-Match: "<version>"`, or None without the header."""
+    raw = request.headers.get("If-Match")
+    if raw is None:
+        return None
+    match = _IF_MATCH.match(raw)
+    if match is None:
+        raise Problem("malformed-request", 'If-Match must be a version in quotes, like "3"')
+    return int(match[1])
+
+
+def _invalid_query(name: str, message: str) -> Problem:
+    return Problem(
+        "validation-error",
+        f"query parameter {name} {message}",
+        errors=[{"path": f"query.{name}", "message": message}],
+    )

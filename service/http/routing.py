@@ -1,0 +1,67 @@
+"""The route table: one declaration per operation serves aiohttp, the role
+checks and the OpenAPI document, so the three cannot drift apart."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiohttp import web
+
+from service.http.tokens import Role
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+READ: frozenset[Role] = frozenset({"writer", "auditor", "admin"})
+WRITE: frozenset[Role] = frozenset({"writer", "admin"})
+ADMIN: frozenset[Role] = frozenset({"admin"})
+
+
+@dataclass(frozen=True)
+class Param:
+    name: str
+    where: str  # "path" | "query" | "header"
+    schema: dict[str, Any]
+    description: str = ""
+    required: bool = False
+
+
+@dataclass(frozen=True)
+class Route:
+    method: str
+    path: str
+    handler: Handler
+    roles: frozenset[Role] | None  # None: no token needed
+    summary: str
+    tag: str
+    ok_status: int = 200
+    ok_schema: str | None = None  # a component schema name
+    ok_content: str = "application/json"
+    body: str | None = None  # request body component schema name
+    errors: tuple[str, ...] = ()  # problem types beyond the common ones
+    params: tuple[Param, ...] = ()
+    ok_headers: tuple[str, ...] = ()
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def operation_id(self) -> str:
+        return self.handler.__name__
+
+
+ROUTE_SPEC = web.AppKey("route_spec", dict)
+
+
+def register(app: web.Application, routes: Iterable[Route]) -> None:
+    """Add the routes to aiohttp and remember each one's declaration, which
+    the authentication middleware reads."""
+    specs: dict[web.AbstractRoute, Route] = {}
+    for route in routes:
+        registered = app.router.add_route(route.method, route.path, route.handler)
+        specs[registered] = route
+    app[ROUTE_SPEC] = specs
+
+
+def route_of(request: web.Request) -> Route | None:
+    specs: dict[web.AbstractRoute, Route] = request.app[ROUTE_SPEC]
+    return specs.get(request.match_info.route)

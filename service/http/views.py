@@ -1,0 +1,56 @@
+"""JSON shapes of the API's resources that are not the domain's own view."""
+
+from __future__ import annotations
+
+import base64
+from typing import Any
+
+from domain import event_data, to_jsonable
+from service.http.problems import Problem
+from service.relationships import RecordedEvent
+
+
+def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]:
+    """A recorded event as API.md describes it; `redacted` hides confidential
+    fields (for auditors)."""
+    event = recorded.event
+    view: dict[str, Any] = {
+        "id": str(recorded.event_id),
+        "type": event.api_type,
+        "relationship_id": str(event.originator_id),
+        "version": event.originator_version,
+        "position": recorded.position,
+        "occurred_at": to_jsonable(event.occurred_at),
+        "recorded_at": to_jsonable(recorded.recorded_at),
+        "actor": to_jsonable(event.actor),
+        "source": event.source,
+        "correlation_id": event.correlation_id,
+        "causation_id": event.causation_id,
+        "data": event_data(event, redacted=redacted),
+    }
+    if event.changes_phase:
+        view["from_phase"] = event.from_phase
+        view["to_phase"] = event.to_phase
+    return view
+
+
+def encode_cursor(value: int) -> str:
+    return base64.urlsafe_b64encode(f"v1:{value}".encode()).decode().rstrip("=")
+
+
+def decode_cursor(raw: str | None) -> int | None:
+    """The opaque `cursor` query parameter; a forged one is a validation error."""
+    if not raw:
+        return None
+    try:
+        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
+        prefix, _, number = text.partition(":")
+        if prefix != "v1":
+            raise ValueError(prefix)
+        return int(number)
+    except (ValueError, UnicodeDecodeError):
+        raise Problem(
+            "validation-error",
+            "query parameter cursor is not one this service issued",
+            errors=[{"path": "query.cursor", "message": "unknown cursor"}],
+        ) from None

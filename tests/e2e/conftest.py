@@ -1,0 +1,77 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import aiohttp
+import pytest
+
+from tests.support.database import drop_schema_sync, new_schema_name
+from tests.support.server import ADMIN_TOKEN, ServerProcess
+
+
+@pytest.fixture(scope="module")
+def server(dsn: str) -> Iterator[ServerProcess]:
+    """One real server process per test module, on a schema of its own."""
+    process = ServerProcess(dsn, new_schema_name("e2e"))
+    process.start()
+    try:
+        yield process
+    finally:
+        process.close()
+        drop_schema_sync(dsn, process.schema)
+
+
+class Api:
+    """A thin HTTP client: JSON in, (status, JSON or text, headers) out."""
+
+    def __init__(self, session: aiohttp.ClientSession, base: str, token: str | None):
+        self.session = session
+        self.base = base
+        self.token = token
+
+    def as_token(self, token: str | None) -> Api:
+        return Api(self.session, self.base, token)
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        json: Any = None,
+        *,
+        data: bytes | str | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> tuple[int, Any, Any]:
+        all_headers = dict(headers or {})
+        if self.token is not None:
+            all_headers.setdefault("Authorization", f"Bearer {self.token}")
+        async with self.session.request(
+            method, self.base + path, json=json, data=data, headers=all_headers
+        ) as response:
+            if response.content_type.endswith("json"):
+                body = await response.json(content_type=None)
+            else:
+                body = await response.text()
+            return response.status, body, response.headers
+
+    async def post(self, path: str, json: Any = None, **kwargs: Any) -> tuple[int, Any, Any]:
+        return await self.call("POST", path, json, **kwargs)
+
+    async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
+        return await self.call("GET", path, **kwargs)
+
+    async def token_for(self, role: str, name: str | None = None) -> str:
+        status, body, _ = await self.as_token(ADMIN_TOKEN).post(
+            "/v1/tokens", {"role": role, **({"name": name} if name else {})}
+        )
+        assert status == 201, body
+        token: str = body["token"]
+        return token
+
+
+@pytest.fixture
+async def api(server: ServerProcess) -> AsyncIterator[Api]:
+    async with aiohttp.ClientSession() as session:
+        admin = Api(session, server.url, ADMIN_TOKEN)
+        writer = await admin.token_for("writer")
+        yield Api(session, server.url, writer)
