@@ -8,6 +8,7 @@ SNAPSHOT_EVERY events, whatever the length of the history.
 from __future__ import annotations
 
 import logging
+from collections import OrderedDict
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, cast
@@ -24,6 +25,7 @@ from service.store.snapshots import SnapshotStore
 log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 100
+CACHED_RELATIONSHIPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -69,6 +71,10 @@ class RelationshipRepository:
         self.mapper = mapper
         self.snapshots = SnapshotStore(store)
         self.snapshot_every = snapshot_every
+        self._latest: OrderedDict[UUID, Relationship] = OrderedDict()
+        """The latest state of relationships this process wrote or read
+        recently, so a write does not replay history first. Only ever mutated
+        by a writer holding the relationship's lock (see service.http.serialise)."""
 
     async def save(
         self,
@@ -81,11 +87,17 @@ class RelationshipRepository:
         (VersionConflict when another writer got there first, ...)."""
         pending = relationship.collect_events()
         events = [self.to_new_event(cast(Relationship.Event, e)) for e in pending]
-        result = await self.store.append(
-            events, idempotency_key=idempotency_key, fingerprint=fingerprint
-        )
+        try:
+            result = await self.store.append(
+                events, idempotency_key=idempotency_key, fingerprint=fingerprint
+            )
+        except BaseException:
+            self.forget(relationship.id)  # its state now holds events that were not stored
+            raise
         if result.replayed:
+            self.forget(relationship.id)
             return Saved(await self._recorded_at(result), replayed=True)
+        self._remember(relationship)
         await self._maybe_snapshot(relationship, pending[0].originator_version - 1)
         recorded = [
             RecordedEvent(cast(Relationship.Event, e), new.event_id, position, result.recorded_at)
@@ -113,6 +125,40 @@ class RelationshipRepository:
         if snapshot is None and not stored:
             return None
         return rebuild_from_stored(self.mapper, stored, snapshot=snapshot)
+
+    async def load_for_update(self, relationship_id: UUID) -> Relationship | None:
+        """The latest state to decide a new event on: from memory when this
+        process has it. It may be stale if another process wrote since; the
+        store's version check then refuses the save, and the caller calls
+        `forget` and decides again on a fresh load."""
+        cached = self._latest.get(relationship_id)
+        if cached is not None:
+            self._latest.move_to_end(relationship_id)
+            return cached
+        relationship = await self.load(relationship_id)
+        if relationship is not None:
+            self._remember(relationship)
+        return relationship
+
+    async def load_latest(self, relationship_id: UUID) -> Relationship | None:
+        """The current state for a reader: memory, if the store confirms it
+        is still the latest version (one index lookup instead of a replay)."""
+        cached = self._latest.get(relationship_id)
+        if (
+            cached is not None
+            and await self.store.stream_version(relationship_id) == cached.version
+        ):
+            return cached
+        return await self.load(relationship_id)
+
+    def forget(self, relationship_id: UUID) -> None:
+        self._latest.pop(relationship_id, None)
+
+    def _remember(self, relationship: Relationship) -> None:
+        self._latest[relationship.id] = relationship
+        self._latest.move_to_end(relationship.id)
+        while len(self._latest) > CACHED_RELATIONSHIPS:
+            self._latest.popitem(last=False)
 
     def decode(self, record: StoredRecord) -> RecordedEvent:
         stored = StoredEvent(record.stream_id, record.version, record.topic, record.payload)

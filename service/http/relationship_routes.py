@@ -14,6 +14,7 @@ from service.http.context import Services, principal, services
 from service.http.idempotency import IdempotencyScope, idempotent
 from service.http.problems import Problem
 from service.http.requests import (
+    MAX_INTEGER,
     if_match,
     json_object,
     limit,
@@ -99,7 +100,10 @@ async def get_relationship(request: web.Request) -> web.Response:
     relationship_id = path_uuid(request, "id", "relationship")
     version = query_int(request, "version", low=1)
     as_of = query_datetime(request, "as_of")
-    relationship = await s.repository.load(relationship_id, version=version, as_of=as_of)
+    if version is None and as_of is None:
+        relationship = await s.repository.load_latest(relationship_id)
+    else:
+        relationship = await s.repository.load(relationship_id, version=version, as_of=as_of)
     if relationship is None:
         raise Problem("not-found", _not_found_detail(relationship_id, version, as_of))
     if version is not None and relationship.version < version:
@@ -159,15 +163,20 @@ async def _decide_and_save(
 ) -> Saved:
     """Load, decide, save; when another process wrote first and the client did
     not pin a version, decide again against the state the event applies to."""
+    repository = s.repository
     for _ in range(DECISION_ATTEMPTS):
-        relationship = await s.repository.load(relationship_id)
+        relationship = await repository.load_for_update(relationship_id)
         if relationship is None:
             raise Problem("not-found", f"no relationship {relationship_id}")
         if expected is not None and relationship.version != expected:
-            raise _version_conflict(expected, relationship.version)
+            repository.forget(relationship_id)  # memory may be behind another process
+            relationship = await repository.load_for_update(relationship_id)
+            assert relationship is not None
+            if relationship.version != expected:
+                raise _version_conflict(expected, relationship.version)
         relationship.record(event_type, data, envelope)
         try:
-            return await s.repository.save(relationship, **_store_key(scope))
+            return await repository.save(relationship, **_store_key(scope))
         except VersionConflict as conflict:
             if expected is not None:
                 raise _version_conflict(expected, conflict.current_version) from conflict
@@ -292,7 +301,12 @@ ROUTES = [
         errors=("not-found", "validation-error"),
         params=(
             ID,
-            Param("version", "query", {"type": "integer", "minimum": 1}, "state at this version"),
+            Param(
+                "version",
+                "query",
+                {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER},
+                "state at this version",
+            ),
             Param("as_of", "query", {"type": "string", "format": "date-time"}, "state then"),
         ),
         ok_headers=("ETag",),
@@ -330,7 +344,9 @@ ROUTES = [
         errors=("not-found", "validation-error"),
         params=(
             ID,
-            Param("from_version", "query", {"type": "integer", "minimum": 1}),
+            Param(
+                "from_version", "query", {"type": "integer", "minimum": 1, "maximum": MAX_INTEGER}
+            ),
             LIMIT,
             CURSOR,
         ),
@@ -345,7 +361,12 @@ ROUTES = [
         ok_schema="FeedPage",
         errors=("validation-error",),
         params=(
-            Param("after", "query", {"type": "integer", "minimum": 0}, "a position"),
+            Param(
+                "after",
+                "query",
+                {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
+                "a position",
+            ),
             LIMIT,
             CURSOR,
         ),

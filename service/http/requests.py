@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Iterator
 from datetime import datetime
 from typing import Any
 from uuid import UUID
@@ -16,6 +17,7 @@ from aiohttp import web
 from service.http.problems import Problem
 
 MAX_BODY = 64 * 1024
+MAX_INTEGER = 2**53  # beyond any version or position, and exact in JSON
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
 
@@ -41,7 +43,41 @@ async def json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
         raise Problem("malformed-request", f"the body is not valid JSON: {exc}") from exc
     if not isinstance(body, dict):
         raise Problem("malformed-request", "the body must be a JSON object")
+    bad = list(_unstorable_text(body, ""))
+    if bad:
+        message = "text must be valid Unicode without NUL characters"
+        raise Problem(
+            "validation-error",
+            f"{bad[0] or 'body'}: {message}",
+            errors=[{"path": path, "message": message} for path in bad[:20]],
+        )
     return body, raw
+
+
+def _unstorable_text(value: Any, path: str) -> Iterator[str]:
+    """Paths of strings PostgreSQL cannot store: lone surrogates (which JSON's
+    \\u escapes allow) and NUL characters."""
+    if isinstance(value, str):
+        if "\x00" in value or not _encodable(value):
+            yield path
+    elif isinstance(value, dict):
+        for key, item in value.items():
+            child = f"{path}.{key}" if path else str(key)
+            if "\x00" in key or not _encodable(key):
+                yield path or "body"
+            else:
+                yield from _unstorable_text(item, child)
+    elif isinstance(value, list):
+        for index, item in enumerate(value):
+            yield from _unstorable_text(item, f"{path}[{index}]")
+
+
+def _encodable(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
 
 
 def _too_large() -> Problem:
@@ -62,7 +98,7 @@ def query_int(
     *,
     default: int | None = None,
     low: int = 0,
-    high: int | None = None,
+    high: int = MAX_INTEGER,
 ) -> int | None:
     raw = request.query.get(name)
     if raw is None or raw == "":
@@ -71,9 +107,8 @@ def query_int(
         value = int(raw)
     except ValueError:
         raise _invalid_query(name, "must be an integer") from None
-    if value < low or (high is not None and value > high):
-        bound = f"between {low} and {high}" if high is not None else f"at least {low}"
-        raise _invalid_query(name, f"must be {bound}")
+    if not low <= value <= high:
+        raise _invalid_query(name, f"must be between {low} and {high}")
     return value
 
 

@@ -1,0 +1,181 @@
+"""End-to-end POST throughput and latency, against a bare baseline, in one run.
+
+- mentorflow: the real `mentorflow serve` process; each request posts a
+  lifecycle event (`meeting.held`, with notes) to one of many relationships in
+  cultivation: authenticate, load, decide, append, answer.
+- baseline:   a bare aiohttp process whose handler does one asyncpg INSERT per
+  request (bench/_bare_server.py).
+
+Both run on the same database (embedded, or DATABASE_URL), driven by the same
+client at the same concurrency, interleaved for several rounds; figures are
+medians. Targets: mentorflow >= 50% of the baseline's requests/s, p99 < 50 ms.
+
+    python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16]
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+# This file is named http.py: put the repository, not bench/, first on the path,
+# or it would shadow the standard library's http package.
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
+from typing import Any  # noqa: E402
+
+import aiohttp  # noqa: E402
+
+from tests.e2e.journey import TO_CULTIVATION  # noqa: E402
+from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
+from tests.support.server import ADMIN_TOKEN, ServerProcess, free_port  # noqa: E402
+
+RELATIONSHIPS = 64
+
+
+def meeting(n: int) -> dict[str, Any]:
+    return {
+        "type": "meeting.held",
+        "actor": {"id": "mentee-1", "role": "mentee"},
+        "data": {
+            "held_at": "2026-03-01T10:00:00Z",
+            "duration_minutes": 45,
+            "topics": ["draft", "next steps"],
+            "notes": f"steady progress {n}",
+        },
+    }
+
+
+async def load(
+    session: aiohttp.ClientSession, url_of: Any, body_of: Any, concurrency: int, seconds: float
+) -> list[float]:
+    """Latencies (s) of the requests that succeeded; fails loudly on any other status."""
+    latencies: list[float] = []
+    deadline = time.perf_counter() + seconds
+
+    async def worker(index: int) -> None:
+        n = index
+        while time.perf_counter() < deadline:
+            n += concurrency
+            started = time.perf_counter()
+            async with session.post(url_of(n), json=body_of(n)) as response:
+                await response.read()
+                if response.status not in (200, 201):
+                    raise RuntimeError(f"{response.status}: {await response.text()}")
+            latencies.append(time.perf_counter() - started)
+
+    await asyncio.gather(*(worker(i) for i in range(concurrency)))
+    return latencies
+
+
+async def prepare_mentorflow(server: ServerProcess) -> tuple[str, list[str]]:
+    admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    async with (
+        aiohttp.ClientSession(headers=admin) as s,
+        s.post(server.url + "/v1/tokens", json={"role": "writer"}) as r,
+    ):
+        token = (await r.json())["token"]
+    ids: list[str] = []
+    async with aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"}) as s:
+        for _ in range(RELATIONSHIPS):
+            async with s.post(server.url + "/v1/relationships", json={"mentee_id": "m"}) as r:
+                relationship_id = (await r.json())["id"]
+            for event_type, data, actor in TO_CULTIVATION:
+                body = {"type": event_type, "data": data or {}, "actor": actor}
+                async with s.post(
+                    f"{server.url}/v1/relationships/{relationship_id}/events", json=body
+                ) as r:
+                    assert r.status == 201, await r.text()
+            ids.append(relationship_id)
+    return token, ids
+
+
+def summary(latencies: list[float], seconds: float) -> dict[str, float]:
+    ordered = sorted(latencies)
+    return {
+        "rps": len(ordered) / seconds,
+        "p50": ordered[len(ordered) // 2] * 1000,
+        "p99": ordered[int(len(ordered) * 0.99)] * 1000,
+    }
+
+
+async def main(seconds: float, rounds: int, concurrency: int) -> None:
+    dsn = database_url_for_tests()
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    server = ServerProcess(dsn, schema)
+    server.start()
+    bare_port = free_port()
+    bare = await asyncio.create_subprocess_exec(
+        sys.executable, str(ROOT / "bench" / "_bare_server.py"), dsn, schema, str(bare_port)
+    )
+    try:
+        token, ids = await prepare_mentorflow(server)
+        await _wait_bare(bare_port)
+        results: dict[str, list[dict[str, float]]] = {"mentorflow": [], "baseline": []}
+        headers = {"Authorization": f"Bearer {token}"}
+        connector = aiohttp.TCPConnector(limit=concurrency)
+        async with aiohttp.ClientSession(headers=headers, connector=connector) as session:
+            subjects = {
+                "mentorflow": (
+                    lambda n: f"{server.url}/v1/relationships/{ids[n % len(ids)]}/events",
+                    meeting,
+                ),
+                "baseline": (lambda n: f"http://127.0.0.1:{bare_port}/events", meeting),
+            }
+            for url_of, body_of in subjects.values():  # warm up
+                await load(session, url_of, body_of, concurrency, 1.0)
+            for round_no in range(rounds):
+                for name, (url_of, body_of) in subjects.items():
+                    figures = summary(
+                        await load(session, url_of, body_of, concurrency, seconds), seconds
+                    )
+                    results[name].append(figures)
+                    print(
+                        f"  round {round_no + 1}: {name:10} {figures['rps']:7.0f} req/s"
+                        f"  p50 {figures['p50']:6.1f} ms  p99 {figures['p99']:6.1f} ms"
+                    )
+        _report(results, concurrency)
+    finally:
+        bare.terminate()
+        await bare.wait()
+        server.close()
+        await drop_schema(dsn, schema)
+
+
+def _report(results: dict[str, list[dict[str, float]]], concurrency: int) -> None:
+    medians = {
+        name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99")}
+        for name, runs in results.items()
+    }
+    base = medians["baseline"]["rps"]
+    print(f"\n{concurrency} concurrent clients, medians of {len(results['baseline'])} rounds")
+    print(f"{'subject':12}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>9}{'p99 ms':>9}")
+    for name, m in medians.items():
+        print(f"{name:12}{m['rps']:>9.0f}{m['rps'] / base:>12.2f}x{m['p50']:>9.1f}{m['p99']:>9.1f}")
+    print("targets: mentorflow >= 0.50x baseline req/s, p99 < 50 ms")
+
+
+async def _wait_bare(port: int) -> None:
+    for _ in range(200):
+        try:
+            async with aiohttp.ClientSession() as s, s.get(f"http://127.0.0.1:{port}/") as r:
+                if r.status == 200:
+                    return
+        except aiohttp.ClientError:
+            await asyncio.sleep(0.05)
+    raise RuntimeError("baseline server did not start")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=5.0)
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--concurrency", type=int, default=16)
+    args = parser.parse_args()
+    asyncio.run(main(args.seconds, args.rounds, args.concurrency))
