@@ -6,20 +6,14 @@ from typing import Any
 import aiohttp
 import pytest
 
-from tests.support.database import drop_schema_sync, new_schema_name
-from tests.support.server import ADMIN_TOKEN, ServerProcess
+from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
 
 
 @pytest.fixture(scope="module")
 def server(dsn: str) -> Iterator[ServerProcess]:
     """One real server process per test module, on a schema of its own."""
-    process = ServerProcess(dsn, new_schema_name("e2e"))
-    process.start()
-    try:
+    with running_server(dsn) as process:
         yield process
-    finally:
-        process.close()
-        drop_schema_sync(dsn, process.schema)
 
 
 class Api:

@@ -13,9 +13,8 @@ import pytest
 
 from tests.e2e.conftest import Api
 from tests.e2e.journey import open_relationship
-from tests.support.database import drop_schema_sync, new_schema_name
 from tests.support.disposable_postgres import DisposablePostgres
-from tests.support.server import ADMIN_TOKEN, ServerProcess
+from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
 
 pytestmark = pytest.mark.db
 
@@ -70,13 +69,8 @@ async def test_two_server_processes_serialise_one_relationship(
 
 @pytest.fixture
 def own_server(dsn: str) -> Iterator[ServerProcess]:
-    process = ServerProcess(dsn, new_schema_name("e2e"))
-    process.start()
-    try:
+    with running_server(dsn) as process:
         yield process
-    finally:
-        process.close()
-        drop_schema_sync(dsn, process.schema)
 
 
 async def _hammer(

@@ -11,7 +11,11 @@ import tempfile
 import time
 import urllib.error
 import urllib.request
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
+
+from tests.support.database import drop_schema_sync, new_schema_name
 
 ADMIN_TOKEN = "e2e-admin-token-not-a-secret"
 
@@ -87,3 +91,15 @@ class ServerProcess:
     def close(self) -> None:
         self.kill()
         self._log.close()
+
+
+@contextmanager
+def running_server(dsn: str, **env: str) -> Iterator[ServerProcess]:
+    """A started server on a schema of its own, stopped and cleaned up after."""
+    process = ServerProcess(dsn, new_schema_name("e2e"), **env)
+    process.start()
+    try:
+        yield process
+    finally:
+        process.close()
+        drop_schema_sync(dsn, process.schema)
