@@ -23,7 +23,7 @@ from typing import Any
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
 import workflows
 from domain import (

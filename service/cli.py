@@ -8,10 +8,12 @@ import logging
 import signal
 import sys
 from collections.abc import Sequence
+from datetime import datetime
 
 from aiohttp import web
 
-from service import logs
+import workflows
+from service import auditor, logs
 from service.http.app import create_app
 from service.http.tokens import ROLES, TokenRegistry
 from service.runtime import open_store
@@ -27,23 +29,50 @@ def _parser() -> argparse.ArgumentParser:
         prog="mentorflow", description="Event-sourced lifecycle of mentoring relationships."
     )
     commands = parser.add_subparsers(dest="command", required=True)
+
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+
     tokens = commands.add_parser("tokens", help="manage API tokens")
     token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
     create = token_commands.add_parser("create", help="print a new token on stdout")
     create.add_argument("--role", required=True, choices=ROLES)
     create.add_argument("--name")
+
+    replay = commands.add_parser("replay", help="a relationship's state and timeline")
+    replay.add_argument("relationship_id")
+    when = replay.add_mutually_exclusive_group()
+    when.add_argument("--version", type=int)
+    when.add_argument("--as-of", dest="as_of", help="ISO 8601 date-time with a time zone")
+    replay.add_argument("--format", choices=("json", "text"), default="json")
+
+    verify = commands.add_parser("verify", help="check hash chains (exit 1 if broken)")
+    target = verify.add_mutually_exclusive_group(required=True)
+    target.add_argument("relationship_id", nargs="?")
+    target.add_argument("--all", action="store_true")
+    verify.add_argument("--format", choices=("text", "json"), default="text")
+
+    projections = commands.add_parser("projections", help="manage read models")
+    projection_commands = projections.add_subparsers(dest="projections_command", required=True)
+    rebuild = projection_commands.add_parser("rebuild", help="rebuild read models from the log")
+    rebuild.add_argument("name", nargs="?")
+
+    diagram = commands.add_parser("diagram", help="the lifecycle diagram")
+    diagram.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
+
+    commands.add_parser("demo", help="load sample relationships across all phases")
     return parser
 
 
 async def _serve(settings: Settings, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking connections, let the
-    requests in flight finish, and close the store."""
-    store = await open_store(settings)
+    requests in flight finish, stop the workers, and close the store."""
+    dsn, store = await open_store(settings)
     runner = web.AppRunner(
-        create_app(settings, store), handle_signals=False, shutdown_timeout=SHUTDOWN_GRACE_S
+        create_app(settings, store, dsn, background=settings.run_workers),
+        handle_signals=False,
+        shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     await runner.setup()
     stop = asyncio.Event()
@@ -61,31 +90,72 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         log.info("stopped")
 
 
-async def _create_token(settings: Settings, role: str, name: str | None) -> None:
-    store = await open_store(settings)
+async def _create_token(settings: Settings, role: str, name: str | None) -> int:
+    _, store = await open_store(settings)
     try:
         token, _ = await TokenRegistry(store).create(role, name)  # type: ignore[arg-type]
         print(token)
     finally:
         await store.close()
+    return 0
+
+
+def _moment(raw: str | None) -> datetime | None:
+    if raw is None:
+        return None
+    try:
+        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
+    except ValueError:
+        raise ValueError(f"--as-of must be an ISO 8601 date-time, not {raw!r}") from None
+    if moment.tzinfo is None:
+        raise ValueError("--as-of needs a time zone, e.g. 2026-05-01T12:00:00Z")
+    return moment
+
+
+def _diagram(form: str) -> int:
+    try:
+        print(workflows.diagram(form))
+    except workflows.DiagramUnavailable as exc:
+        print(f"mentorflow: {exc}", file=sys.stderr)
+        return 1
+    return 0
+
+
+def _run(args: argparse.Namespace, settings: Settings) -> int:
+    command = args.command
+    if command == "serve":
+        asyncio.run(_serve(settings, args.host, args.port))
+        return 0
+    if command == "tokens":
+        return asyncio.run(_create_token(settings, args.role, args.name))
+    if command == "replay":
+        return asyncio.run(
+            auditor.replay(
+                settings, args.relationship_id, args.version, _moment(args.as_of), fmt=args.format
+            )
+        )
+    if command == "verify":
+        return asyncio.run(
+            auditor.verify(settings, args.relationship_id, all=args.all, fmt=args.format)
+        )
+    if command == "projections":
+        return asyncio.run(auditor.rebuild(settings, args.name))
+    if command == "diagram":
+        return _diagram(args.format)
+    return asyncio.run(auditor.demo(settings))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure()
     try:
-        settings = Settings.from_env()
-        if args.command == "serve":
-            asyncio.run(_serve(settings, args.host, args.port))
-        elif args.command == "tokens":
-            asyncio.run(_create_token(settings, args.role, args.name))
+        return _run(args, Settings.from_env())
     except (SettingsError, ValueError) as exc:
         print(f"mentorflow: {exc}", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:
         print(f"mentorflow: {exc}", file=sys.stderr)
         return 3
-    return 0
 
 
 if __name__ == "__main__":

@@ -10,7 +10,7 @@ from service.store.database import resolve_database_url
 from service.store.eventstore import EventStore
 
 
-async def open_store(settings: Settings) -> EventStore:
-    """Start or join the database and open a migrated store on it."""
+async def open_store(settings: Settings) -> tuple[str, EventStore]:
+    """Start or join the database; its URL and a migrated store on it."""
     dsn = await asyncio.to_thread(resolve_database_url, settings)
-    return await EventStore.open(dsn, settings.db_schema)
+    return dsn, await EventStore.open(dsn, settings.db_schema)

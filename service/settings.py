@@ -29,6 +29,8 @@ class Settings:
     compress: bool = False
     webhook_allow_private: bool = False
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
+    webhook_timeout_s: float = 10.0
+    run_workers: bool = True
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -48,16 +50,33 @@ class Settings:
             compress=_flag(env, "MENTORFLOW_COMPRESS"),
             webhook_allow_private=_flag(env, "MENTORFLOW_WEBHOOK_ALLOW_PRIVATE"),
             webhook_retry_schedule=_schedule(env.get("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE")),
+            webhook_timeout_s=_seconds(env, "MENTORFLOW_WEBHOOK_TIMEOUT", 10.0),
+            run_workers=_flag(env, "MENTORFLOW_RUN_WORKERS", default=True),
         )
 
 
-def _flag(env: Mapping[str, str], name: str) -> bool:
+def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:
     value = env.get(name, "").strip().lower()
-    if value in ("", "0", "false", "no", "off"):
+    if value == "":
+        return default
+    if value in ("0", "false", "no", "off"):
         return False
     if value in ("1", "true", "yes", "on"):
         return True
     raise SettingsError(f"{name} must be 1 or 0, got {value!r}")
+
+
+def _seconds(env: Mapping[str, str], name: str, default: float) -> float:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of seconds, got {raw!r}") from None
+    if value <= 0:
+        raise SettingsError(f"{name} must be positive")
+    return value
 
 
 def _schedule(raw: str | None) -> tuple[float, ...]:

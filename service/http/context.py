@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
 
 from aiohttp import web
 
 from service.http.metrics import Metrics
 from service.http.serialise import KeyedLocks
 from service.http.tokens import Principal, TokenRegistry
+from service.projection_runner import ProjectionRunner
+from service.read_models import ReadModels
 from service.relationships import RelationshipRepository
 from service.settings import Settings
 from service.store.eventstore import EventStore
+from service.webhooks.dispatcher import Dispatcher
 
 
 @dataclass
@@ -22,8 +24,10 @@ class Services:
     repository: RelationshipRepository
     tokens: TokenRegistry
     metrics: Metrics
+    runner: ProjectionRunner
+    read_models: ReadModels
+    dispatcher: Dispatcher
     locks: KeyedLocks = field(default_factory=KeyedLocks)
-    extras: dict[str, Any] = field(default_factory=dict)
 
 
 SERVICES = web.AppKey("services", Services)

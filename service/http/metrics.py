@@ -1,9 +1,10 @@
 """Prometheus metrics of one application (its own registry, so several apps
-can live in one process, as they do in tests)."""
+can live in one process, as they do in tests). The projection runner adds its
+own (lag, checkpoint, leader per projection) to the same registry."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -30,18 +31,15 @@ class Metrics:
             ("type",),
             registry=self.registry,
         )
-        self.projection_lag = Gauge(
-            "mentorflow_projection_lag_events",
-            "Events in the global log not yet processed, per projection.",
-            ("projection",),
-            registry=self.registry,
-        )
         self.webhook_attempts = Counter(
             "mentorflow_webhook_attempts_total",
             "Webhook delivery attempts by outcome.",
             ("outcome",),
             registry=self.registry,
         )
+
+    def webhook_attempt(self, outcome: str) -> None:
+        self.webhook_attempts.labels(outcome).inc()
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

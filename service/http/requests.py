@@ -125,6 +125,19 @@ def query_datetime(request: web.Request, name: str) -> datetime | None:
     return value
 
 
+def query_text(request: web.Request, name: str, *, max_length: int = 200) -> str | None:
+    """A free-text query parameter that PostgreSQL can compare (no NUL, no
+    lone surrogates), or None when absent or empty."""
+    value = request.query.get(name) or None
+    if value is None:
+        return None
+    if len(value) > max_length or "\x00" in value or not _encodable(value):
+        raise _invalid_query(
+            name, f"must be text of at most {max_length} characters, without NUL characters"
+        )
+    return value
+
+
 def query_choice(request: web.Request, name: str, choices: tuple[str, ...], default: str) -> str:
     value = request.query.get(name, default)
     if value not in choices:

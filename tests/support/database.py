@@ -10,6 +10,7 @@ import asyncio
 import functools
 import os
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import asyncpg
@@ -37,4 +38,6 @@ async def drop_schema(dsn: str, schema: str) -> None:
 
 
 def drop_schema_sync(dsn: str, schema: str) -> None:
-    asyncio.run(drop_schema(dsn, schema))
+    """Usable from sync code and from inside a running event loop alike."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        pool.submit(asyncio.run, drop_schema(dsn, schema)).result()

@@ -1,0 +1,69 @@
+"""Paged queries: ``limit`` (default 50, max 500) and an opaque ``cursor``.
+
+A cursor is the last key of the previous page, base64url-encoded JSON, so a
+client cannot mistake it for something to compute with, and a page boundary
+never shifts when rows are added before it.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+from dataclasses import dataclass
+from typing import Any
+
+DEFAULT_LIMIT = 50
+MAX_LIMIT = 500
+
+
+class InvalidQuery(ValueError):
+    """A query parameter cannot be used; ``path`` names it (for a 422 body)."""
+
+    def __init__(self, path: str, message: str) -> None:
+        self.path = path
+        self.message = message
+        super().__init__(f"{path}: {message}")
+
+
+@dataclass(frozen=True)
+class PageRequest:
+    """Where a page starts (``after``, a decoded cursor) and how long it is."""
+
+    limit: int = DEFAULT_LIMIT
+    after: int | None = None
+
+
+def page_request(limit: int | None, cursor: str | None, *, kind: str) -> PageRequest:
+    """Validate ``limit`` and decode ``cursor`` (made by :func:`encode_cursor`
+    for the same ``kind`` of list). Raises :class:`InvalidQuery`."""
+    if limit is None:
+        limit = DEFAULT_LIMIT
+    if not 1 <= limit <= MAX_LIMIT:
+        raise InvalidQuery("limit", f"must be between 1 and {MAX_LIMIT}")
+    return PageRequest(limit, None if cursor is None else decode_cursor(cursor, kind=kind))
+
+
+def encode_cursor(after: int, *, kind: str) -> str:
+    raw = json.dumps({"k": kind, "a": after}, separators=(",", ":")).encode()
+    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str, *, kind: str) -> int:
+    try:
+        padded = cursor + "=" * (-len(cursor) % 4)
+        body: Any = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
+    except (binascii.Error, ValueError, UnicodeError) as exc:
+        raise InvalidQuery("cursor", "not a cursor returned by this list") from exc
+    if not isinstance(body, dict) or body.get("k") != kind or type(body.get("a")) is not int:
+        raise InvalidQuery("cursor", "not a cursor returned by this list")
+    after: int = body["a"]
+    return after
+
+
+def next_cursor(keys: list[int], request: PageRequest, *, kind: str) -> str | None:
+    """The cursor after a page. Queries fetch ``limit + 1`` rows: the extra one
+    only says that there is a next page (so a full last page gets no cursor)."""
+    if len(keys) <= request.limit:
+        return None
+    return encode_cursor(keys[request.limit - 1], kind=kind)

@@ -1,0 +1,368 @@
+"""Read model: the timeline, one readable entry per event of a relationship.
+
+Each entry has its place (position, version), its envelope (type, when, who,
+from where), a sentence ("Mentor m-7 selected; relationship moves to
+establishment") and its data. Table ``timeline_entries`` (migration 0012).
+
+Confidential fields (notes, comments, details, values, work style) are not
+stored here: payloads may be AES-encrypted at rest, and a copy in a read model
+would leak them in clear. The table keeps the data with those fields replaced
+by ``"[redacted]"`` and the names of the fields it hid; a role that may read
+them gets them through ``reveal``, which the service implements by decoding
+the events from the event store at query time. The auditor's view needs no
+decoding at all. The sentences never quote a confidential field.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Awaitable, Callable, Mapping, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+from uuid import UUID
+
+import asyncpg
+
+from domain import Relationship, event_data, to_jsonable
+from projections.base import ProjectedEvent, Projection, relationship_events
+from projections.jsontext import data_json
+from projections.paging import next_cursor as _next_cursor
+from projections.paging import page_request
+
+NAME = "timeline"
+TABLE = "timeline_entries"
+CURSOR_KIND = "timeline"
+
+Reveal = Callable[[UUID, Sequence[int]], Awaitable[Mapping[int, Mapping[str, Any]]]]
+"""Given a relationship and versions, their events' full (unredacted) data."""
+
+
+@dataclass(slots=True)
+class TimelineRow:
+    """One row of ``timeline_entries`` (field order = column order). Not
+    frozen: a frozen dataclass pays a setattr call per field, per event."""
+
+    relationship_id: UUID
+    version: int
+    position: int
+    event_id: UUID
+    type: str
+    occurred_at: datetime
+    recorded_at: datetime
+    actor: Any
+    source: str | None
+    correlation_id: str | None
+    causation_id: str | None
+    from_phase: str | None
+    to_phase: str | None
+    summary: str
+    data: str
+    """JSON text of the data, confidential fields redacted."""
+    confidential: tuple[str, ...]
+
+
+_PARAMETER_TYPES: Mapping[str, str] = {
+    "relationship_id": "uuid",
+    "version": "bigint",
+    "position": "bigint",
+    "event_id": "uuid",
+    "type": "text",
+    "occurred_at": "timestamptz",
+    "recorded_at": "timestamptz",
+    "actor": "text",  # jsonb, sent as text: arrays of jsonb have no binary codec
+    "source": "text",
+    "correlation_id": "text",
+    "causation_id": "text",
+    "from_phase": "text",
+    "to_phase": "text",
+    "summary": "text",
+    "data": "text",  # jsonb, as above
+    "confidential": "text",  # text[], comma-joined: unnest would flatten an array of arrays
+}
+COLUMNS = tuple(_PARAMETER_TYPES)
+assert tuple(TimelineRow.__dataclass_fields__) == COLUMNS, "columns must follow TimelineRow"
+_INSERT = (
+    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"  # noqa: S608 - constants only
+    " SELECT u.relationship_id, u.version, u.position, u.event_id, u.type, u.occurred_at,"
+    " u.recorded_at, u.actor::jsonb, u.source, u.correlation_id, u.causation_id, u.from_phase,"
+    " u.to_phase, u.summary, u.data::jsonb, string_to_array(u.confidential, ',')"
+    f" FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_PARAMETER_TYPES.values(), 1))})"
+    f" AS u({', '.join(COLUMNS)})"
+)
+_SELECT = (
+    f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"  # noqa: S608 - constants only
+    " WHERE relationship_id = $1 AND version > $2 ORDER BY version LIMIT $3"
+)
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def timeline_row(event: ProjectedEvent) -> TimelineRow:
+    """The entry of one event, confidential fields redacted."""
+    decoded = event.event
+    data, hidden = data_json(decoded, redact=True)
+    meta = event.metadata
+    return TimelineRow(
+        relationship_id=event.relationship_id,
+        version=event.version,
+        position=event.position,
+        event_id=event.event_id,
+        type=event.type,
+        occurred_at=event.occurred_at,
+        recorded_at=event.recorded_at,
+        actor=meta.get("actor"),
+        source=_text(meta.get("source")),
+        correlation_id=_text(meta.get("correlation_id")),
+        causation_id=_text(meta.get("causation_id")),
+        from_phase=event.from_phase,
+        to_phase=event.to_phase,
+        summary=describe(decoded),
+        data=data,
+        confidential=hidden,
+    )
+
+
+def entry(row: TimelineRow | asyncpg.Record) -> dict[str, Any]:
+    """An entry as the API shows it, from a row of the table or a TimelineRow."""
+    get: Callable[[str], Any] = (
+        functools.partial(getattr, row) if isinstance(row, TimelineRow) else row.__getitem__
+    )
+    return {
+        "position": get("position"),
+        "version": get("version"),
+        "event_id": str(get("event_id")),
+        "type": get("type"),
+        "occurred_at": to_jsonable(get("occurred_at")),
+        "recorded_at": to_jsonable(get("recorded_at")),
+        "actor": get("actor"),
+        "source": get("source"),
+        "correlation_id": get("correlation_id"),
+        "causation_id": get("causation_id"),
+        "from_phase": get("from_phase"),
+        "to_phase": get("to_phase"),
+        "summary": get("summary"),
+        "data": json.loads(row.data) if isinstance(row, TimelineRow) else dict(row["data"]),
+        "redacted": list(get("confidential")),
+    }
+
+
+def event_entry(event: ProjectedEvent, *, redact: bool) -> dict[str, Any]:
+    """The entry of an event read from the store (``mentorflow replay``): the
+    same as the projection's, with the confidential fields when allowed."""
+    body = entry(timeline_row(event))
+    if not redact:
+        body["data"] = event_data(event.event)
+        body["redacted"] = []
+    return body
+
+
+class Timeline(Projection):
+    """Appends one row per event (one set-based INSERT per batch)."""
+
+    name = NAME
+    tables = (TABLE,)
+
+    def prepare(self, event: ProjectedEvent) -> TimelineRow | None:
+        return timeline_row(event) if event.is_relationship_event else None
+
+    async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
+        rows = [
+            event.prepared if isinstance(event.prepared, TimelineRow) else timeline_row(event)
+            for event in relationship_events(batch)
+        ]
+        if rows:
+            await conn.execute(_INSERT, *_columns(rows))
+
+
+def _columns(rows: Sequence[TimelineRow]) -> list[list[Any]]:
+    return [
+        [r.relationship_id for r in rows],
+        [r.version for r in rows],
+        [r.position for r in rows],
+        [r.event_id for r in rows],
+        [r.type for r in rows],
+        [r.occurred_at for r in rows],
+        [r.recorded_at for r in rows],
+        [None if r.actor is None else json.dumps(r.actor) for r in rows],
+        [r.source for r in rows],
+        [r.correlation_id for r in rows],
+        [r.causation_id for r in rows],
+        [r.from_phase for r in rows],
+        [r.to_phase for r in rows],
+        [r.summary for r in rows],
+        [r.data for r in rows],
+        [",".join(r.confidential) for r in rows],
+    ]
+
+
+async def timeline(
+    conn: asyncpg.Connection,
+    relationship_id: UUID,
+    *,
+    limit: int | None = None,
+    cursor: str | None = None,
+    reveal: Reveal | None = None,
+) -> dict[str, Any] | None:
+    """A page of the relationship's entries in order:
+    ``{"relationship_id", "items", "next_cursor"}``; None when it has none (an
+    unknown relationship, or one not projected yet). Without ``reveal`` the
+    confidential fields stay redacted (the auditor's view). Raises
+    :class:`~projections.paging.InvalidQuery` for a bad limit or cursor.
+    """
+    request = page_request(limit, cursor, kind=CURSOR_KIND)
+    rows = await conn.fetch(_SELECT, relationship_id, request.after or 0, request.limit + 1)
+    if not rows and request.after is None:
+        return None
+    items = [entry(row) for row in rows[: request.limit]]
+    if reveal is not None:
+        await _reveal(relationship_id, items, reveal)
+    keys = [row["version"] for row in rows]
+    return {
+        "relationship_id": str(relationship_id),
+        "items": items,
+        "next_cursor": _next_cursor(keys, request, kind=CURSOR_KIND),
+    }
+
+
+async def _reveal(relationship_id: UUID, items: list[dict[str, Any]], reveal: Reveal) -> None:
+    hidden = [item["version"] for item in items if item["redacted"]]
+    if not hidden:
+        return
+    full = await reveal(relationship_id, hidden)
+    for item in items:
+        data = full.get(item["version"])
+        if item["redacted"] and data is not None:
+            item["data"], item["redacted"] = dict(data), []
+
+
+# --- the sentences -------------------------------------------------------------------------
+
+
+def _words(code: str) -> str:
+    return code.replace("_", " ")
+
+
+def _day(value: Any) -> str:
+    return value.date().isoformat() if isinstance(value, datetime) else str(value)
+
+
+def _opened(e: Any) -> str:
+    who = f"{e.mentee_id} ({e.mentee_name})" if e.mentee_name else e.mentee_id
+    text = f"Relationship opened for mentee {who}"
+    if e.program_id:
+        text += f" in program {e.program_id}"
+    if e.predecessor_id:
+        text += f", continuing relationship {e.predecessor_id}"
+    return text
+
+
+def _reflection(e: Any) -> str:
+    article = "an" if e.kind[0] in "aeiou" else "a"
+    text = f"The {e.author_role} recorded {article} {e.kind} reflection"
+    if e.development_areas:
+        text += f" (development areas: {', '.join(e.development_areas)})"
+    return text
+
+
+def _proposed(e: Any) -> str:
+    text = f"Mentor {e.mentor_id} proposed as a candidate"
+    if e.proposed_by:
+        text += f" by the {e.proposed_by}"
+    if e.match_score is not None:
+        text += f" (match score {e.match_score:.2f})"
+    return text
+
+
+def _agreement(e: Any) -> str:
+    goals = len(e.goals)
+    return (
+        f"Agreement version {e.version} proposed: {goals} goal{'s' if goals != 1 else ''},"
+        f" {e.cadence.frequency} meetings, {e.start_date.isoformat()} to {e.end_date.isoformat()}"
+    )
+
+
+def _meeting_held(e: Any) -> str:
+    text = f"Meeting {e.meeting_id + ' ' if e.meeting_id else ''}held on {_day(e.held_at)}"
+    if e.duration_minutes:
+        text += f" ({e.duration_minutes} min)"
+    if e.topics:
+        text += f"; topics: {', '.join(e.topics)}"
+    items = len(e.action_items or ())
+    if items:
+        text += f"; {items} action item{'s' if items != 1 else ''} agreed"
+    return text
+
+
+def _meeting_missed(e: Any) -> str:
+    name = f"Meeting {e.meeting_id}" if e.meeting_id else "Meeting"
+    text = f"{name} planned for {_day(e.scheduled_for)} missed"
+    return text + (f" ({_words(e.reason_code)})" if e.reason_code else "")
+
+
+def _paused(e: Any) -> str:
+    text = f"Relationship paused: {e.reason}"
+    return text + (f" (expected back {e.expected_resume.isoformat()})" if e.expected_resume else "")
+
+
+def _withdrawn(e: Any) -> str:
+    text = f"Relationship withdrawn ({_words(e.reason_code)})"
+    return text + (" under a safety override" if e.safety_override else "")
+
+
+_SENTENCES: Mapping[str, Callable[[Any], str]] = {
+    "relationship.opened": _opened,
+    "reflection.recorded": _reflection,
+    "identification.started": lambda e: "The search for a mentor started",
+    "candidate.proposed": _proposed,
+    "candidate.met": lambda e: f"Candidate mentor {e.mentor_id} met on {_day(e.met_at)}",
+    "candidate.declined": lambda e: (
+        f"Candidate mentor {e.mentor_id} declined by the {e.by} ({_words(e.reason_code)})"
+    ),
+    "mentor.selected": lambda e: f"Mentor {e.mentor_id} selected",
+    "agreement.proposed": _agreement,
+    "agreement.signed": lambda e: f"Agreement version {e.agreement_version} signed by the {e.by}",
+    "relationship.established": lambda e: "Relationship established",
+    "meeting.scheduled": lambda e: (
+        f"Meeting {e.meeting_id} scheduled for {to_jsonable(e.scheduled_for)}"
+    ),
+    "meeting.held": _meeting_held,
+    "meeting.missed": _meeting_missed,
+    "action_item.completed": lambda e: f"Action item {e.action_item_id} completed",
+    "goal.progressed": lambda e: f"Goal {e.goal_id} marked {_words(e.status)}",
+    "feedback.given": lambda e: f"Feedback from the {e.from_role}: rating {e.rating}/5",
+    "concern.raised": lambda e: (
+        f"{e.severity.capitalize()}-severity concern raised ({_words(e.category)})"
+    ),
+    "relationship.paused": _paused,
+    "relationship.resumed": lambda e: "Relationship resumed",
+    "review.started": lambda e: f"Review started ({_words(e.trigger)})",
+    "relationship.refined": lambda e: (
+        "Relationship refined" + (f": {e.reason}" if e.reason else "")
+    ),
+    "relationship.concluded": lambda e: f"Relationship concluded: {_words(e.outcome)}",
+    "relationship.withdrawn": _withdrawn,
+}
+
+
+def describe(event: Relationship.Event) -> str:
+    """One sentence about the event, ending with the phase it moves to (if any).
+    Never quotes a confidential field."""
+    sentence_of = _SENTENCES.get(event.api_type)
+    sentence = event.api_type if sentence_of is None else sentence_of(event)
+    if event.changes_phase and not isinstance(event, Relationship.Opened):
+        sentence += f"; relationship moves to {event.to_phase}"
+    return sentence
+
+
+_LAST_VERSION = f"SELECT max(version) FROM {TABLE} WHERE relationship_id = $1"  # noqa: S608
+
+
+async def last_version(conn: asyncpg.Connection, relationship_id: UUID) -> int | None:
+    """The last version of the relationship the timeline has projected: what
+    the store must still hold (verification compares the two)."""
+    value: int | None = await conn.fetchval(_LAST_VERSION, relationship_id)
+    return value

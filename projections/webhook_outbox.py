@@ -1,0 +1,167 @@
+"""The webhook outbox: turns recorded events into messages for subscribers.
+
+It is a projection like the others, so its messages commit together with its
+checkpoint: a committed event is never lost for a subscriber, even if a
+process dies between reading the log and delivering. The dispatcher (in
+``service.webhooks``) sends what this writes.
+
+Each message is the exact CloudEvent that will be sent, built once, so every
+retry carries the same body and the same ``webhook-id``. Data is thin: ids,
+codes and phases, never a confidential field.
+"""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+import asyncpg
+
+from domain import CONFIDENTIAL_FIELDS, event_data, to_jsonable
+from projections.base import ProjectedEvent, Projection, relationship_events
+
+PHASE_CHANGED = "relationship.phase_changed"
+CLOUDEVENT_TYPE_PREFIX = "org.mentorflow."
+MESSAGE_NAMESPACE = uuid.UUID("8f5c2b1e-4a8e-4f55-9d55-6f0b0b8f1d2a")
+
+THIN_FIELDS = frozenset(
+    {
+        "mentor_id", "proposed_by", "match_score", "by", "reason_code", "mentor_consent",
+        "agreement_version", "version", "meeting_id", "scheduled_for", "held_at",
+        "duration_minutes", "action_item_id", "goal_id", "status", "from_role", "rating",
+        "category", "severity", "trigger", "outcome", "kind", "author_role", "met_at",
+        "expected_resume", "safety_override",
+    }
+)  # fmt: skip
+"""Fields a webhook may carry: ids, codes, dates and numbers."""
+
+assert not THIN_FIELDS & set().union(*CONFIDENTIAL_FIELDS.values()), "a confidential thin field"
+
+_ENDPOINTS = (
+    "SELECT id, event_types, created_position FROM webhook_endpoints"
+    " WHERE deleted_at IS NULL AND enabled"
+)
+_INSERT = (
+    "INSERT INTO webhook_messages (id, endpoint_id, position, relationship_id, webhook_type, body)"
+    " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],"
+    " $6::jsonb[]) ON CONFLICT ON CONSTRAINT webhook_messages_once DO NOTHING"
+)
+_WAKE = "SELECT pg_notify('mentorflow_webhooks_' || current_schema(), '')"
+
+
+def webhook_channel(schema: str) -> str:
+    """The channel a batch of new messages is announced on."""
+    return f"mentorflow_webhooks_{schema}"
+
+
+def matches(patterns: Sequence[str], webhook_type: str) -> bool:
+    """`*` matches everything; `relationship.*` every type with that prefix."""
+    return any(
+        p == webhook_type or (p.endswith("*") and webhook_type.startswith(p[:-1])) for p in patterns
+    )
+
+
+def webhook_types(event: ProjectedEvent) -> list[str]:
+    types = [f"relationship.{event.type}"]
+    if event.from_phase != event.to_phase:
+        types.insert(0, PHASE_CHANGED)
+    return types
+
+
+def message_id(endpoint_id: uuid.UUID, position: int, webhook_type: str) -> uuid.UUID:
+    """Deterministic, so a replayed batch yields the same messages (and ids)."""
+    return uuid.uuid5(MESSAGE_NAMESPACE, f"{endpoint_id}:{position}:{webhook_type}")
+
+
+def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
+    if webhook_type == PHASE_CHANGED:
+        return {
+            "relationship_id": str(event.relationship_id),
+            "from_phase": event.from_phase,
+            "to_phase": event.to_phase,
+            "event_type": event.type,
+            "version": event.version,
+            "at": to_jsonable(event.occurred_at),
+        }
+    confidential = CONFIDENTIAL_FIELDS.get(event.type, frozenset())
+    fields = {
+        key: value
+        for key, value in event_data(event.event).items()
+        if key in THIN_FIELDS and key not in confidential
+    }
+    return {
+        "relationship_id": str(event.relationship_id),
+        "event_type": event.type,
+        "version": event.version,
+        "phase": event.to_phase,
+        **fields,
+    }
+
+
+def cloudevent(event: ProjectedEvent, webhook_type: str, message: uuid.UUID) -> dict[str, Any]:
+    """The structured-mode CloudEvents 1.0 body of one message."""
+    return {
+        "specversion": "1.0",
+        "id": wire_id(message),
+        "source": f"/relationships/{event.relationship_id}",
+        "type": CLOUDEVENT_TYPE_PREFIX + webhook_type,
+        "subject": str(event.relationship_id),
+        "time": to_jsonable(event.occurred_at),
+        "datacontenttype": "application/json",
+        "sequence": event.version,
+        "data": thin_data(event, webhook_type),
+    }
+
+
+def wire_id(message: uuid.UUID) -> str:
+    """The `webhook-id` (and CloudEvent `id`) of a message."""
+    return f"msg_{message.hex}"
+
+
+class WebhookOutbox(Projection):
+    """One message per (endpoint, event, webhook type) the endpoint asked for.
+
+    An endpoint receives what is recorded after it was created. Its messages
+    are history, not a view: a rebuild must not send them again, so `clear`
+    keeps them and inserts skip what exists.
+    """
+
+    name = "webhook_outbox"
+    tables = ("webhook_messages",)
+
+    async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
+        events = relationship_events(batch)
+        if not events:
+            return
+        endpoints = await conn.fetch(_ENDPOINTS)
+        if not endpoints:
+            return
+        rows = list(_messages(events, endpoints))
+        if rows:
+            await conn.execute(_INSERT, *map(list, zip(*rows, strict=True)))
+            await conn.execute(_WAKE)
+
+    async def clear(self, conn: asyncpg.Connection) -> None:
+        """Deliberately keeps every message (see the class docstring)."""
+
+
+def _messages(
+    events: Sequence[ProjectedEvent], endpoints: Sequence[asyncpg.Record]
+) -> Iterator[tuple[Any, ...]]:
+    for event in events:
+        for webhook_type in webhook_types(event):
+            for endpoint in endpoints:
+                if endpoint["created_position"] >= event.position:
+                    continue
+                if not matches(endpoint["event_types"], webhook_type):
+                    continue
+                message = message_id(endpoint["id"], event.position, webhook_type)
+                yield (
+                    message,
+                    endpoint["id"],
+                    event.position,
+                    event.relationship_id,
+                    webhook_type,
+                    cloudevent(event, webhook_type, message),
+                )

@@ -1,0 +1,186 @@
+"""Read models over HTTP: the relationship list, timeline, audit trail and its
+verification, and phase statistics.
+
+Read models trail the log by a few milliseconds; a client that wants to read
+its own write passes the `position` it got back as `?min_position=`.
+"""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from projections import InvalidQuery
+from service.http.context import principal, services
+from service.http.problems import Problem
+from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
+from service.http.routing import READ, Param, Route
+
+_PHASES = (
+    "reflection",
+    "identification",
+    "establishment",
+    "cultivation",
+    "refinement",
+    "concluded",
+)
+
+
+def _invalid(exc: InvalidQuery) -> Problem:
+    return Problem(
+        "validation-error", str(exc), errors=[{"path": f"query.{exc.path}", "message": exc.message}]
+    )
+
+
+def _at_risk(request: web.Request) -> bool | None:
+    raw = request.query.get("at_risk")
+    if raw is None or raw == "":
+        return None
+    if raw not in ("true", "false"):
+        raise _invalid(InvalidQuery("at_risk", "must be true or false"))
+    return raw == "true"
+
+
+def _phase(request: web.Request) -> str | None:
+    phase = request.query.get("phase") or None
+    if phase is not None and phase not in _PHASES:
+        raise _invalid(InvalidQuery("phase", f"must be one of {', '.join(_PHASES)}"))
+    return phase
+
+
+async def _min_position(request: web.Request) -> int | None:
+    """A position to wait for; one past the end of the log can never be
+    reached (every acknowledged position is already committed), so it is refused."""
+    position = query_int(request, "min_position", low=0)
+    if position is not None and position > await services(request).store.max_position():
+        raise _invalid(InvalidQuery("min_position", "is beyond the end of the global log"))
+    return position
+
+
+async def list_relationships(request: web.Request) -> web.Response:
+    models = services(request).read_models
+    try:
+        body = await models.list_relationships(
+            phase=_phase(request),
+            mentee_id=query_text(request, "mentee_id"),
+            mentor_id=query_text(request, "mentor_id"),
+            program_id=query_text(request, "program_id"),
+            at_risk=_at_risk(request),
+            limit=query_int(request, "limit", low=1, high=500),
+            cursor=query_text(request, "cursor"),
+            min_position=await _min_position(request),
+        )
+    except InvalidQuery as exc:
+        raise _invalid(exc) from exc
+    return web.json_response(body)
+
+
+async def timeline(request: web.Request) -> web.Response:
+    s = services(request)
+    relationship_id = path_uuid(request, "id", "relationship")
+    try:
+        body = await s.read_models.timeline(
+            relationship_id,
+            redact=principal(request).role == "auditor",
+            limit=query_int(request, "limit", low=1, high=500),
+            cursor=query_text(request, "cursor"),
+            min_position=await _min_position(request),
+        )
+    except InvalidQuery as exc:
+        raise _invalid(exc) from exc
+    if body is None:
+        if await s.store.stream_version(relationship_id) is None:
+            raise Problem("not-found", f"no relationship {relationship_id}")
+        body = {"relationship_id": str(relationship_id), "items": [], "next_cursor": None}
+    return web.json_response(body)
+
+
+async def audit(request: web.Request) -> web.Response:
+    relationship_id = path_uuid(request, "id", "relationship")
+    try:
+        body = await services(request).read_models.audit(
+            relationship_id,
+            redact=principal(request).role == "auditor",
+            limit=query_int(request, "limit", low=1, high=500),
+            cursor=query_text(request, "cursor"),
+        )
+    except InvalidQuery as exc:
+        raise _invalid(exc) from exc
+    if body is None:
+        raise Problem("not-found", f"no relationship {relationship_id}")
+    return web.json_response(body)
+
+
+async def verify_audit(request: web.Request) -> web.Response:
+    relationship_id = path_uuid(request, "id", "relationship")
+    check = await services(request).read_models.verify(relationship_id)
+    if check is None:
+        raise Problem("not-found", f"no relationship {relationship_id}")
+    return web.json_response(check.to_dict())
+
+
+async def phase_stats(request: web.Request) -> web.Response:
+    body = await services(request).read_models.phase_stats(
+        min_position=await _min_position(request)
+    )
+    return web.json_response(body)
+
+
+ID = Param("id", "path", {"type": "string", "format": "uuid"}, "relationship id", required=True)
+LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500})
+CURSOR = Param("cursor", "query", {"type": "string"})
+MIN_POSITION = Param(
+    "min_position",
+    "query",
+    {"type": "integer", "minimum": 0, "maximum": MAX_INTEGER},
+    "wait (up to 5 s) until this global position is projected: read your own writes",
+)
+_TEXT = {"type": "string"}
+
+ROUTES = [
+    Route("GET", "/v1/relationships", list_relationships, READ,
+          "List relationships, with at-risk flags", "relationships", ok_schema="SummaryPage",
+          errors=("validation-error",),
+          params=(Param("phase", "query", {"type": "string", "enum": list(_PHASES)}),
+                  Param("mentee_id", "query", _TEXT), Param("mentor_id", "query", _TEXT),
+                  Param("program_id", "query", _TEXT),
+                  Param("at_risk", "query", {"type": "string", "enum": ["true", "false"]}),
+                  LIMIT, CURSOR, MIN_POSITION)),
+    Route("GET", "/v1/relationships/{id}/timeline", timeline, READ,
+          "Read a relationship's timeline", "audit", ok_schema="EntryPage",
+          errors=("not-found", "validation-error"), params=(ID, LIMIT, CURSOR, MIN_POSITION)),
+    Route("GET", "/v1/relationships/{id}/audit", audit, READ,
+          "Read a relationship's audit trail", "audit", ok_schema="EntryPage",
+          errors=("not-found", "validation-error"), params=(ID, LIMIT, CURSOR)),
+    Route("GET", "/v1/relationships/{id}/audit/verify", verify_audit, READ,
+          "Verify a relationship's hash chain", "audit", ok_schema="Verification",
+          errors=("not-found",), params=(ID,)),
+    Route("GET", "/v1/stats/phases", phase_stats, READ, "Read phase statistics", "statistics",
+          ok_schema="PhaseStats", errors=("validation-error",), params=(MIN_POSITION,)),
+]  # fmt: skip
+
+SCHEMAS = {
+    "SummaryPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {"items": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}},
+    },
+    "EntryPage": {
+        "type": "object",
+        "required": ["relationship_id", "items", "next_cursor"],
+        "properties": {
+            "relationship_id": {"type": "string"},
+            "items": {"type": "array"},
+            "next_cursor": {"type": ["string", "null"]},
+        },
+    },
+    "Verification": {
+        "type": "object",
+        "required": ["valid", "checked", "first_invalid_version"],
+        "properties": {
+            "valid": {"type": "boolean"},
+            "checked": {"type": "integer"},
+            "first_invalid_version": {"type": ["integer", "null"]},
+        },
+    },
+    "PhaseStats": {"type": "object"},
+}
