@@ -25,8 +25,8 @@ from eventsourcing.persistence import Mapper, StoredEvent
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
-import workflows
-from domain import (
+import workflows  # noqa: E402
+from domain import (  # noqa: E402
     Envelope,
     Relationship,
     create_cipher_key,
@@ -34,7 +34,7 @@ from domain import (
     rebuild_from_stored,
     take_snapshot,
 )
-from domain.samples import long_history, walk_to
+from domain.samples import long_history, walk_to  # noqa: E402
 
 SNAPSHOT_EVERY = 100
 TARGET_MS = 5.0

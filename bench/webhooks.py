@@ -43,6 +43,7 @@ from service.store.eventstore import EventStore  # noqa: E402
 from service.webhooks import endpoints  # noqa: E402
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
+from tests.support.receiver import serving  # noqa: E402
 
 RELATIONSHIPS = 50
 CONCERN = {"category": "other", "severity": "low"}
@@ -61,17 +62,6 @@ class Receiver:
         if self.expected and len(self.arrivals) >= self.expected:
             self.all_arrived.set()
         return web.Response(status=204)
-
-
-async def start_receiver(receiver: Receiver) -> tuple[web.AppRunner, str]:
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    return runner, f"http://127.0.0.1:{port}/hook"
 
 
 def percentiles(values: list[float]) -> tuple[float, float]:
@@ -96,7 +86,8 @@ async def mentorflow_run(rate: float, seconds: float) -> tuple[list[float], floa
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = await EventStore.open(dsn, schema)
     receiver = Receiver()
-    http_runner, url = await start_receiver(receiver)
+    receiving = serving(receiver.handle)
+    url = await receiving.__aenter__()
     repository = RelationshipRepository(store, mapper_for(Settings()))
     runner = ProjectionRunner(
         store, dsn, lambda r: repository.decode(r).event, [WebhookOutbox()], poll_interval=0.5
@@ -144,30 +135,26 @@ async def mentorflow_run(rate: float, seconds: float) -> tuple[list[float], floa
     finally:
         await dispatcher.stop()
         await runner.stop()
-        await http_runner.cleanup()
+        await receiving.__aexit__(None, None, None)
         await store.close()
         await drop_schema(dsn, schema)
 
 
 async def baseline_run(rate: float, seconds: float) -> tuple[list[float], float]:
     receiver = Receiver()
-    http_runner, url = await start_receiver(receiver)
     latencies: list[float] = []
-    try:
-        async with aiohttp.ClientSession() as session:
+    async with serving(receiver.handle) as url, aiohttp.ClientSession() as session:
 
-            async def send(i: int) -> None:
-                body = {"sequence": i, "data": {"relationship_id": "r"}, "pad": "x" * 400}
-                sent = time.perf_counter()
-                async with session.post(url, json=body) as response:
-                    await response.read()
-                latencies.append((receiver.arrivals[f"r:{i}"] - sent) * 1000)
+        async def send(i: int) -> None:
+            body = {"sequence": i, "data": {"relationship_id": "r"}, "pad": "x" * 400}
+            sent = time.perf_counter()
+            async with session.post(url, json=body) as response:
+                await response.read()
+            latencies.append((receiver.arrivals[f"r:{i}"] - sent) * 1000)
 
-            started = time.perf_counter()
-            await paced(rate, seconds, send)
-            return latencies, len(latencies) / (time.perf_counter() - started)
-    finally:
-        await http_runner.cleanup()
+        started = time.perf_counter()
+        await paced(rate, seconds, send)
+        return latencies, len(latencies) / (time.perf_counter() - started)
 
 
 def _envelope() -> Envelope:

@@ -14,6 +14,7 @@ from aiohttp import web
 
 from tests.e2e.conftest import Api
 from tests.e2e.journey import TO_CONCLUDED, TO_CULTIVATION, open_relationship, walk
+from tests.support.receiver import serving
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
 
 pytestmark = pytest.mark.db
@@ -76,15 +77,8 @@ class Receiver:
 @pytest.fixture
 async def receiver_url() -> AsyncIterator[tuple[Receiver, str]]:
     receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    yield receiver, f"http://127.0.0.1:{port}/hook"
-    await runner.cleanup()
+    async with serving(receiver.handle) as url:
+        yield receiver, url
 
 
 async def test_webhook_admin_and_ssrf_guard_over_http(api: Api) -> None:

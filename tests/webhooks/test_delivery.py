@@ -28,6 +28,7 @@ from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from tests.support.receiver import serving
 
 pytestmark = pytest.mark.db
 
@@ -70,16 +71,9 @@ class Receiver:
 @pytest.fixture
 async def receiver() -> AsyncIterator[Receiver]:
     receiver = Receiver()
-    app = web.Application()
-    app.router.add_post("/hook", receiver.handle)
-    runner = web.AppRunner(app)
-    await runner.setup()
-    site = web.TCPSite(runner, "127.0.0.1", 0)
-    await site.start()
-    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
-    receiver.url = f"http://127.0.0.1:{port}/hook"
-    yield receiver
-    await runner.cleanup()
+    async with serving(receiver.handle) as url:
+        receiver.url = url
+        yield receiver
 
 
 @dataclass
