@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import logging
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -31,6 +32,7 @@ from service.store.records import (
 from service.store.subscriptions import Notifier, Subscription
 
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 _READ_STREAM = (
     "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
@@ -64,6 +66,7 @@ _TRACKING_POSITION = "SELECT position FROM tracking WHERE name = $1"
 _ADVANCE_TRACKING = "SELECT mf_advance_tracking($1, $2)"
 
 READ_RETRIES = 1
+CLOSE_TIMEOUT_S = 10.0
 
 
 def _record(row: asyncpg.Record) -> StoredRecord:
@@ -88,9 +91,7 @@ class EventStore:
         self.schema = schema
         self.channel = f"mentorflow_events_{schema}"
         self._notifier = Notifier(dsn, schema, self.channel)
-        self._committer = GroupCommitter(
-            lambda: database.connect(dsn, schema), self.channel, max_in_flight=max_in_flight
-        )
+        self._committer = GroupCommitter(pool, self.channel, max_in_flight=max_in_flight)
 
     @classmethod
     async def open(
@@ -105,10 +106,20 @@ class EventStore:
     async def migrate(self) -> list[int]:
         return await self.with_connection(lambda conn: migrate(conn, self.schema))
 
-    async def close(self) -> None:
-        await self._committer.close()
+    async def close(self, timeout: float = CLOSE_TIMEOUT_S) -> None:
+        """Finish the appends in flight, then close the pool; a connection
+        someone never released is terminated after `timeout`, so shutting
+        down cannot hang."""
+        try:
+            await asyncio.wait_for(self._committer.close(), timeout)
+        except TimeoutError:
+            log.warning("appends still in flight at close; abandoning them")
         await self._notifier.stop()
-        await self.pool.close()
+        try:
+            await asyncio.wait_for(self.pool.close(), timeout)
+        except TimeoutError:
+            log.warning("connections still in use at close; terminating them")
+            self.pool.terminate()
 
     # --- appending -------------------------------------------------------------
 
