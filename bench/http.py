@@ -10,7 +10,11 @@ Both run on the same database (embedded, or DATABASE_URL), driven by the same
 client at the same concurrency, interleaved for several rounds; figures are
 medians. Targets: mentorflow >= 50% of the baseline's requests/s, p99 < 50 ms.
 
-    python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16]
+    python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16] [--no-workers]
+
+By default the server also runs the projection workers and the webhook
+dispatcher, which share its CPU; --no-workers measures an API-only process
+(MENTORFLOW_RUN_WORKERS=0), as a deployment that runs them elsewhere would.
 """
 
 from __future__ import annotations
@@ -105,10 +109,10 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-async def main(seconds: float, rounds: int, concurrency: int) -> None:
+async def main(seconds: float, rounds: int, concurrency: int, workers: bool) -> None:
     dsn = database_url_for_tests()
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    server = ServerProcess(dsn, schema)
+    server = ServerProcess(dsn, schema, MENTORFLOW_RUN_WORKERS="1" if workers else "0")
     server.start()
     bare_port = free_port()
     bare = await asyncio.create_subprocess_exec(
@@ -177,5 +181,10 @@ if __name__ == "__main__":
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
+    parser.add_argument(
+        "--no-workers",
+        action="store_true",
+        help="serve the API only (projections and webhooks run in another process)",
+    )
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rounds, args.concurrency))
+    asyncio.run(main(args.seconds, args.rounds, args.concurrency, not args.no_workers))
