@@ -100,9 +100,7 @@ async def create_token(request: web.Request) -> web.Response:
     try:
         token, who = await services(request).tokens.create(cast(Role, role), name)
     except ValueError as exc:
-        raise Problem(
-            "validation-error", str(exc), errors=[{"path": "name", "message": str(exc)}]
-        ) from exc
+        raise Problem.invalid("name", str(exc), str(exc)) from exc
     return web.json_response({"token": token, "name": who.name, "role": who.role}, status=201)
 
 

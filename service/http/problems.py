@@ -54,6 +54,16 @@ class Problem(Exception):
         self.headers = headers or {}
         self.extra = extra
 
+    @classmethod
+    def invalid(cls, path: str, message: str, detail: str | None = None) -> Problem:
+        """A 422 validation-error naming one wrong field (`path`), the shape
+        every validation error of the API has."""
+        return cls(
+            "validation-error",
+            detail or f"{path}: {message}",
+            errors=[{"path": path, "message": message}],
+        )
+
     def body(self) -> dict[str, Any]:
         return {
             "type": PROBLEM_BASE + self.name,

@@ -26,9 +26,7 @@ _PHASES = (
 
 
 def _invalid(exc: InvalidQuery) -> Problem:
-    return Problem(
-        "validation-error", str(exc), errors=[{"path": f"query.{exc.path}", "message": exc.message}]
-    )
+    return Problem.invalid(f"query.{exc.path}", exc.message, str(exc))
 
 
 def _at_risk(request: web.Request) -> bool | None:

@@ -163,8 +163,4 @@ def if_match(request: web.Request) -> int | None:
 
 
 def _invalid_query(name: str, message: str) -> Problem:
-    return Problem(
-        "validation-error",
-        f"query parameter {name} {message}",
-        errors=[{"path": f"query.{name}", "message": message}],
-    )
+    return Problem.invalid(f"query.{name}", message, f"query parameter {name} {message}")

@@ -49,8 +49,8 @@ def decode_cursor(raw: str | None) -> int | None:
             raise ValueError(prefix)
         return int(number)
     except (ValueError, UnicodeDecodeError):
-        raise Problem(
-            "validation-error",
+        raise Problem.invalid(
+            "query.cursor",
+            "unknown cursor",
             "query parameter cursor is not one this service issued",
-            errors=[{"path": "query.cursor", "message": "unknown cursor"}],
         ) from None

@@ -24,28 +24,22 @@ WEBHOOK_TYPES = frozenset({PHASE_CHANGED, "relationship.relationship.opened"}) |
 MAX_DESCRIPTION = 500
 
 
-def _field_error(path: str, message: str) -> Problem:
-    return Problem(
-        "validation-error", f"{path}: {message}", errors=[{"path": path, "message": message}]
-    )
-
-
 async def _valid_url(request: web.Request, value: Any) -> str:
     if not isinstance(value, str):
-        raise _field_error("url", "required: the http(s) URL to deliver to")
+        raise Problem.invalid("url", "required: the http(s) URL to deliver to")
     try:
         await check_url(value, allow_private=services(request).settings.webhook_allow_private)
     except UnsafeUrl as exc:
-        raise _field_error("url", str(exc)) from exc
+        raise Problem.invalid("url", str(exc)) from exc
     return value
 
 
 def _valid_types(value: Any) -> list[str]:
     if not isinstance(value, list) or not value or len(value) > 100:
-        raise _field_error("event_types", "must be a non-empty list of webhook types")
+        raise Problem.invalid("event_types", "must be a non-empty list of webhook types")
     for index, pattern in enumerate(value):
         if not isinstance(pattern, str) or not _known_pattern(pattern):
-            raise _field_error(
+            raise Problem.invalid(
                 f"event_types[{index}]",
                 "must be a webhook type such as relationship.phase_changed or"
                 " relationship.meeting.held, or a prefix ending in * such as relationship.*",
@@ -63,7 +57,9 @@ def _valid_description(value: Any) -> str | None:
     if value is None:
         return None
     if not isinstance(value, str) or len(value) > MAX_DESCRIPTION:
-        raise _field_error("description", f"must be text of at most {MAX_DESCRIPTION} characters")
+        raise Problem.invalid(
+            "description", f"must be text of at most {MAX_DESCRIPTION} characters"
+        )
     return value
 
 
@@ -95,7 +91,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     page = limit(request)
     after = decode_cursor(request.query.get("cursor"))
     if after is not None and not 0 <= after < 2**128:
-        raise _field_error("cursor", "unknown cursor")
+        raise Problem.invalid("cursor", "unknown cursor")
     cursor_id = None if after is None else UUID(int=after)
     items = await endpoints.list_page(services(request).store, cursor_id, page)
     next_cursor = encode_cursor(UUID(items[-1]["id"]).int) if len(items) == page else None
@@ -121,7 +117,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
     _refuse_unknown(body, {"url", "event_types", "description", "enabled"})
     enabled = body.get("enabled")
     if enabled is not None and not isinstance(enabled, bool):
-        raise _field_error("enabled", "must be true or false")
+        raise Problem.invalid("enabled", "must be true or false")
     view = await endpoints.update(
         services(request).store,
         endpoint_id,
@@ -179,7 +175,7 @@ async def recover_deliveries(request: web.Request) -> web.Response:
     except ValueError:
         since = None
     if since is None or since.tzinfo is None:
-        raise _field_error("since", "required: an ISO 8601 date-time with a time zone")
+        raise Problem.invalid("since", "required: an ISO 8601 date-time with a time zone")
     requeued = await endpoints.recover(services(request).store, endpoint_id, since)
     _wake_dispatcher(request)
     return web.json_response({"requeued": requeued}, status=202)
