@@ -36,6 +36,7 @@ from domain.samples import Clock, long_history, walk_to
 from service.codec import mapper_for
 from service.projection_runner import ProjectionRunner
 from service.relationships import RelationshipRepository
+from service.runtime import tune_gc
 from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.store.records import NewEvent
@@ -148,6 +149,7 @@ async def lag_under_load(
 
 
 async def main(events: int, rate: float, seconds: float, aes: bool) -> None:
+    tune_gc()  # as `mentorflow serve` and `mentorflow projections rebuild` do
     dsn = database_url_for_tests()
     schema = new_schema_name("bench")
     settings = Settings(cipher_key=create_cipher_key() if aes else None)

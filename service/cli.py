@@ -16,7 +16,7 @@ import workflows
 from service import auditor, logs
 from service.http.app import create_app
 from service.http.tokens import ROLES, TokenRegistry
-from service.runtime import open_store
+from service.runtime import open_store, tune_gc
 from service.settings import Settings, SettingsError
 from service.store.errors import StoreUnavailable
 
@@ -148,6 +148,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     logs.configure()
+    tune_gc()
     try:
         return _run(args, Settings.from_env())
     except (SettingsError, ValueError) as exc:
