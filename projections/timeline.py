@@ -2,20 +2,22 @@
 
 Each entry has its place (position, version), its envelope (type, when, who,
 from where), a sentence ("Mentor m-7 selected; relationship moves to
-establishment") and its data. Table ``timeline_entries`` (migration 0012).
+establishment") and its data. Table ``timeline_entries`` (migrations 0012 and
+0014) holds the place and the envelope, which are in clear in the event
+store, and orders and pages them. The sentence and the data are rendered when
+a page is read, from that page's events decoded from the event store.
 
-Confidential fields (notes, comments, details, values, work style) are not
-stored here: payloads may be AES-encrypted at rest, and a copy in a read model
-would leak them in clear. The table keeps the data with those fields replaced
-by ``"[redacted]"`` and the names of the fields it hid; a role that may read
-them gets them through ``reveal``, which the service implements by decoding
-the events from the event store at query time. The auditor's view needs no
-decoding at all. The sentences never quote a confidential field.
+So nothing of a payload is copied into the read model: payloads may be
+AES-encrypted at rest, and a copy of confidential fields (notes, comments,
+details, values, work style) would leak them in clear. It is also what makes
+a rebuild cheap: decoding a payload costs more than everything else a rebuild
+does, and a page of entries is a small fraction of the log. The auditor's
+view replaces confidential fields by ``"[redacted]"`` and names them; the
+sentences never quote one.
 """
 
 from __future__ import annotations
 
-import functools
 import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
@@ -25,9 +27,8 @@ from uuid import UUID
 
 import asyncpg
 
-from domain import Relationship, event_data, to_jsonable
+from domain import Relationship, confidential_fields, event_data, to_jsonable
 from projections.base import ProjectedEvent, Projection, relationship_events
-from projections.jsontext import data_json
 from projections.paging import next_cursor as _next_cursor
 from projections.paging import page_request
 
@@ -35,8 +36,9 @@ NAME = "timeline"
 TABLE = "timeline_entries"
 CURSOR_KIND = "timeline"
 
-Reveal = Callable[[UUID, Sequence[int]], Awaitable[Mapping[int, Mapping[str, Any]]]]
-"""Given a relationship and versions, their events' full (unredacted) data."""
+LoadEvents = Callable[[UUID, Sequence[int]], Awaitable[Mapping[int, Relationship.Event]]]
+"""Given a relationship and versions, their events decoded from the event
+store (a version whose payload no longer decodes is left out)."""
 
 
 @dataclass(slots=True)
@@ -57,10 +59,6 @@ class TimelineRow:
     causation_id: str | None
     from_phase: str | None
     to_phase: str | None
-    summary: str
-    data: str
-    """JSON text of the data, confidential fields redacted."""
-    confidential: tuple[str, ...]
 
 
 _PARAMETER_TYPES: Mapping[str, str] = {
@@ -77,9 +75,6 @@ _PARAMETER_TYPES: Mapping[str, str] = {
     "causation_id": "text",
     "from_phase": "text",
     "to_phase": "text",
-    "summary": "text",
-    "data": "text",  # jsonb, as above
-    "confidential": "text",  # text[], comma-joined: unnest would flatten an array of arrays
 }
 COLUMNS = tuple(_PARAMETER_TYPES)
 assert tuple(TimelineRow.__dataclass_fields__) == COLUMNS, "columns must follow TimelineRow"
@@ -87,7 +82,7 @@ _INSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"  # noqa: S608 - constants only
     " SELECT u.relationship_id, u.version, u.position, u.event_id, u.type, u.occurred_at,"
     " u.recorded_at, u.actor::jsonb, u.source, u.correlation_id, u.causation_id, u.from_phase,"
-    " u.to_phase, u.summary, u.data::jsonb, string_to_array(u.confidential, ',')"
+    " u.to_phase"
     f" FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_PARAMETER_TYPES.values(), 1))})"
     f" AS u({', '.join(COLUMNS)})"
 )
@@ -102,9 +97,7 @@ def _text(value: Any) -> str | None:
 
 
 def timeline_row(event: ProjectedEvent) -> TimelineRow:
-    """The entry of one event, confidential fields redacted."""
-    decoded = event.event
-    data, hidden = data_json(decoded, redact=True)
+    """The row of one event: its place and its clear-text envelope (no decoding)."""
     meta = event.metadata
     return TimelineRow(
         relationship_id=event.relationship_id,
@@ -120,44 +113,43 @@ def timeline_row(event: ProjectedEvent) -> TimelineRow:
         causation_id=_text(meta.get("causation_id")),
         from_phase=event.from_phase,
         to_phase=event.to_phase,
-        summary=describe(decoded),
-        data=data,
-        confidential=hidden,
     )
 
 
-def entry(row: TimelineRow | asyncpg.Record) -> dict[str, Any]:
-    """An entry as the API shows it, from a row of the table or a TimelineRow."""
-    get: Callable[[str], Any] = (
-        functools.partial(getattr, row) if isinstance(row, TimelineRow) else row.__getitem__
-    )
-    return {
-        "position": get("position"),
-        "version": get("version"),
-        "event_id": str(get("event_id")),
-        "type": get("type"),
-        "occurred_at": to_jsonable(get("occurred_at")),
-        "recorded_at": to_jsonable(get("recorded_at")),
-        "actor": get("actor"),
-        "source": get("source"),
-        "correlation_id": get("correlation_id"),
-        "causation_id": get("causation_id"),
-        "from_phase": get("from_phase"),
-        "to_phase": get("to_phase"),
-        "summary": get("summary"),
-        "data": json.loads(row.data) if isinstance(row, TimelineRow) else dict(row["data"]),
-        "redacted": list(get("confidential")),
+def entry(row: TimelineRow, event: Relationship.Event | None, *, redact: bool) -> dict[str, Any]:
+    """An entry as the API shows it: the row's envelope, with the sentence and
+    the data of its decoded event (confidential fields replaced when
+    ``redact``). Without the event (its payload no longer decodes, which
+    ``verify`` reports) the entry says so and shows no data."""
+    body: dict[str, Any] = {
+        "position": row.position,
+        "version": row.version,
+        "event_id": str(row.event_id),
+        "type": row.type,
+        "occurred_at": to_jsonable(row.occurred_at),
+        "recorded_at": to_jsonable(row.recorded_at),
+        "actor": row.actor,
+        "source": row.source,
+        "correlation_id": row.correlation_id,
+        "causation_id": row.causation_id,
+        "from_phase": row.from_phase,
+        "to_phase": row.to_phase,
     }
+    if event is None:
+        return body | {
+            "summary": f"{row.type} (stored payload does not decode)",
+            "data": {},
+            "redacted": [],
+        }
+    data = event_data(event, redacted=redact)
+    hidden = sorted(confidential_fields(row.type) & data.keys()) if redact else []
+    return body | {"summary": describe(event), "data": data, "redacted": hidden}
 
 
 def event_entry(event: ProjectedEvent, *, redact: bool) -> dict[str, Any]:
     """The entry of an event read from the store (``mentorflow replay``): the
-    same as the projection's, with the confidential fields when allowed."""
-    body = entry(timeline_row(event))
-    if not redact:
-        body["data"] = event_data(event.event)
-        body["redacted"] = []
-    return body
+    same as the read model's."""
+    return entry(timeline_row(event), event.event, redact=redact)
 
 
 class Timeline(Projection):
@@ -193,50 +185,35 @@ def _columns(rows: Sequence[TimelineRow]) -> list[list[Any]]:
         [r.causation_id for r in rows],
         [r.from_phase for r in rows],
         [r.to_phase for r in rows],
-        [r.summary for r in rows],
-        [r.data for r in rows],
-        [",".join(r.confidential) for r in rows],
     ]
 
 
 async def timeline(
     conn: asyncpg.Connection,
     relationship_id: UUID,
+    load_events: LoadEvents,
     *,
+    redact: bool,
     limit: int | None = None,
     cursor: str | None = None,
-    reveal: Reveal | None = None,
 ) -> dict[str, Any] | None:
     """A page of the relationship's entries in order:
     ``{"relationship_id", "items", "next_cursor"}``; None when it has none (an
-    unknown relationship, or one not projected yet). Without ``reveal`` the
-    confidential fields stay redacted (the auditor's view). Raises
-    :class:`~projections.paging.InvalidQuery` for a bad limit or cursor.
+    unknown relationship, or one not projected yet). ``redact`` for the
+    auditor's view. Raises :class:`~projections.paging.InvalidQuery` for a bad
+    limit or cursor.
     """
     request = page_request(limit, cursor, kind=CURSOR_KIND)
     rows = await conn.fetch(_SELECT, relationship_id, request.after or 0, request.limit + 1)
     if not rows and request.after is None:
         return None
-    items = [entry(row) for row in rows[: request.limit]]
-    if reveal is not None:
-        await _reveal(relationship_id, items, reveal)
-    keys = [row["version"] for row in rows]
+    page = [TimelineRow(*row) for row in rows[: request.limit]]
+    events = await load_events(relationship_id, [row.version for row in page]) if page else {}
     return {
         "relationship_id": str(relationship_id),
-        "items": items,
-        "next_cursor": _next_cursor(keys, request, kind=CURSOR_KIND),
+        "items": [entry(row, events.get(row.version), redact=redact) for row in page],
+        "next_cursor": _next_cursor([row["version"] for row in rows], request, kind=CURSOR_KIND),
     }
-
-
-async def _reveal(relationship_id: UUID, items: list[dict[str, Any]], reveal: Reveal) -> None:
-    hidden = [item["version"] for item in items if item["redacted"]]
-    if not hidden:
-        return
-    full = await reveal(relationship_id, hidden)
-    for item in items:
-        data = full.get(item["version"])
-        if item["redacted"] and data is not None:
-            item["data"], item["redacted"] = dict(data), []
 
 
 # --- the sentences -------------------------------------------------------------------------

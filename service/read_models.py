@@ -21,7 +21,7 @@ from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
-from domain import Relationship, event_data
+from domain import Relationship
 from projections import Filters, InvalidQuery, RiskPolicy
 from projections import phase_stats as stats_model
 from projections import summaries as summaries_model
@@ -159,12 +159,16 @@ class ReadModels:
         min_position: int | None = None,
     ) -> dict[str, Any] | None:
         """``GET /v1/relationships/{id}/timeline``; ``redact=True`` for the
-        auditor role. Confidential fields come from the event store."""
+        auditor role. The page's events are decoded from the event store."""
         await self._settle(timeline_model.NAME, min_position)
-        reveal = None if redact else self._reveal
         return await self.store.with_connection(
             lambda conn: timeline_model.timeline(
-                conn, relationship_id, limit=limit, cursor=cursor, reveal=reveal
+                conn,
+                relationship_id,
+                self._load_events,
+                redact=redact,
+                limit=limit,
+                cursor=cursor,
             )
         )
 
@@ -181,23 +185,23 @@ class ReadModels:
         if min_position is not None and self.runner is not None:
             await self.runner.wait_until_projected(name, min_position, self.consistency_timeout)
 
-    async def _reveal(
+    async def _load_events(
         self, relationship_id: UUID, versions: Sequence[int]
-    ) -> Mapping[int, Mapping[str, Any]]:
-        """The full data of some events, decoded from the store (confidential
-        fields included). An event that no longer decodes stays redacted."""
+    ) -> Mapping[int, Relationship.Event]:
+        """Some events of a relationship, decoded from the store (one read). An
+        event that no longer decodes is left out: verify will say why."""
         wanted = set(versions)
         records = await self.store.read_stream(
             relationship_id, from_version=min(wanted), to_version=max(wanted)
         )
-        revealed: dict[int, Mapping[str, Any]] = {}
+        events: dict[int, Relationship.Event] = {}
         for record in records:
             if record.version in wanted:
                 try:
-                    revealed[record.version] = event_data(self._decode(record))
-                except Exception as exc:  # altered in the database: verify will say so
+                    events[record.version] = self._decode(record)
+                except Exception as exc:  # altered in the database
                     log.warning("event %s does not decode: %s", record.event_id, exc)
-        return revealed
+        return events
 
     # --- the audit trail (the events table itself) ----------------------------------------
 

@@ -29,10 +29,10 @@ def tune_gc() -> None:
     never becomes garbage, yet every full collection walks it again; and a
     worker holds a batch or two of decoded events at a time, which CPython's
     default thresholds answer with a collection every 700 allocations. Freezing
-    the start-up heap and collecting less often: in one run over 30,000 events, rebuilding relationship summaries went
-    from 22.8k to 26.4k events/s and the timeline from 11.4k to 15.4k (with the
-    collector off: 30.4k and 15.0k). Memory still comes back: almost nothing
-    here forms reference cycles, and reference counting frees the rest.
+    the start-up heap and collecting less often: in one run over 30,000 events,
+    rebuilding relationship summaries went from 22.8k to 26.4k events/s (with
+    the collector off: 30.4k). Memory still comes back: almost nothing here
+    forms reference cycles, and reference counting frees the rest.
     Call it once, after imports and before serving.
     """
     gc.collect()

@@ -91,6 +91,30 @@ async def test_confidential_fields_are_redacted_for_the_auditor_and_revealed_to_
             assert plain == hidden
 
 
+async def test_an_entry_whose_payload_no_longer_decodes_says_so(
+    store: EventStore, repository: RelationshipRepository, runner: ProjectionRunner
+) -> None:
+    relationship = walk_to("cultivation")
+    saved = await repository.save(relationship)
+    await store.with_connection(
+        lambda c: c.execute(
+            "UPDATE events SET payload = '\\x7b'::bytea WHERE stream_id = $1 AND version = 2",
+            relationship.id,
+        )
+    )
+    models = ReadModels(store, decoder(repository), runner)
+    for redact in (True, False):
+        page = await models.timeline(
+            relationship.id, redact=redact, min_position=saved.events[-1].position
+        )
+        assert page is not None
+        broken = page["items"][1]
+        assert broken["version"] == 2 and broken["type"] == "reflection.recorded"
+        assert broken["summary"] == "reflection.recorded (stored payload does not decode)"
+        assert broken["data"] == {} and broken["redacted"] == []
+        assert page["items"][2]["summary"].startswith("The search for a mentor started")
+
+
 async def test_encrypted_payloads_never_leak_into_the_read_models(
     store: EventStore, dsn: str
 ) -> None:
