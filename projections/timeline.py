@@ -69,22 +69,24 @@ _PARAMETER_TYPES: Mapping[str, str] = {
     "type": "text",
     "occurred_at": "timestamptz",
     "recorded_at": "timestamptz",
-    "actor": "text",  # jsonb, sent as text: arrays of jsonb have no binary codec
     "source": "text",
     "correlation_id": "text",
     "causation_id": "text",
     "from_phase": "text",
     "to_phase": "text",
 }
-COLUMNS = tuple(_PARAMETER_TYPES)
-assert tuple(TimelineRow.__dataclass_fields__) == COLUMNS, "columns must follow TimelineRow"
+"""One array parameter per column, except ``actor`` (jsonb): arrays of jsonb
+have no binary codec, and encoding a JSON text per row cost more than the rest
+of the row, so the actors come as one JSON array, zipped with the others."""
+COLUMNS = tuple(TimelineRow.__dataclass_fields__)
+_FUNCTIONS = [f"unnest(${i}::{t}[])" for i, t in enumerate(_PARAMETER_TYPES.values(), 1)]
+_ACTORS = f"jsonb_array_elements(${len(_PARAMETER_TYPES) + 1}::text::jsonb)"
+_SELECTED = ["nullif(u.actor, 'null')" if name == "actor" else f"u.{name}" for name in COLUMNS]
 _INSERT = (
     f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"  # noqa: S608 - constants only
-    " SELECT u.relationship_id, u.version, u.position, u.event_id, u.type, u.occurred_at,"
-    " u.recorded_at, u.actor::jsonb, u.source, u.correlation_id, u.causation_id, u.from_phase,"
-    " u.to_phase"
-    f" FROM unnest({', '.join(f'${i}::{t}[]' for i, t in enumerate(_PARAMETER_TYPES.values(), 1))})"
-    f" AS u({', '.join(COLUMNS)})"
+    f" SELECT {', '.join(_SELECTED)}"
+    f" FROM ROWS FROM ({', '.join(_FUNCTIONS)}, {_ACTORS})"
+    f" AS u({', '.join(_PARAMETER_TYPES)}, actor)"
 )
 _SELECT = (
     f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"  # noqa: S608 - constants only
@@ -167,25 +169,13 @@ class Timeline(Projection):
             for event in relationship_events(batch)
         ]
         if rows:
-            await conn.execute(_INSERT, *_columns(rows))
+            await conn.execute(_INSERT, *_parameters(rows))
 
 
-def _columns(rows: Sequence[TimelineRow]) -> list[list[Any]]:
-    return [
-        [r.relationship_id for r in rows],
-        [r.version for r in rows],
-        [r.position for r in rows],
-        [r.event_id for r in rows],
-        [r.type for r in rows],
-        [r.occurred_at for r in rows],
-        [r.recorded_at for r in rows],
-        [None if r.actor is None else json.dumps(r.actor) for r in rows],
-        [r.source for r in rows],
-        [r.correlation_id for r in rows],
-        [r.causation_id for r in rows],
-        [r.from_phase for r in rows],
-        [r.to_phase for r in rows],
-    ]
+def _parameters(rows: Sequence[TimelineRow]) -> list[Any]:
+    """The INSERT's parameters: one array per column, then the actors' JSON."""
+    columns: list[Any] = [[getattr(r, name) for r in rows] for name in _PARAMETER_TYPES]
+    return [*columns, json.dumps([r.actor for r in rows])]
 
 
 async def timeline(

@@ -6,3 +6,7 @@ ALTER TABLE timeline_entries
     DROP COLUMN summary,
     DROP COLUMN data,
     DROP COLUMN confidential;
+
+-- The primary key (relationship_id, version) already refuses an event
+-- projected twice; a second unique index on position only slowed every insert.
+ALTER TABLE timeline_entries DROP CONSTRAINT timeline_entries_position_key;
