@@ -49,6 +49,7 @@ class ProjectedEvent:
         "recorded_at",
         "relationship_id",
         "topic",
+        "type",
         "version",
     )
 
@@ -71,6 +72,9 @@ class ProjectedEvent:
         self.event_id = event_id
         self.topic = topic
         self.metadata = metadata
+        self.type = str(metadata.get("type", ""))
+        """The API event type (``meeting.held``), from the envelope (read once:
+        every projection asks, several times per event)."""
         self.recorded_at = recorded_at
         self.chain_hash = chain_hash
         self._decode = decode
@@ -84,11 +88,6 @@ class ProjectedEvent:
         if self._event is None:
             self._event = self._decode()
         return self._event
-
-    @property
-    def type(self) -> str:
-        """The API event type (``meeting.held``), from the envelope."""
-        return str(self.metadata.get("type", ""))
 
     @property
     def is_relationship_event(self) -> bool:
