@@ -227,7 +227,7 @@ async def list_relationship_events(request: web.Request) -> web.Response:
     s = services(request)
     relationship_id = path_uuid(request, "id", "relationship")
     from_version = query_int(request, "from_version", default=1, low=1)
-    after_cursor = decode_cursor(request.query.get("cursor"))
+    after_cursor = decode_cursor(request.query.get("cursor"), kind="relationship_events")
     start = max(from_version or 1, (after_cursor or 0) + 1)
     page = limit(request)
     records = await s.store.read_stream(
@@ -238,15 +238,14 @@ async def list_relationship_events(request: web.Request) -> web.Response:
     redacted = _redacted(request)
     items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
     full = len(records) == page
-    return web.json_response(
-        {"items": items, "next_cursor": encode_cursor(records[-1].version) if full else None}
-    )
+    cursor = encode_cursor(records[-1].version, kind="relationship_events") if full else None
+    return web.json_response({"items": items, "next_cursor": cursor})
 
 
 async def global_feed(request: web.Request) -> web.Response:
     s = services(request)
     after = query_int(request, "after", default=0, low=0) or 0
-    after = max(after, decode_cursor(request.query.get("cursor")) or 0)
+    after = max(after, decode_cursor(request.query.get("cursor"), kind="events") or 0)
     page = limit(request)
     records = await s.store.read_log(after, page)
     redacted = _redacted(request)
@@ -255,7 +254,7 @@ async def global_feed(request: web.Request) -> web.Response:
     return web.json_response(
         {
             "items": items,
-            "next_cursor": encode_cursor(last) if len(records) == page else None,
+            "next_cursor": encode_cursor(last, kind="events") if len(records) == page else None,
             "next_after": last,
         }
     )

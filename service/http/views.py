@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-import base64
 from typing import Any
 
 from domain import event_data, to_jsonable
+from projections import paging
 from service.http.problems import Problem
 from service.relationships import RecordedEvent
 
@@ -34,21 +34,19 @@ def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]
     return view
 
 
-def encode_cursor(value: int) -> str:
-    return base64.urlsafe_b64encode(f"v1:{value}".encode()).decode().rstrip("=")
+def encode_cursor(value: int, *, kind: str) -> str:
+    """The opaque ``next_cursor`` of a list that pages by an integer key (the
+    same cursors as the read models', see :mod:`projections.paging`)."""
+    return paging.encode_cursor(value, kind=kind)
 
 
-def decode_cursor(raw: str | None) -> int | None:
+def decode_cursor(raw: str | None, *, kind: str) -> int | None:
     """The opaque `cursor` query parameter; a forged one is a validation error."""
     if not raw:
         return None
     try:
-        text = base64.urlsafe_b64decode(raw + "=" * (-len(raw) % 4)).decode()
-        prefix, _, number = text.partition(":")
-        if prefix != "v1":
-            raise ValueError(prefix)
-        return int(number)
-    except (ValueError, UnicodeDecodeError):
+        return paging.decode_cursor(raw, kind=kind)
+    except paging.InvalidQuery:
         raise Problem.invalid(
             "query.cursor",
             "unknown cursor",

@@ -89,12 +89,14 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     page = limit(request)
-    after = decode_cursor(request.query.get("cursor"))
+    after = decode_cursor(request.query.get("cursor"), kind="webhooks")
     if after is not None and not 0 <= after < 2**128:
-        raise Problem.invalid("cursor", "unknown cursor")
+        raise Problem.invalid("query.cursor", "unknown cursor")
     cursor_id = None if after is None else UUID(int=after)
     items = await endpoints.list_page(services(request).store, cursor_id, page)
-    next_cursor = encode_cursor(UUID(items[-1]["id"]).int) if len(items) == page else None
+    next_cursor = (
+        encode_cursor(UUID(items[-1]["id"]).int, kind="webhooks") if len(items) == page else None
+    )
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -150,9 +152,9 @@ async def rotate_webhook_secret(request: web.Request) -> web.Response:
 async def list_deliveries(request: web.Request) -> web.Response:
     endpoint_id, _ = await _existing(request)
     page = limit(request)
-    before = decode_cursor(request.query.get("cursor"))
+    before = decode_cursor(request.query.get("cursor"), kind="deliveries")
     items = await endpoints.attempts(services(request).store, endpoint_id, before, page)
-    next_cursor = encode_cursor(items[-1]["id"]) if len(items) == page else None
+    next_cursor = encode_cursor(items[-1]["id"], kind="deliveries") if len(items) == page else None
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 

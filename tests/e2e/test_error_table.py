@@ -210,6 +210,11 @@ async def test_bad_query_parameters_are_validation_errors(api: Api, relationship
     assert_problem(status, body, headers, 422, "validation-error")
     status, body, headers = await api.get("/v1/events?cursor=forged")
     assert_problem(status, body, headers, 422, "validation-error")
+    _status, feed, _headers = await api.get("/v1/events?limit=1")
+    elsewhere = f"/v1/relationships/{relationship}/events?cursor={feed['next_cursor']}"
+    status, body, headers = await api.get(elsewhere)  # a cursor of another list
+    assert_problem(status, body, headers, 422, "validation-error")
+    assert body["errors"][0]["path"] == "query.cursor"
 
 
 async def test_malformed_if_match(api: Api, relationship: str) -> None:
