@@ -138,10 +138,33 @@ async def _administer_and_receive(api: Api, receiver: Receiver, url: str) -> Non
         f"/v1/webhooks/{webhook_id}/recover", {"since": "2020-01-01T00:00:00Z"}
     )
     assert status == 202
+    await _check_paging(admin, f"/v1/webhooks/{webhook_id}/deliveries", page_size=4)
+    for _ in range(2):
+        status, body, _ = await admin.post(
+            "/v1/webhooks", {"url": url, "event_types": ["relationship.relationship.withdrawn"]}
+        )
+        assert status == 201, body
+    await _check_paging(admin, "/v1/webhooks", page_size=2)
     status, _, _ = await admin.call("DELETE", f"/v1/webhooks/{webhook_id}")
     assert status == 204
     status, _, _ = await admin.get(f"/v1/webhooks/{webhook_id}")
     assert status == 404
+
+
+async def _check_paging(admin: Api, path: str, *, page_size: int) -> None:
+    """Following ``next_cursor`` pages gives the whole list, each item once."""
+    status, whole, _ = await admin.get(path)
+    assert status == 200 and whole["next_cursor"] is None and len(whole["items"]) > page_size
+    items: list[dict[str, object]] = []
+    query = f"?limit={page_size}"
+    while True:
+        status, page, _ = await admin.get(path + query)
+        assert status == 200 and len(page["items"]) <= page_size
+        items += page["items"]
+        if page["next_cursor"] is None:
+            break
+        query = f"?limit={page_size}&cursor={page['next_cursor']}"
+    assert items == whole["items"]
 
 
 async def test_a_killed_server_delivers_every_message_after_restart(
