@@ -26,6 +26,7 @@ from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
 from service.webhooks import routes as webhook_routes
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from service.webhooks.sealing import SecretSealer
 
 
 def all_routes() -> list[Route]:
@@ -51,6 +52,7 @@ def build_services(settings: Settings, store: EventStore, dsn: str) -> Services:
     runner = ProjectionRunner(
         store, dsn, decode, [*all_projections(), WebhookOutbox()], registry=metrics.registry
     )
+    sealer = SecretSealer(settings.cipher_key)
     dispatcher = Dispatcher(
         store,
         DispatcherConfig(
@@ -58,6 +60,7 @@ def build_services(settings: Settings, store: EventStore, dsn: str) -> Services:
             allow_private=settings.webhook_allow_private,
             timeout_s=settings.webhook_timeout_s,
             lease_s=3 * settings.webhook_timeout_s + 5,
+            sealer=sealer,
         ),
         on_attempt=metrics.webhook_attempt,
     )
@@ -70,6 +73,7 @@ def build_services(settings: Settings, store: EventStore, dsn: str) -> Services:
         runner=runner,
         read_models=ReadModels(store, decode, runner),
         dispatcher=dispatcher,
+        sealer=sealer,
     )
 
 

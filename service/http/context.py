@@ -15,6 +15,7 @@ from service.relationships import RelationshipRepository
 from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.webhooks.dispatcher import Dispatcher
+from service.webhooks.sealing import SecretSealer
 
 
 @dataclass
@@ -27,6 +28,8 @@ class Services:
     runner: ProjectionRunner
     read_models: ReadModels
     dispatcher: Dispatcher
+    sealer: SecretSealer
+    """Seals webhook secrets before they are stored."""
     locks: KeyedLocks = field(default_factory=KeyedLocks)
 
 

@@ -31,6 +31,7 @@ from projections.webhook_outbox import webhook_channel, wire_id
 from service.store.errors import StoreUnavailable
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
+from service.webhooks.sealing import PLAIN, SecretSealer
 from service.webhooks.signing import signature_header
 from service.webhooks.ssrf import GuardedResolver, UnsafeUrl, refuse_private_literal
 
@@ -104,6 +105,8 @@ class DispatcherConfig:
     batch_size: int = 50
     lease_s: float = 60.0
     poll_interval_s: float = 1.0
+    sealer: SecretSealer = PLAIN
+    """Opens the stored secrets (a sealed one without the key fails loudly)."""
 
 
 class Dispatcher:
@@ -206,7 +209,7 @@ class Dispatcher:
         if not claimed:
             return 0
         targets = await endpoints.delivery_targets(
-            self._store, list({row["endpoint_id"] for row in claimed})
+            self._store, list({row["endpoint_id"] for row in claimed}), sealer=self._config.sealer
         )
         await asyncio.gather(
             *(

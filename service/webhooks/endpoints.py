@@ -12,6 +12,7 @@ import asyncpg
 
 from projections.webhook_outbox import wire_id
 from service.store.eventstore import EventStore
+from service.webhooks.sealing import SecretSealer
 from service.webhooks.signing import new_secret
 
 ROTATION_OVERLAP = timedelta(hours=24)
@@ -132,13 +133,19 @@ def _iso(value: datetime | None) -> str | None:
 
 
 async def create(
-    store: EventStore, url: str, event_types: Sequence[str], description: str | None
+    store: EventStore,
+    url: str,
+    event_types: Sequence[str],
+    description: str | None,
+    *,
+    sealer: SecretSealer,
 ) -> tuple[dict[str, Any], str]:
-    """A new endpoint and its secret (shown once). It receives what is
-    recorded from now on."""
+    """A new endpoint and its secret (shown once, stored sealed). It receives
+    what is recorded from now on."""
     secret = new_secret()
+    sealed = sealer.seal(secret)
     row = await store.with_connection(
-        lambda c: c.fetchrow(_CREATE, uuid4(), url, list(event_types), description, secret)
+        lambda c: c.fetchrow(_CREATE, uuid4(), url, list(event_types), description, sealed)
     )
     return endpoint_view(row), secret
 
@@ -173,30 +180,35 @@ async def delete(store: EventStore, endpoint_id: UUID) -> bool:
     return await store.with_connection(lambda c: c.fetchval(_DELETE, endpoint_id)) is not None
 
 
-async def rotate_secret(store: EventStore, endpoint_id: UUID) -> tuple[str, datetime] | None:
-    """A new secret; the old one keeps signing for ROTATION_OVERLAP."""
+async def rotate_secret(
+    store: EventStore, endpoint_id: UUID, *, sealer: SecretSealer
+) -> tuple[str, datetime] | None:
+    """A new secret (stored sealed); the old one keeps signing for ROTATION_OVERLAP."""
     secret = new_secret()
+    sealed = sealer.seal(secret)
     overlap = ROTATION_OVERLAP.total_seconds()
     expires = await store.with_connection(
-        lambda c: c.fetchval(_ROTATE, endpoint_id, secret, overlap)
+        lambda c: c.fetchval(_ROTATE, endpoint_id, sealed, overlap)
     )
     return None if expires is None else (secret, expires)
 
 
 async def delivery_targets(
-    store: EventStore, endpoint_ids: Sequence[UUID]
+    store: EventStore, endpoint_ids: Sequence[UUID], *, sealer: SecretSealer
 ) -> dict[UUID, DeliveryTarget]:
+    """Where to deliver and the secrets in force, opened. Raises
+    :class:`~service.webhooks.sealing.SecretUnavailable` without the key."""
     rows = await store.with_connection(lambda c: c.fetch(_TARGETS, list(endpoint_ids)))
     now = datetime.now(UTC)
     targets = {}
     for row in rows:
-        secrets = [row["secret"]]
+        secrets = [sealer.open(row["secret"])]
         if (
             row["previous_secret"]
             and row["previous_expires_at"]
             and row["previous_expires_at"] > now
         ):
-            secrets.append(row["previous_secret"])
+            secrets.append(sealer.open(row["previous_secret"]))
         targets[row["id"]] = DeliveryTarget(row["url"], tuple(secrets))
     return targets
 

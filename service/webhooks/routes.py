@@ -79,7 +79,8 @@ async def create_webhook(request: web.Request) -> web.Response:
     types = _valid_types(body.get("event_types", ["*"]))
     description = _valid_description(body.get("description"))
     url = await _valid_url(request, body.get("url"))  # last: it resolves the name
-    view, secret = await endpoints.create(services(request).store, url, types, description)
+    s = services(request)
+    view, secret = await endpoints.create(s.store, url, types, description, sealer=s.sealer)
     return web.json_response(
         {**view, "secret": secret},
         status=201,
@@ -142,7 +143,8 @@ async def delete_webhook(request: web.Request) -> web.Response:
 
 async def rotate_webhook_secret(request: web.Request) -> web.Response:
     endpoint_id = path_uuid(request, "id", "webhook")
-    rotated = await endpoints.rotate_secret(services(request).store, endpoint_id)
+    s = services(request)
+    rotated = await endpoints.rotate_secret(s.store, endpoint_id, sealer=s.sealer)
     if rotated is None:
         raise Problem("not-found", f"no webhook {endpoint_id}")
     secret, expires = rotated

@@ -12,6 +12,7 @@ import pytest
 import standardwebhooks
 from aiohttp import web
 
+from domain import create_cipher_key
 from tests.e2e.conftest import Api
 from tests.e2e.journey import TO_CONCLUDED, TO_CULTIVATION, open_relationship, walk
 from tests.support.receiver import serving
@@ -98,7 +99,11 @@ async def test_webhooks_delivered_by_the_server(
     dsn: str, receiver_url: tuple[Receiver, str]
 ) -> None:
     receiver, url = receiver_url
-    env = {"MENTORFLOW_WEBHOOK_ALLOW_PRIVATE": "1", "MENTORFLOW_WEBHOOK_RETRY_SCHEDULE": "1,1"}
+    env = {
+        "MENTORFLOW_WEBHOOK_ALLOW_PRIVATE": "1",
+        "MENTORFLOW_WEBHOOK_RETRY_SCHEDULE": "1,1",
+        "MENTORFLOW_CIPHER_KEY": create_cipher_key(),  # secrets sealed at rest, then opened
+    }
     with running_server(dsn, **env) as server:
         async with _writer(server) as api:
             await _administer_and_receive(api, receiver, url)

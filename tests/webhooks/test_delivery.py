@@ -18,7 +18,7 @@ import standardwebhooks
 from aiohttp import web
 from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
-from domain import Envelope
+from domain import Envelope, create_cipher_key
 from domain.samples import walk_to
 from projections.webhook_outbox import WebhookOutbox
 from service.codec import mapper_for
@@ -28,6 +28,7 @@ from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from service.webhooks.sealing import SecretSealer
 from tests.support.receiver import serving
 
 pytestmark = pytest.mark.db
@@ -88,10 +89,14 @@ class Pipeline:
         return self.dispatchers[0]
 
 
+SEALER = SecretSealer(create_cipher_key())
+"""Secrets are stored sealed in these tests, as with MENTORFLOW_CIPHER_KEY set."""
+
+
 def config(**overrides: Any) -> DispatcherConfig:
     options: dict[str, Any] = {
         "retry_schedule": FAST, "allow_private": True, "timeout_s": 2.0, "poll_interval_s": 0.1,
-        **overrides,
+        "sealer": SEALER, **overrides,
     }  # fmt: skip
     return DispatcherConfig(**options)
 
@@ -125,7 +130,9 @@ async def pipeline(store: EventStore, dsn: str) -> AsyncIterator[Pipeline]:
 
 
 async def _subscribe(pipeline: Pipeline, receiver: Receiver, types: list[str]) -> str:
-    view, secret = await endpoints.create(pipeline.store, receiver.url, types, "test")
+    view, secret = await endpoints.create(
+        pipeline.store, receiver.url, types, "test", sealer=SEALER
+    )
     receiver.secrets.append(secret)
     return str(view["id"])
 
@@ -258,9 +265,14 @@ async def test_rotation_both_secrets_sign_during_the_overlap(
     pipeline: Pipeline, receiver: Receiver
 ) -> None:
     endpoint_id = await _subscribe(pipeline, receiver, ["relationship.phase_changed"])
-    rotated = await endpoints.rotate_secret(pipeline.store, uuid.UUID(endpoint_id))
+    rotated = await endpoints.rotate_secret(pipeline.store, uuid.UUID(endpoint_id), sealer=SEALER)
     assert rotated is not None
     new_secret, expires = rotated
+    stored = await pipeline.store.with_connection(
+        lambda c: c.fetchrow("SELECT secret, previous_secret FROM webhook_endpoints")
+    )
+    assert [SEALER.open(value) for value in stored.values()] == [new_secret, receiver.secrets[0]]
+    assert not any(value.startswith("whsec_") for value in stored.values())  # sealed at rest
     assert expires - datetime.now(UTC) > timedelta(hours=23)
     receiver.secrets.append(new_secret)
     await pipeline.repository.save(walk_to("identification"))
@@ -383,7 +395,7 @@ async def test_delivery_refuses_a_private_target_without_the_setting(
     """The check is repeated at delivery, on the address actually connected to."""
     async with running_pipeline(store, dsn, config(allow_private=False)) as pipeline:
         url = receiver.url.replace("127.0.0.1", host)
-        view, _ = await endpoints.create(store, url, ["*"], None)
+        view, _ = await endpoints.create(store, url, ["*"], None, sealer=SEALER)
         await pipeline.repository.save(walk_to("reflection"))
         log = await _logged(pipeline, view["id"], 1)
         assert log and log[-1]["status_code"] is None
