@@ -91,7 +91,9 @@ class EventStore:
         self.schema = schema
         self.channel = f"mentorflow_events_{schema}"
         self._notifier = Notifier(dsn, schema, self.channel)
-        self._committer = GroupCommitter(pool, self.channel, max_in_flight=max_in_flight)
+        self._committer = GroupCommitter(
+            lambda: database.connect(dsn, schema), self.channel, max_in_flight=max_in_flight
+        )
 
     @classmethod
     async def open(
