@@ -307,7 +307,8 @@ class ProjectionRunner:
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(delay, remaining))
+                async with asyncio.timeout(min(delay, remaining)):
+                    await woken.wait()
             delay = min(delay * 2, 0.2)
 
     # --- rebuilding ------------------------------------------------------------------------
@@ -536,7 +537,10 @@ class ProjectionRunner:
         list when a bounded reader is done); None after ``poll_interval`` with
         nothing (the caller then checks its generation)."""
         try:
-            events = await asyncio.wait_for(queue.get(), self.poll_interval)
+            # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
+            # arrives with a batch, and this worker would then never stop.
+            async with asyncio.timeout(self.poll_interval):
+                events = await queue.get()
         except TimeoutError:
             if reader.done():
                 reader.result()  # the reader failed: raise its error

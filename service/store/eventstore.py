@@ -113,12 +113,14 @@ class EventStore:
         someone never released is terminated after `timeout`, so shutting
         down cannot hang."""
         try:
-            await asyncio.wait_for(self._committer.close(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._committer.close()
         except TimeoutError:
             log.warning("appends still in flight at close; abandoning them")
         await self._notifier.stop()
         try:
-            await asyncio.wait_for(self.pool.close(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.pool.close()
         except TimeoutError:
             log.warning("connections still in use at close; terminating them")
             self.pool.terminate()

@@ -149,5 +149,8 @@ class Subscription(AsyncIterator[StoredRecord]):
             self._buffer = batch
             self._buffer.reverse()  # pop() from the end in position order
             return
+        # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
+        # arrives with a wake-up, and the reader would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), self._poll_interval)
+            async with asyncio.timeout(self._poll_interval):
+                await self._woken.wait()
