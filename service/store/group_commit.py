@@ -107,6 +107,7 @@ class GroupCommitter:
         self._queue: list[_Pending] = []
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: list[_Session] = []
+        self._closed = False
 
     def submit(self, request: AppendRequest) -> asyncio.Future[AppendResult]:
         """Queue `request`; the future is settled once its batch is decided.
@@ -118,6 +119,10 @@ class GroupCommitter:
         return future
 
     async def close(self) -> None:
+        """Finish the batches in flight and close the sessions. Appends that
+        come later fail (StoreUnavailable) instead of opening a session that
+        nobody would close."""
+        self._closed = True
         while self._tasks:
             await asyncio.gather(*self._tasks, return_exceptions=True)
         idle, self._idle = self._idle, []
@@ -210,6 +215,8 @@ class GroupCommitter:
         return rows
 
     async def _open_session(self) -> _Session:
+        if self._closed:
+            raise StoreUnavailable("the event store is closed")
         conn = await self._connect()
         try:
             return _Session(conn, await conn.prepare(APPEND_SQL))

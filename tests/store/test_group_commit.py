@@ -11,9 +11,15 @@ from uuid import UUID, uuid4
 import pytest
 
 from service.store import group_commit
-from service.store.errors import IdempotencyConflict, TrackingConflict, VersionConflict
+from service.store.errors import (
+    IdempotencyConflict,
+    StoreUnavailable,
+    TrackingConflict,
+    VersionConflict,
+)
 from service.store.eventstore import EventStore
 from service.store.records import AppendRequest, NewEvent, Tracking
+from tests.support.database import drop_schema
 
 pytestmark = pytest.mark.db
 
@@ -136,3 +142,19 @@ async def test_an_append_rolled_back_with_its_transaction_leaves_no_position(
             raise Boom
     assert await store.max_position() == 0
     assert (await store.append([event(uuid4(), 1)])).positions == (1,)
+
+
+async def test_an_append_after_close_fails_and_opens_no_connection(dsn: str, schema: str) -> None:
+    """The committer's sessions are its own: one opened after close() would
+    never be closed."""
+    store = await EventStore.open(dsn, schema)
+    try:
+        await store.append([event(uuid4(), 1)])
+    finally:
+        await store.close()
+    try:
+        with pytest.raises(StoreUnavailable):
+            await store.append([event(uuid4(), 1)])
+        assert store._committer._idle == []
+    finally:
+        await drop_schema(dsn, schema)
