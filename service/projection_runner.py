@@ -51,6 +51,7 @@ from service.settings import Settings
 from service.store.database import connect, resolve_database_url
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord, Tracking
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +235,7 @@ class ProjectionRunner:
         tasks = [w.task for w in self._workers.values() if w.task is not None]
         if self._metrics_task is not None:
             tasks.append(self._metrics_task)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         for worker in self._workers.values():
             worker.task = None
         self._metrics_task = None
@@ -493,9 +490,7 @@ class ProjectionRunner:
                 self.metrics.checkpoint.labels(projection.name).set(position)
                 on_batch(position)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
 
     async def _read_live(
         self, projection: Projection, position: int, queue: asyncio.Queue[list[ProjectedEvent]]

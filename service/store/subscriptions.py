@@ -21,6 +21,7 @@ import asyncpg
 from service.store.database import connect
 from service.store.errors import StoreUnavailable
 from service.store.records import StoredRecord
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ class Notifier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def register(self) -> asyncio.Event:

@@ -22,6 +22,7 @@ import pytest
 from service.projection_runner import ProjectionRunner
 from service.store.records import StoredRecord
 from service.store.subscriptions import Notifier, Subscription
+from service.tasks import cancel_and_wait
 
 OFFSETS = range(8)
 
@@ -70,3 +71,42 @@ async def test_a_worker_waiting_for_a_batch_stops_when_cancelled(offset: int) ->
         )
     finally:
         reader.cancel()
+
+
+async def test_cancel_and_wait_lets_the_callers_own_cancellation_through() -> None:
+    """A child that takes a while to end, and a caller cancelled meanwhile:
+    the caller ends cancelled (not carrying on as if it had only stopped the
+    child), and the child still ends."""
+    child_ending = asyncio.Event()
+
+    async def child() -> None:
+        try:
+            await asyncio.sleep(3600)
+        except asyncio.CancelledError:
+            child_ending.set()
+            await asyncio.sleep(0.2)  # closing a connection, say
+            raise
+
+    async def caller(task: asyncio.Task[None]) -> str:
+        await cancel_and_wait(task)
+        return "carried on"
+
+    task = asyncio.create_task(child())
+    await asyncio.sleep(0)
+    stopper = asyncio.create_task(caller(task))
+    await child_ending.wait()
+    stopper.cancel()
+    done, _ = await asyncio.wait({stopper}, timeout=2)
+    assert stopper in done and stopper.cancelled()
+    await asyncio.wait({task}, timeout=2)
+    assert task.cancelled()
+
+
+async def test_cancel_and_wait_consumes_what_the_tasks_ended_with() -> None:
+    async def failing() -> None:
+        raise RuntimeError("boom")
+
+    failed = asyncio.create_task(failing())
+    await asyncio.sleep(0)
+    await cancel_and_wait(failed, asyncio.create_task(asyncio.sleep(3600)))
+    assert failed.done()
