@@ -51,6 +51,7 @@ from service.settings import Settings
 from service.store.database import connect, resolve_database_url
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord, Tracking
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -234,11 +235,7 @@ class ProjectionRunner:
         tasks = [w.task for w in self._workers.values() if w.task is not None]
         if self._metrics_task is not None:
             tasks.append(self._metrics_task)
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(*tasks)
         for worker in self._workers.values():
             worker.task = None
         self._metrics_task = None
@@ -307,7 +304,8 @@ class ProjectionRunner:
             if remaining <= 0:
                 return False
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(woken.wait(), min(delay, remaining))
+                async with asyncio.timeout(min(delay, remaining)):
+                    await woken.wait()
             delay = min(delay * 2, 0.2)
 
     # --- rebuilding ------------------------------------------------------------------------
@@ -492,9 +490,7 @@ class ProjectionRunner:
                 self.metrics.checkpoint.labels(projection.name).set(position)
                 on_batch(position)
         finally:
-            reader.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await reader
+            await cancel_and_wait(reader)
 
     async def _read_live(
         self, projection: Projection, position: int, queue: asyncio.Queue[list[ProjectedEvent]]
@@ -536,7 +532,10 @@ class ProjectionRunner:
         list when a bounded reader is done); None after ``poll_interval`` with
         nothing (the caller then checks its generation)."""
         try:
-            events = await asyncio.wait_for(queue.get(), self.poll_interval)
+            # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
+            # arrives with a batch, and this worker would then never stop.
+            async with asyncio.timeout(self.poll_interval):
+                events = await queue.get()
         except TimeoutError:
             if reader.done():
                 reader.result()  # the reader failed: raise its error

@@ -91,7 +91,9 @@ class EventStore:
         self.schema = schema
         self.channel = f"mentorflow_events_{schema}"
         self._notifier = Notifier(dsn, schema, self.channel)
-        self._committer = GroupCommitter(pool, self.channel, max_in_flight=max_in_flight)
+        self._committer = GroupCommitter(
+            lambda: database.connect(dsn, schema), self.channel, max_in_flight=max_in_flight
+        )
 
     @classmethod
     async def open(
@@ -111,12 +113,14 @@ class EventStore:
         someone never released is terminated after `timeout`, so shutting
         down cannot hang."""
         try:
-            await asyncio.wait_for(self._committer.close(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._committer.close()
         except TimeoutError:
             log.warning("appends still in flight at close; abandoning them")
         await self._notifier.stop()
         try:
-            await asyncio.wait_for(self.pool.close(), timeout)
+            async with asyncio.timeout(timeout):
+                await self.pool.close()
         except TimeoutError:
             log.warning("connections still in use at close; terminating them")
             self.pool.terminate()

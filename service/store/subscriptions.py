@@ -21,6 +21,7 @@ import asyncpg
 from service.store.database import connect
 from service.store.errors import StoreUnavailable
 from service.store.records import StoredRecord
+from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 
@@ -42,9 +43,7 @@ class Notifier:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
 
     def register(self) -> asyncio.Event:
@@ -149,5 +148,8 @@ class Subscription(AsyncIterator[StoredRecord]):
             self._buffer = batch
             self._buffer.reverse()  # pop() from the end in position order
             return
+        # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
+        # arrives with a wake-up, and the reader would then never stop.
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._woken.wait(), self._poll_interval)
+            async with asyncio.timeout(self._poll_interval):
+                await self._woken.wait()

@@ -30,6 +30,7 @@ import asyncpg
 from projections.webhook_outbox import webhook_channel, wire_id
 from service.store.errors import StoreUnavailable
 from service.store.eventstore import EventStore
+from service.tasks import cancel_and_wait
 from service.webhooks import endpoints
 from service.webhooks.sealing import PLAIN, SecretSealer
 from service.webhooks.signing import signature_header
@@ -139,9 +140,7 @@ class Dispatcher:
 
     async def stop(self) -> None:
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait(self._task)
             self._task = None
         if self._session is not None:
             await self._session.close()
@@ -163,9 +162,7 @@ class Dispatcher:
                     continue
                 await self._sleep_until_due()
         finally:
-            listener.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await listener
+            await cancel_and_wait(listener)
 
     async def _sleep_until_due(self) -> None:
         timeout = self._config.poll_interval_s
@@ -174,7 +171,8 @@ class Dispatcher:
             if due is not None:
                 timeout = min(timeout, max(0.0, (due - datetime.now(UTC)).total_seconds()))
         with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(self._wake.wait(), timeout)
+            async with asyncio.timeout(timeout):
+                await self._wake.wait()
         self._wake.clear()
 
     async def _listen(self) -> None:

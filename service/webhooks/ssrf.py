@@ -55,9 +55,8 @@ def is_public(address: str) -> bool:
 async def resolve(host: str, port: int) -> list[str]:
     loop = asyncio.get_running_loop()
     try:
-        infos = await asyncio.wait_for(
-            loop.getaddrinfo(host, port, type=socket.SOCK_STREAM), RESOLVE_TIMEOUT_S
-        )
+        async with asyncio.timeout(RESOLVE_TIMEOUT_S):
+            infos = await loop.getaddrinfo(host, port, type=socket.SOCK_STREAM)
     except socket.gaierror as exc:
         raise UnsafeUrl(f"the host {host!r} does not resolve: {exc.strerror}") from exc
     except TimeoutError:

@@ -8,6 +8,7 @@ import sys
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from pathlib import Path
+from typing import Any
 from uuid import uuid4
 
 import asyncpg
@@ -143,6 +144,47 @@ async def test_a_crash_after_writing_rows_applies_each_event_exactly_once(
         == 1
     )
     assert await applied(store) == dict.fromkeys(range(1, last + 1), 1)
+
+
+async def test_stop_while_a_failed_worker_waits_for_its_reader_stops_it(
+    store: EventStore, dsn: str, repository: RelationshipRepository, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """stop() landing while a worker whose batch just failed waits for its log
+    reader to end must end the worker, not let it restart (it used to: the wait
+    swallowed the cancellation, the worker retried, and stop() never returned)."""
+    await create_applied_table(store)
+    await save_all(repository, [walk_to("refinement")])
+    counter = Counter(fail_at=1)
+    runner = runner_for(store, dsn, repository, [counter], batch_size=5)
+    read_live = runner._read_live
+    reader_stopping = asyncio.Event()
+
+    async def slow_to_stop(*args: Any) -> None:
+        try:
+            await read_live(*args)
+        except asyncio.CancelledError:
+            reader_stopping.set()
+            await asyncio.sleep(0.3)  # still closing something
+            raise
+
+    project = runner._project
+    runs = 0
+
+    async def counted(*args: Any, **kwargs: Any) -> None:
+        nonlocal runs
+        runs += 1
+        await project(*args, **kwargs)
+
+    monkeypatch.setattr(runner, "_read_live", slow_to_stop)
+    monkeypatch.setattr(runner, "_project", counted)
+    await runner.start()
+    async with asyncio.timeout(30):
+        await reader_stopping.wait()  # the batch failed; the worker waits for its reader
+    assert counter.failures == 1
+    async with asyncio.timeout(10):
+        await runner.stop()
+    await asyncio.sleep(1)  # longer than the retry delay: a worker that survived would restart
+    assert not runner.running and runs == 1
 
 
 class CrashingTimeline(Timeline):
