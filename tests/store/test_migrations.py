@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+from uuid import uuid4
 
 import asyncpg
 import pytest
 
+from service.store.eventstore import EventStore
 from service.store.migrations import available_migrations, migrate, pending_migrations
+from service.store.records import NewEvent
 from tests.support.database import drop_schema, new_schema_name
 
 pytestmark = pytest.mark.db
@@ -50,3 +53,42 @@ async def test_concurrent_migrations_apply_each_version_once(dsn: str) -> None:
 async def test_unmigrated_schema_reports_pending(dsn: str) -> None:
     schema = new_schema_name()
     assert await _applied(dsn, schema) == [m.version for m in available_migrations()]
+
+
+async def test_a_store_of_an_earlier_release_upgrades_and_its_chains_continue(dsn: str) -> None:
+    """0021 replaces the append function of 0001: a schema migrated before it
+    (whose events the old function chained) takes it, and appends continue."""
+    schema, stream = new_schema_name(), uuid4()
+    conn = await asyncpg.connect(dsn)
+    try:
+        async with conn.transaction():
+            await conn.execute(f"CREATE SCHEMA {schema}; SET LOCAL search_path TO {schema}")
+            for migration in available_migrations():
+                if migration.version < 21:
+                    await conn.execute(migration.sql)
+            await conn.execute(
+                "CREATE TABLE schema_migrations (version int PRIMARY KEY, name text NOT NULL,"
+                " applied_at timestamptz NOT NULL DEFAULT now())"
+            )
+            await conn.execute(
+                "INSERT INTO schema_migrations (version, name)"
+                " SELECT v, 'earlier' FROM unnest($1::int[]) AS v",
+                [m.version for m in available_migrations() if m.version < 21],
+            )
+            old_append = (  # the signature 0001 shipped with
+                "SELECT status FROM mf_append(ARRAY[1], ARRAY[NULL]::text[], ARRAY[NULL]::bytea[],"
+                " ARRAY[NULL]::text[], ARRAY[NULL]::bigint[], ARRAY[1], ARRAY[$1::uuid],"
+                " ARRAY[1::bigint], ARRAY[$2::uuid], ARRAY['t'], ARRAY['\\x7b7d'::bytea],"
+                " ARRAY['{}'], 'mentorflow_upgrade_test')"
+            )
+            assert await conn.fetchval(old_append, stream, uuid4()) == "ok"
+    finally:
+        await conn.close()
+    store = await EventStore.open(dsn, schema)
+    try:
+        await store.append([NewEvent(stream, 2, "t", b"{}")])
+        assert [r.version for r in await store.read_stream(stream)] == [1, 2]
+        assert (await store.verify_stream(stream)).valid
+    finally:
+        await store.close()
+        await drop_schema(dsn, schema)
