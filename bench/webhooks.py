@@ -32,7 +32,7 @@ from datetime import UTC, datetime  # noqa: E402
 import aiohttp  # noqa: E402
 from aiohttp import web  # noqa: E402
 
-from domain import Envelope, Relationship  # noqa: E402
+from domain import Envelope, Relationship, create_cipher_key  # noqa: E402
 from domain.samples import walk_to  # noqa: E402
 from projections.webhook_outbox import WebhookOutbox  # noqa: E402
 from service.codec import mapper_for  # noqa: E402
@@ -42,6 +42,7 @@ from service.settings import Settings  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
 from service.webhooks import endpoints  # noqa: E402
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig  # noqa: E402
+from service.webhooks.sealing import SecretSealer  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
 from tests.support.receiver import serving  # noqa: E402
 
@@ -92,16 +93,18 @@ async def mentorflow_run(rate: float, seconds: float) -> tuple[list[float], floa
     runner = ProjectionRunner(
         store, dsn, lambda r: repository.decode(r).event, [WebhookOutbox()], poll_interval=0.5
     )
-    dispatcher = Dispatcher(
-        store, DispatcherConfig(retry_schedule=(1, 5, 30), allow_private=True, batch_size=200)
+    sealer = SecretSealer(create_cipher_key())  # secrets sealed at rest, opened per claim
+    config = DispatcherConfig(
+        retry_schedule=(1, 5, 30), allow_private=True, batch_size=200, sealer=sealer
     )
+    dispatcher = Dispatcher(store, config)
     try:
         relationships: list[Relationship] = []
         for _ in range(RELATIONSHIPS):
             relationship = walk_to("cultivation")
             await repository.save(relationship)
             relationships.append(relationship)
-        await endpoints.create(store, url, ["relationship.concern.raised"], "bench")
+        await endpoints.create(store, url, ["relationship.concern.raised"], "bench", sealer=sealer)
         await runner.start()
         await dispatcher.start()
         committed: dict[str, float] = {}
