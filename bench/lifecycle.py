@@ -166,9 +166,13 @@ async def _store_loading_costs(report: Report, events: list[Any], repeat: int) -
             count = len(events)
             raw = await _best_async(repeat, partial(store.read_stream, stream))
             report.line(f"read all {count} rows of the stream, no decoding ({mapper_name})", raw)
-            for label, version in (("latest", None), ("middle", count // 2 + SNAPSHOT_EVERY // 2)):
+            versions: tuple[tuple[str, int | None], ...] = (
+                ("latest", None),
+                ("middle", count // 2 + SNAPSHOT_EVERY // 2),
+            )
+            for label, at_version in versions:
                 seconds = await _best_async(
-                    repeat, partial(repository.load, stream, version=version)
+                    repeat, partial(repository.load, stream, version=at_version)
                 )
                 report.line(
                     f"load {label} from PostgreSQL, {mapper_name}", seconds, note=_verdict(seconds)
