@@ -10,6 +10,7 @@ from uuid import UUID
 from aiohttp import web
 
 from domain import ENVELOPE_KEYS, FieldError, Relationship, ValidationFailed, parse_envelope
+from projections.paging import encode_cursor
 from service.http.context import Services, principal, services
 from service.http.idempotency import IdempotencyScope, idempotent
 from service.http.problems import Problem
@@ -23,7 +24,7 @@ from service.http.requests import (
     query_int,
 )
 from service.http.routing import READ, WRITE, Param, Route
-from service.http.views import decode_cursor, encode_cursor, recorded_event
+from service.http.views import decode_cursor, recorded_event
 from service.relationships import Saved
 from service.store.errors import VersionConflict
 

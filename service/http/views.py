@@ -34,14 +34,10 @@ def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]
     return view
 
 
-def encode_cursor(value: int, *, kind: str) -> str:
-    """The opaque ``next_cursor`` of a list that pages by an integer key (the
-    same cursors as the read models', see :mod:`projections.paging`)."""
-    return paging.encode_cursor(value, kind=kind)
-
-
 def decode_cursor(raw: str | None, *, kind: str) -> int | None:
-    """The opaque `cursor` query parameter; a forged one is a validation error."""
+    """The opaque `cursor` query parameter (made by
+    :func:`projections.paging.encode_cursor` for the same ``kind`` of list);
+    a forged one, or one of another list, is a validation error."""
     if not raw:
         return None
     try:
