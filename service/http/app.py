@@ -24,6 +24,7 @@ from service.relationships import RelationshipRepository
 from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
+from service.supervisor import Supervisor
 from service.webhooks import routes as webhook_routes
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from service.webhooks.sealing import SecretSealer
@@ -74,6 +75,7 @@ def build_services(settings: Settings, store: EventStore, dsn: str) -> Services:
         read_models=ReadModels(store, decode, runner),
         dispatcher=dispatcher,
         sealer=sealer,
+        supervisor=Supervisor(on_failure=metrics.task_failed),
     )
 
 
@@ -105,5 +107,6 @@ async def _start_workers(app: web.Application) -> None:
 
 async def _stop_workers(app: web.Application) -> None:
     services = app[SERVICES]
+    await services.supervisor.stop()
     await services.dispatcher.stop()
     await services.runner.stop()

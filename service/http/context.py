@@ -14,6 +14,7 @@ from service.read_models import ReadModels
 from service.relationships import RelationshipRepository
 from service.settings import Settings
 from service.store.eventstore import EventStore
+from service.supervisor import Supervisor
 from service.webhooks.dispatcher import Dispatcher
 from service.webhooks.sealing import SecretSealer
 
@@ -30,6 +31,8 @@ class Services:
     dispatcher: Dispatcher
     sealer: SecretSealer
     """Seals webhook secrets before they are stored."""
+    supervisor: Supervisor
+    """Runs every background task of this process (restarts them after a failure)."""
     locks: KeyedLocks = field(default_factory=KeyedLocks)
 
 

@@ -38,6 +38,16 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.task_failures = Counter(
+            "mentorflow_background_task_failures_total",
+            "Unexpected ends of background tasks (each is logged and restarted).",
+            ("task",),
+            registry=self.registry,
+        )
+
+    def task_failed(self, task: str, _error: BaseException | None) -> None:
+        self.task_failures.labels(task).inc()
+
     def webhook_attempt(self, outcome: str) -> None:
         self.webhook_attempts.labels(outcome).inc()
 
