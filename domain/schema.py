@@ -15,7 +15,7 @@ keys are errors (a typo must not be silently dropped from an audit trail).
 import dataclasses
 import types
 from collections.abc import Callable, Mapping, Sequence
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from functools import cache
 from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
 from uuid import UUID
@@ -31,6 +31,7 @@ class _Invalid:
 INVALID: Any = _Invalid()
 
 Errors = list[FieldError]
+DATETIME_EXAMPLE = "2025-01-31T09:30:00Z"
 Converter = Callable[[object, str, Errors], Any]
 
 
@@ -82,17 +83,35 @@ def _date(value: object, path: str, errors: Errors) -> Any:
     return _fail(errors, path, "must be an ISO 8601 date (YYYY-MM-DD)")
 
 
+def parse_datetime(text: str) -> datetime:
+    """An ISO 8601 date-time with a time zone, whose UTC value lies in years
+    1-9999. Raises ``ValueError`` with the message a client should read.
+
+    The UTC check matters because every store and read model keeps UTC: a
+    value such as ``0001-01-01T00:00:00+01:00`` parses, but converting it
+    leaves what Python and PostgreSQL can hold, and once stored it would stop
+    every projection that touches it.
+    """
+    try:
+        parsed = datetime.fromisoformat(text)
+    except ValueError:
+        raise ValueError(f"must be an ISO 8601 date-time, e.g. {DATETIME_EXAMPLE}") from None
+    if parsed.tzinfo is None or parsed.utcoffset() is None:
+        raise ValueError(f"must include a timezone offset, e.g. {DATETIME_EXAMPLE}")
+    try:
+        parsed.astimezone(UTC)
+    except OverflowError:
+        raise ValueError("must lie between years 1 and 9999 once converted to UTC") from None
+    return parsed
+
+
 def _datetime(value: object, path: str, errors: Errors) -> Any:
-    if isinstance(value, str):
-        try:
-            parsed = datetime.fromisoformat(value)
-        except ValueError:
-            pass
-        else:
-            if parsed.tzinfo is not None and parsed.utcoffset() is not None:
-                return parsed
-            return _fail(errors, path, "must include a timezone offset, e.g. 2025-01-31T09:30:00Z")
-    return _fail(errors, path, "must be an ISO 8601 date-time, e.g. 2025-01-31T09:30:00Z")
+    if not isinstance(value, str):
+        return _fail(errors, path, f"must be an ISO 8601 date-time, e.g. {DATETIME_EXAMPLE}")
+    try:
+        return parse_datetime(value)
+    except ValueError as exc:
+        return _fail(errors, path, str(exc))
 
 
 def _uuid(value: object, path: str, errors: Errors) -> Any:

@@ -15,6 +15,11 @@ from typing import Any
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
+MAX_CURSOR_LENGTH = 200
+MAX_KEY = 2**53
+"""Cursor keys are positions, versions or row ids: never negative, and never
+beyond what a JSON number holds exactly (nor beyond PostgreSQL's bigint).
+A list keyed otherwise (by UUID) passes its own ``maximum``."""
 
 
 class InvalidQuery(ValueError):
@@ -49,7 +54,9 @@ def encode_cursor(after: int, *, kind: str) -> str:
     return base64.urlsafe_b64encode(raw).decode().rstrip("=")
 
 
-def decode_cursor(cursor: str, *, kind: str) -> int:
+def decode_cursor(cursor: str, *, kind: str, maximum: int = MAX_KEY) -> int:
+    if len(cursor) > MAX_CURSOR_LENGTH:  # ours are short; a long one is forged
+        raise InvalidQuery("cursor", "not a cursor returned by this list")
     try:
         padded = cursor + "=" * (-len(cursor) % 4)
         body: Any = json.loads(base64.urlsafe_b64decode(padded.encode("ascii")))
@@ -58,6 +65,8 @@ def decode_cursor(cursor: str, *, kind: str) -> int:
     if not isinstance(body, dict) or body.get("k") != kind or type(body.get("a")) is not int:
         raise InvalidQuery("cursor", "not a cursor returned by this list")
     after: int = body["a"]
+    if not 0 <= after <= maximum:
+        raise InvalidQuery("cursor", "not a cursor returned by this list")
     return after
 
 

@@ -26,7 +26,7 @@ from service.codec import mapper_for
 from service.projection_runner import ProjectionRunner, RebuildProgress, projected_event
 from service.read_models import LogCheck, ReadModels, StreamCheck
 from service.relationships import RelationshipRepository
-from service.runtime import open_store
+from service.runtime import open_existing_store, open_store
 from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
@@ -46,8 +46,9 @@ class _Session:
 
 
 @asynccontextmanager
-async def _session(settings: Settings) -> AsyncIterator[_Session]:
-    _, store = await open_store(settings)
+async def _session(settings: Settings, *, existing: bool = True) -> AsyncIterator[_Session]:
+    """`existing`: the command reads, so it refuses to start with no database."""
+    _, store = await (open_existing_store(settings) if existing else open_store(settings))
     try:
         yield _Session(store, RelationshipRepository(store, mapper_for(settings)))
     finally:
@@ -88,6 +89,13 @@ async def replay(
         relationship = await session.repository.load(rid, version=version, as_of=as_of)
         if relationship is None:
             print(f"mentorflow: no relationship {rid} at that point", file=err)
+            return NO
+        if version is not None and relationship.version < version:
+            print(
+                f"mentorflow: relationship {rid} has no version {version}"
+                f" (it is at {relationship.version})",
+                file=err,
+            )
             return NO
         records = await session.store.read_stream(rid, to_version=relationship.version)
         timeline = [event_entry(projected_event(r, session.decode), redact=True) for r in records]
@@ -242,7 +250,7 @@ async def demo(settings: Settings, *, now: datetime | None = None, out: TextIO =
     through the aggregate's rules like any posted event."""
     now = now or datetime.now(UTC)
     samples = demo_relationships(now)
-    async with _session(settings) as session:
+    async with _session(settings, existing=False) as session:
         for relationship in samples:
             await session.repository.save(relationship)
     for r in samples:

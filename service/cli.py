@@ -6,6 +6,7 @@ import argparse
 import asyncio
 import logging
 import signal
+import socket
 import sys
 from collections.abc import Sequence
 from datetime import datetime
@@ -13,10 +14,12 @@ from datetime import datetime
 from aiohttp import web
 
 import workflows
+from domain.schema import parse_datetime
 from service import auditor, logs
 from service.http.app import create_app
+from service.http.server import ServiceRunner
 from service.http.tokens import ROLES, TokenRegistry
-from service.runtime import open_store, tune_gc
+from service.runtime import NoDatabase, open_store, tune_gc
 from service.settings import Settings, SettingsError
 from service.store.errors import StoreUnavailable
 
@@ -65,11 +68,18 @@ def _parser() -> argparse.ArgumentParser:
     return parser
 
 
+class PortInUse(Exception):
+    """The address to listen on is taken (or not ours): one line, no traceback."""
+
+
 async def _serve(settings: Settings, host: str, port: int) -> None:
     """Serve until SIGTERM or SIGINT, then stop taking connections, let the
-    requests in flight finish, stop the workers, and close the store."""
+    requests in flight finish, stop the workers, and close the store. The
+    address is taken first, so a port in use is one line, before any database
+    is started."""
+    sock = _listen(host, port)
     dsn, store = await open_store(settings)
-    runner = web.AppRunner(
+    runner = ServiceRunner(
         create_app(settings, store, dsn, background=settings.run_workers),
         handle_signals=False,
         shutdown_timeout=SHUTDOWN_GRACE_S,
@@ -80,7 +90,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     for signum in (signal.SIGTERM, signal.SIGINT):
         loop.add_signal_handler(signum, stop.set)
     try:
-        await web.TCPSite(runner, host, port).start()
+        await web.SockSite(runner, sock).start()
         log.info("listening", extra={"url": f"http://{host}:{port}"})
         await stop.wait()
         log.info("stopping: finishing requests in flight")
@@ -88,6 +98,13 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         await runner.cleanup()
         await store.close()
         log.info("stopped")
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    try:
+        return socket.create_server((host, port), reuse_port=False, backlog=128)
+    except OSError as exc:
+        raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
 async def _create_token(settings: Settings, role: str, name: str | None) -> int:
@@ -104,12 +121,9 @@ def _moment(raw: str | None) -> datetime | None:
     if raw is None:
         return None
     try:
-        moment = datetime.fromisoformat(raw.replace("Z", "+00:00"))
-    except ValueError:
-        raise ValueError(f"--as-of must be an ISO 8601 date-time, not {raw!r}") from None
-    if moment.tzinfo is None:
-        raise ValueError("--as-of needs a time zone, e.g. 2026-05-01T12:00:00Z")
-    return moment
+        return parse_datetime(raw)
+    except ValueError as exc:
+        raise ValueError(f"--as-of {exc}, not {raw!r}") from None
 
 
 def _diagram(form: str) -> int:
@@ -154,9 +168,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     except (SettingsError, ValueError) as exc:
         print(f"mentorflow: {exc}", file=sys.stderr)
         return 2
-    except StoreUnavailable as exc:
+    except (StoreUnavailable, NoDatabase) as exc:
         print(f"mentorflow: {exc}", file=sys.stderr)
         return 3
+    except PortInUse as exc:
+        print(f"mentorflow: {exc}", file=sys.stderr)
+        return 4
 
 
 if __name__ == "__main__":

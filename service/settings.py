@@ -5,6 +5,7 @@ The variable names are part of the public contract (API.md, "Running").
 
 from __future__ import annotations
 
+import binascii
 import os
 import re
 from collections.abc import Mapping
@@ -12,6 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
+AES_KEY_SIZES = (16, 24, 32)
 _SCHEMA_NAME = re.compile(r"^[a-z_][a-z0-9_]{0,62}$")
 
 
@@ -46,13 +48,29 @@ class Settings:
             data_dir=Path(env.get("MENTORFLOW_DATA_DIR", ".mentorflow")),
             db_schema=schema,
             admin_token=env.get("MENTORFLOW_ADMIN_TOKEN") or None,
-            cipher_key=env.get("MENTORFLOW_CIPHER_KEY") or None,
+            cipher_key=_cipher_key(env.get("MENTORFLOW_CIPHER_KEY") or None),
             compress=_flag(env, "MENTORFLOW_COMPRESS"),
             webhook_allow_private=_flag(env, "MENTORFLOW_WEBHOOK_ALLOW_PRIVATE"),
             webhook_retry_schedule=_schedule(env.get("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE")),
             webhook_timeout_s=_seconds(env, "MENTORFLOW_WEBHOOK_TIMEOUT", 10.0),
             run_workers=_flag(env, "MENTORFLOW_RUN_WORKERS", default=True),
         )
+
+
+def _cipher_key(key: str | None) -> str | None:
+    """A bad key must stop the process before it starts or migrates a
+    database, not on the first event it encrypts."""
+    if key is None:
+        return None
+    try:
+        raw = binascii.a2b_base64(key.encode("ascii"), strict_mode=True)
+    except (binascii.Error, UnicodeEncodeError) as exc:
+        raise SettingsError("MENTORFLOW_CIPHER_KEY must be base64") from exc
+    if len(raw) not in AES_KEY_SIZES:
+        raise SettingsError(
+            f"MENTORFLOW_CIPHER_KEY must decode to 16, 24 or 32 bytes, got {len(raw)}"
+        )
+    return key
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:

@@ -13,7 +13,13 @@ from service.codec import mapper_for
 from service.http import ops_routes, read_routes, relationship_routes
 from service.http.context import SERVICES, Services
 from service.http.metrics import Metrics
-from service.http.middleware import authenticate, problems, request_context
+from service.http.middleware import (
+    authenticate,
+    declared_query,
+    problems,
+    request_context,
+    utf8_headers,
+)
 from service.http.openapi import build_openapi
 from service.http.requests import MAX_BODY
 from service.http.routing import Route, register
@@ -87,7 +93,7 @@ def create_app(
     # aiohttp's own limit sits just above ours so our check answers with a problem
     app = web.Application(
         client_max_size=MAX_BODY + 1024,
-        middlewares=[request_context, problems, authenticate],
+        middlewares=[request_context, problems, utf8_headers, authenticate, declared_query],
     )
     services = build_services(settings, store, dsn)
     app[SERVICES] = services

@@ -1,5 +1,5 @@
 """Middlewares, outermost first: request context (id, log, metrics), problem
-rendering, authentication and roles."""
+rendering, header encoding, authentication and roles, declared query parameters."""
 
 from __future__ import annotations
 
@@ -82,6 +82,49 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
     except Exception:
         log.exception("unhandled error", extra={"request_id": request_id})
         return Problem("internal-error", "an unexpected error occurred").response(request_id)
+
+
+@web.middleware
+async def utf8_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Header values that are not UTF-8 are refused before anything reads
+    them: aiohttp hands them on with lone surrogates, which fail wherever
+    they are encoded again (a token's hash, a log line, the database)."""
+    for name, value in request.headers.items():
+        if not _utf8(name) or not _utf8(value):
+            raise Problem("malformed-request", "header values must be UTF-8 text")
+    return await handler(request)
+
+
+@web.middleware
+async def declared_query(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Query parameters the route does not declare, or given twice, are
+    refused: a typo must not silently widen a list."""
+    route = route_of(request)
+    if route is not None:
+        declared = route.query_names
+        for name in request.query:
+            if name not in declared:
+                raise _unknown_parameter(name, declared)
+            if len(request.query.getall(name)) > 1:
+                raise Problem.invalid(f"query.{name}", "is given more than once")
+    return await handler(request)
+
+
+def _utf8(text: str) -> bool:
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _unknown_parameter(name: str, declared: frozenset[str]) -> Problem:
+    known = ", ".join(sorted(declared)) or "none"
+    shown = name if _utf8(name) and len(name) <= 64 else "(unprintable)"
+    return Problem.invalid(
+        f"query.{shown}",
+        f"is not a parameter of this route (known: {known})",
+    )
 
 
 @web.middleware

@@ -45,6 +45,11 @@ class Route:
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
+    def query_names(self) -> frozenset[str]:
+        """The query parameters this route reads; any other is refused."""
+        return frozenset(param.name for param in self.params if param.where == "query")
+
+    @property
     def operation_id(self) -> str:
         return self.handler.__name__
 

@@ -34,14 +34,14 @@ def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]
     return view
 
 
-def decode_cursor(raw: str | None, *, kind: str) -> int | None:
+def decode_cursor(raw: str | None, *, kind: str, maximum: int = paging.MAX_KEY) -> int | None:
     """The opaque `cursor` query parameter (made by
     :func:`projections.paging.encode_cursor` for the same ``kind`` of list);
     a forged one, or one of another list, is a validation error."""
     if not raw:
         return None
     try:
-        return paging.decode_cursor(raw, kind=kind)
+        return paging.decode_cursor(raw, kind=kind, maximum=maximum)
     except paging.InvalidQuery:
         raise Problem.invalid(
             "query.cursor",

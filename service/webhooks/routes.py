@@ -91,9 +91,7 @@ async def create_webhook(request: web.Request) -> web.Response:
 
 async def list_webhooks(request: web.Request) -> web.Response:
     page = limit(request)
-    after = decode_cursor(request.query.get("cursor"), kind="webhooks")
-    if after is not None and not 0 <= after < 2**128:
-        raise Problem.invalid("query.cursor", "unknown cursor")
+    after = decode_cursor(request.query.get("cursor"), kind="webhooks", maximum=2**128 - 1)
     cursor_id = None if after is None else UUID(int=after)
     items = await endpoints.list_page(services(request).store, cursor_id, page)
     next_cursor = (

@@ -164,7 +164,7 @@ async def _check_paging(admin: Api, path: str, *, page_size: int) -> None:
     query = f"?limit={page_size}"
     while True:
         status, page, _ = await admin.get(path + query)
-        assert status == 200 and len(page["items"]) <= page_size
+        assert status == 200 and len(page["items"]) <= page_size, page
         items += page["items"]
         if page["next_cursor"] is None:
             break
