@@ -454,14 +454,6 @@ class Relationship(Aggregate):
         mentor_id: Id
         mentor_consent: bool
 
-        @classmethod
-        def references(
-            cls, relationship: "Relationship", fields: Mapping[str, Any]
-        ) -> Iterator[FieldError]:
-            mentor_id = fields["mentor_id"]
-            if mentor_id not in relationship.candidates:
-                yield FieldError("data.mentor_id", _never_proposed(mentor_id))
-
         def evolve(self, relationship: "Relationship") -> None:
             relationship.mentor_id = self.mentor_id
 
@@ -844,7 +836,6 @@ def _agreement_facts(relationship: Relationship, agreement: AgreementVersion) ->
         measurable_dated_goals=sum(
             1 for goal in agreement.goals if goal.measure and goal.target_date is not None
         ),
-        has_cadence=agreement.cadence is not None,
         ends_after_start=agreement.end_date > agreement.start_date,
         proposed_in_current_establishment=(
             agreement.establishment_round == relationship.establishment_round

@@ -57,7 +57,6 @@ class AgreementFacts:
     """Roles (``mentee``, ``mentor``) that signed this version."""
     measurable_dated_goals: int
     """Goals that have both a ``measure`` and a ``target_date``."""
-    has_cadence: bool
     ends_after_start: bool
     proposed_in_current_establishment: bool
     """False when the relationship came back from refinement and this version

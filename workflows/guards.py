@@ -13,6 +13,12 @@ There are two kinds:
   it is left out of ``allowed_events``);
 - *rule guards* read the relationship's facts and the event's data. An event
   refused by one is accepted in the phase but its guard is unmet (422).
+
+Each rule lives in one place. A rule that the event's own fields decide
+(``outcome`` and an agreement's ``cadence`` are required, a mentee cannot be
+proposed as their own candidate)
+is validation, not a guard here: a guard that validation always pre-empts
+could never fail, yet ``GET /v1/workflow`` would advertise it.
 """
 
 from collections.abc import Callable
@@ -137,14 +143,6 @@ def mentor_has_not_declined(facts: LifecycleFacts, data: EventData) -> bool:
 
 
 @guard(
-    "the selected mentor is not the mentee",
-    "the mentee cannot be their own mentor: select another candidate",
-)
-def mentor_is_not_the_mentee(facts: LifecycleFacts, data: EventData) -> bool:
-    return _mentor_id(data) != facts.mentee_id
-
-
-@guard(
     "the mentor consented (mentor_consent is true)",
     "the mentor must consent: send mentor_consent true once they have agreed",
 )
@@ -194,15 +192,6 @@ def agreement_has_measurable_dated_goal(facts: LifecycleFacts, data: EventData) 
 
 
 @guard(
-    "the latest agreement version sets a meeting cadence",
-    "the latest agreement version needs a cadence: propose a new version",
-)
-def agreement_has_cadence(facts: LifecycleFacts, data: EventData) -> bool:
-    agreement = facts.latest_agreement
-    return agreement is not None and agreement.has_cadence
-
-
-@guard(
     "the latest agreement version ends after it starts",
     "the latest agreement version's end_date must be after its start_date: propose a new version",
 )
@@ -230,14 +219,6 @@ def reflected_in_this_refinement(facts: LifecycleFacts, data: EventData) -> bool
 )
 def mentee_closing_reflection_in_this_refinement(facts: LifecycleFacts, data: EventData) -> bool:
     return ("mentee", "closing") in facts.refinement_reflections
-
-
-@guard(
-    "an outcome is given",
-    "give the relationship's outcome",
-)
-def outcome_is_given(facts: LifecycleFacts, data: EventData) -> bool:
-    return bool(data.get("outcome"))
 
 
 # --- withdrawal once the relationship is under way --------------------------------

@@ -24,7 +24,6 @@ from statemachine import Event, State, StateMachine
 
 from workflows.guards import (
     agreement_ends_after_it_starts,
-    agreement_has_cadence,
     agreement_has_measurable_dated_goal,
     agreement_proposed_in_this_establishment,
     agreement_signed_by_mentee,
@@ -36,10 +35,8 @@ from workflows.guards import (
     mentee_listed_initial_development_areas,
     mentor_consented,
     mentor_has_not_declined,
-    mentor_is_not_the_mentee,
     mentor_was_met,
     mentor_was_proposed,
-    outcome_is_given,
     reflected_in_this_refinement,
     safety_override_is_set,
 )
@@ -85,8 +82,7 @@ class Lifecycle(StateMachine):
                 mentor_was_proposed,
                 mentor_was_met,
                 mentor_has_not_declined,
-                mentor_is_not_the_mentee,
-                mentor_consented,
+                            mentor_consented,
             ],
         ),
         "mentor.selected",
@@ -100,8 +96,7 @@ class Lifecycle(StateMachine):
                 agreement_signed_by_mentee,
                 agreement_signed_by_mentor,
                 agreement_has_measurable_dated_goal,
-                agreement_has_cadence,
-                agreement_ends_after_it_starts,
+                            agreement_ends_after_it_starts,
             ],
         ),
         "relationship.established",
@@ -117,7 +112,7 @@ class Lifecycle(StateMachine):
     relationship_concluded = _event(
         refinement.to(
             concluded,
-            cond=[mentee_closing_reflection_in_this_refinement, outcome_is_given],
+            cond=mentee_closing_reflection_in_this_refinement,
         ),
         "relationship.concluded",
     )

@@ -31,7 +31,6 @@ GOOD_AGREEMENT = AgreementFacts(
     version=1,
     signed_by=frozenset({"mentee", "mentor"}),
     measurable_dated_goals=1,
-    has_cadence=True,
     ends_after_start=True,
     proposed_in_current_establishment=True,
 )
@@ -144,11 +143,6 @@ GUARD_BROKEN: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
                 {"mentor_id": MENTOR, "mentor_consent": True},
             ),
             (
-                "mentor_is_not_the_mentee",
-                replace(_met("mentor.selected", "identification")[0], mentee_id=MENTOR),
-                {"mentor_id": MENTOR, "mentor_consent": True},
-            ),
-            (
                 "mentor_consented",
                 _met("mentor.selected", "identification")[0],
                 {"mentor_id": MENTOR, "mentor_consent": False},
@@ -165,7 +159,6 @@ GUARD_BROKEN: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
             ("agreement_signed_by_mentee", _with_agreement(signed_by=frozenset({"mentor"}))),
             ("agreement_signed_by_mentor", _with_agreement(signed_by=frozenset({"mentee"}))),
             ("agreement_has_measurable_dated_goal", _with_agreement(measurable_dated_goals=0)),
-            ("agreement_has_cadence", _with_agreement(has_cadence=False)),
             ("agreement_ends_after_it_starts", _with_agreement(ends_after_start=False)),
         ]
     ],
@@ -182,13 +175,6 @@ GUARD_BROKEN: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
         "mentee_closing_reflection_in_this_refinement",
         LifecycleFacts("refinement", refinement_reflections=frozenset({("mentor", "closing")})),
         {"outcome": "goals_achieved"},
-    ),
-    (
-        "relationship.concluded",
-        "refinement",
-        "outcome_is_given",
-        LifecycleFacts("refinement", refinement_reflections=frozenset({("mentee", "closing")})),
-        {},
     ),
     *[
         ("relationship.withdrawn", phase, guard, LifecycleFacts(phase), data)
@@ -308,7 +294,6 @@ def test_establishment_without_any_agreement_lists_every_agreement_rule() -> Non
         "agreement_signed_by_mentee",
         "agreement_signed_by_mentor",
         "agreement_has_measurable_dated_goal",
-        "agreement_has_cadence",
         "agreement_ends_after_it_starts",
     ]
 
@@ -417,7 +402,6 @@ agreements = st.builds(
     version=st.integers(1, 3),
     signed_by=st.frozensets(st.sampled_from(["mentee", "mentor"])),
     measurable_dated_goals=st.integers(0, 2),
-    has_cadence=st.booleans(),
     ends_after_start=st.booleans(),
     proposed_in_current_establishment=st.booleans(),
 )

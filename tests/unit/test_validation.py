@@ -197,13 +197,6 @@ CASES: list[tuple[Phase, str, Any, str, str]] = [
     (
         "identification",
         "mentor.selected",
-        {"mentor_id": "stranger", "mentor_consent": True},
-        "data.mentor_id",
-        "was never proposed",
-    ),
-    (
-        "identification",
-        "mentor.selected",
         {"mentor_id": "mentor-1", "mentor_consent": "yes"},
         "data.mentor_consent",
         "must be true or false",
