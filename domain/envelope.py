@@ -40,4 +40,5 @@ def parse_envelope(body: Mapping[str, Any], *, source: str | None, now: datetime
         source=source,
         correlation_id=fields.get("correlation_id"),
         causation_id=fields.get("causation_id"),
+        received_at=now,
     )

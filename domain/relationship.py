@@ -15,7 +15,7 @@ type, not accepted in the phase (409), invalid data (422), guard unmet (422).
 """
 
 from collections.abc import Iterator, Mapping
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, cast
 from uuid import UUID
 
@@ -219,7 +219,10 @@ class Relationship(Aggregate):
         if not workflows.accepts(self, event_type):
             raise InvalidTransition(event_type, self.phase, self.paused, self.allowed_events())
         fields = event_class.parse(data)
-        reference_errors = list(event_class.references(self, fields))
+        reference_errors = [
+            *event_class.references(self, fields),
+            *_not_in_future(event_class, fields, envelope.received_at),
+        ]
         if reference_errors:
             raise ValidationFailed(reference_errors)
         decision = workflows.check(event_type, self.facts(), fields)
@@ -263,6 +266,8 @@ class Relationship(Aggregate):
         """
 
         api_type: ClassVar[str] = ""
+        not_in_future: ClassVar[tuple[str, ...]] = ()
+        """Date-time fields that cannot be later than the request's receipt."""
         recordable: ClassVar[bool] = True
         """Whether it can be posted as a lifecycle event (``Opened`` cannot)."""
         class_version: ClassVar[int] = 1
@@ -582,6 +587,7 @@ class Relationship(Aggregate):
         """A meeting took place; it may leave action items."""
 
         api_type = "meeting.held"
+        not_in_future = ("held_at",)
 
         held_at: datetime
         meeting_id: Id | None = None
@@ -861,11 +867,20 @@ def _scheduled_meeting(relationship: Relationship, meeting_id: str | None) -> It
     if meeting_id in relationship.past_meetings:
         status = relationship.past_meetings[meeting_id]
         yield FieldError("data.meeting_id", f"meeting {meeting_id!r} was already {status}")
-    elif meeting_id not in relationship.meetings:
-        yield FieldError(
-            "data.meeting_id",
-            f"meeting {meeting_id!r} was never scheduled (omit meeting_id for an unscheduled one)",
-        )
+    # A meeting_id never scheduled here is an unscheduled meeting with that id:
+    # calendar systems post meetings they scheduled elsewhere.
+
+
+def _not_in_future(
+    event_class: type[Relationship.Event], fields: Mapping[str, Any], now: datetime | None
+) -> Iterator[FieldError]:
+    if now is None:
+        return
+    for name in event_class.not_in_future:
+        value = fields.get(name)
+        if value is not None and value > now:
+            moment = now.astimezone(UTC).isoformat(timespec="seconds")
+            yield FieldError(f"data.{name}", f"must not be in the future (it is now {moment})")
 
 
 def _new_action_items(

@@ -136,6 +136,10 @@ class Envelope:
     source: str | None = None
     correlation_id: str | None = None
     causation_id: str | None = None
+    received_at: datetime | None = None
+    """When the service received the request: the "now" that fields which
+    cannot lie in the future are held to. Not stored (the event's own
+    timestamp records when it was recorded); None skips that check."""
 
     def __post_init__(self) -> None:
         if self.occurred_at.utcoffset() is None:

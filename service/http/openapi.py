@@ -84,6 +84,21 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "allowed_events": {"type": "array", "items": {"type": "string"}},
         },
     },
+    "RelationshipCreated": {
+        "allOf": [
+            {"$ref": "#/components/schemas/Relationship"},
+            {
+                "type": "object",
+                "required": ["position"],
+                "properties": {
+                    "position": {
+                        "type": "integer",
+                        "description": "the opening event's place in the global log",
+                    }
+                },
+            },
+        ],
+    },
     "EventPost": {
         "type": "object",
         "required": ["type"],
@@ -211,7 +226,9 @@ def _parameter(param: Any) -> dict[str, Any]:
 def _responses(route: Route) -> dict[str, Any]:
     success: dict[str, Any] = {"description": route.summary}
     schema = _ref(route.ok_schema) if route.ok_schema else {"type": "string"}
-    success["content"] = {route.ok_content: {"schema": schema}}
+    success["content"] = {
+        media: {"schema": schema} for media in (route.ok_content, *route.alt_contents)
+    }
     if route.ok_headers:
         success["headers"] = {h: {"schema": {"type": "string"}} for h in route.ok_headers}
     responses: dict[str, Any] = {str(route.ok_status): success}

@@ -77,7 +77,9 @@ async def workflow(request: web.Request) -> web.Response:
 
 
 async def workflow_diagram(request: web.Request) -> web.Response:
-    form = query_choice(request, "format", ("mermaid", "svg"), "mermaid")
+    """Mermaid text by default; SVG with `?format=svg`, or when the client's
+    `Accept` prefers `image/svg+xml` and names no format."""
+    form = query_choice(request, "format", ("mermaid", "svg"), _preferred_format(request))
     try:
         text = workflows.diagram(form)
     except workflows.DiagramUnavailable as exc:
@@ -85,6 +87,24 @@ async def workflow_diagram(request: web.Request) -> web.Response:
     if form == "svg":
         return web.Response(text=text, content_type="image/svg+xml")
     return web.Response(text=text, content_type="text/plain")
+
+
+def _preferred_format(request: web.Request) -> str:
+    best, best_q = "mermaid", 0.0
+    for part in request.headers.get("Accept", "").split(","):
+        media, _, params = part.strip().partition(";")
+        q = 1.0
+        for param in params.split(";"):
+            name, _, value = param.strip().partition("=")
+            if name == "q":
+                try:
+                    q = float(value)
+                except ValueError:
+                    q = 0.0
+        form = {"image/svg+xml": "svg", "text/plain": "mermaid"}.get(media.strip().lower())
+        if form is not None and q > best_q:
+            best, best_q = form, q
+    return best
 
 
 async def create_token(request: web.Request) -> web.Response:
@@ -166,9 +186,10 @@ ROUTES = [
         "/v1/workflow/diagram",
         workflow_diagram,
         READ,
-        "Draw the lifecycle",
+        "Draw the lifecycle (Mermaid text, or SVG)",
         "workflow",
         ok_content="text/plain",
+        alt_contents=("image/svg+xml",),
         errors=("validation-error", "diagram-unavailable"),
         params=(FORMAT,),
     ),

@@ -10,7 +10,6 @@ from uuid import UUID
 from aiohttp import web
 
 from domain import ENVELOPE_KEYS, FieldError, Relationship, ValidationFailed, parse_envelope
-from projections.paging import encode_cursor
 from service.http.context import Services, principal, services
 from service.http.idempotency import IdempotencyScope, idempotent
 from service.http.problems import Problem
@@ -24,9 +23,10 @@ from service.http.requests import (
     query_int,
 )
 from service.http.routing import READ, WRITE, Param, Route
-from service.http.views import decode_cursor, recorded_event
+from service.http.views import decode_cursor, one_page, recorded_event
 from service.relationships import Saved
 from service.store.errors import VersionConflict
+from service.store.records import StoredRecord
 
 EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS
 DECISION_ATTEMPTS = 20
@@ -40,11 +40,8 @@ def _etag(version: int) -> str:
     return f'"{version}"'
 
 
-def _relationship_response(relationship: Relationship, status: int = 200) -> web.Response:
-    headers = {"ETag": _etag(relationship.version)}
-    if status == 201:
-        headers["Location"] = f"/v1/relationships/{relationship.id}"
-    return web.json_response(relationship.to_dict(), status=status, headers=headers)
+def _relationship_response(relationship: Relationship) -> web.Response:
+    return web.json_response(relationship.to_dict(), headers={"ETag": _etag(relationship.version)})
 
 
 def _redacted(request: web.Request) -> bool:
@@ -72,12 +69,20 @@ async def create_relationship(request: web.Request) -> web.Response:
             await _check_predecessor(s, relationship.predecessor_id)
         saved = await s.repository.save(relationship, **_store_key(scope))
         _count(s, saved)
+        opened = saved.events[0]
         if saved.replayed:
-            first = saved.events[0].event.originator_id
-            reloaded = await s.repository.load(first)
+            reloaded = await s.repository.load(opened.event.originator_id, version=1)
             assert reloaded is not None
             relationship = reloaded
-        return _relationship_response(relationship, status=201)
+        # The position of the opening event, for ?min_position= (read your write).
+        return web.json_response(
+            {**relationship.to_dict(), "position": opened.position},
+            status=201,
+            headers={
+                "ETag": _etag(relationship.version),
+                "Location": f"/v1/relationships/{relationship.id}",
+            },
+        )
 
     return await idempotent(request, s.store, who.name, raw, handle)
 
@@ -230,16 +235,15 @@ async def list_relationship_events(request: web.Request) -> web.Response:
     from_version = query_int(request, "from_version", default=1, low=1)
     after_cursor = decode_cursor(request.query.get("cursor"), kind="relationship_events")
     start = max(from_version or 1, (after_cursor or 0) + 1)
-    page = limit(request)
-    records = await s.store.read_stream(
-        relationship_id, from_version=start, to_version=start + page - 1
+    size = limit(request)
+    fetched = await s.store.read_stream(
+        relationship_id, from_version=start, to_version=start + size
     )
-    if not records and await s.store.stream_version(relationship_id) is None:
+    if not fetched and await s.store.stream_version(relationship_id) is None:
         raise Problem("not-found", f"no relationship {relationship_id}")
+    records, cursor = one_page(fetched, size, kind="relationship_events", key=_version)
     redacted = _redacted(request)
     items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
-    full = len(records) == page
-    cursor = encode_cursor(records[-1].version, kind="relationship_events") if full else None
     return web.json_response({"items": items, "next_cursor": cursor})
 
 
@@ -247,18 +251,22 @@ async def global_feed(request: web.Request) -> web.Response:
     s = services(request)
     after = query_int(request, "after", default=0, low=0) or 0
     after = max(after, decode_cursor(request.query.get("cursor"), kind="events") or 0)
-    page = limit(request)
-    records = await s.store.read_log(after, page)
+    size = limit(request)
+    records, cursor = one_page(
+        await s.store.read_log(after, size + 1), size, kind="events", key=_position
+    )
     redacted = _redacted(request)
     items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
     last = records[-1].position if records else after
-    return web.json_response(
-        {
-            "items": items,
-            "next_cursor": encode_cursor(last, kind="events") if len(records) == page else None,
-            "next_after": last,
-        }
-    )
+    return web.json_response({"items": items, "next_cursor": cursor, "next_after": last})
+
+
+def _version(record: StoredRecord) -> int:
+    return record.version
+
+
+def _position(record: StoredRecord) -> int:
+    return record.position
 
 
 ID = Param("id", "path", {"type": "string", "format": "uuid"}, "relationship id", required=True)
@@ -284,7 +292,7 @@ ROUTES = [
         "Open a relationship",
         "relationships",
         ok_status=201,
-        ok_schema="Relationship",
+        ok_schema="RelationshipCreated",
         body="RelationshipCreate",
         errors=(*BODY_ERRORS, "validation-error", "idempotency-conflict"),
         params=(IDEMPOTENCY_KEY,),

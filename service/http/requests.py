@@ -197,13 +197,16 @@ def limit(request: web.Request) -> int:
 
 
 def if_match(request: web.Request) -> int | None:
-    """The version in `If-Match: "<version>"`, or None without the header."""
+    """The version in `If-Match: "<version>"`, or None without the header or
+    with `*` (RFC 9110: any current version, which every relationship has)."""
     raw = request.headers.get("If-Match")
-    if raw is None:
+    if raw is None or raw.strip() == "*":
         return None
     match = _IF_MATCH.match(raw)
     if match is None:
-        raise Problem("malformed-request", 'If-Match must be a version in quotes, like "3"')
+        raise Problem(
+            "malformed-request", 'If-Match must be a version in quotes, like "3", or *'
+        )
     return int(match[1])
 
 

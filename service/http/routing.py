@@ -38,6 +38,7 @@ class Route:
     ok_status: int = 200
     ok_schema: str | None = None  # a component schema name
     ok_content: str = "application/json"
+    alt_contents: tuple[str, ...] = ()  # other media types of the success response
     body: str | None = None  # request body component schema name
     errors: tuple[str, ...] = ()  # problem types beyond the common ones
     params: tuple[Param, ...] = ()

@@ -9,13 +9,12 @@ from uuid import UUID
 from aiohttp import web
 
 from domain import RECORDABLE_TYPES
-from projections.paging import encode_cursor
 from projections.webhook_outbox import PHASE_CHANGED
 from service.http.context import services
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid
 from service.http.routing import ADMIN, Param, Route
-from service.http.views import decode_cursor
+from service.http.views import decode_cursor, one_page
 from service.webhooks import endpoints
 from service.webhooks.ssrf import UnsafeUrl, check_url
 
@@ -93,10 +92,8 @@ async def list_webhooks(request: web.Request) -> web.Response:
     page = limit(request)
     after = decode_cursor(request.query.get("cursor"), kind="webhooks", maximum=2**128 - 1)
     cursor_id = None if after is None else UUID(int=after)
-    items = await endpoints.list_page(services(request).store, cursor_id, page)
-    next_cursor = (
-        encode_cursor(UUID(items[-1]["id"]).int, kind="webhooks") if len(items) == page else None
-    )
+    rows = await endpoints.list_page(services(request).store, cursor_id, page + 1)
+    items, next_cursor = one_page(rows, page, kind="webhooks", key=lambda i: UUID(i["id"]).int)
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 
@@ -154,8 +151,8 @@ async def list_deliveries(request: web.Request) -> web.Response:
     endpoint_id, _ = await _existing(request)
     page = limit(request)
     before = decode_cursor(request.query.get("cursor"), kind="deliveries")
-    items = await endpoints.attempts(services(request).store, endpoint_id, before, page)
-    next_cursor = encode_cursor(items[-1]["id"], kind="deliveries") if len(items) == page else None
+    rows = await endpoints.attempts(services(request).store, endpoint_id, before, page + 1)
+    items, next_cursor = one_page(rows, page, kind="deliveries", key=lambda i: int(i["id"]))
     return web.json_response({"items": items, "next_cursor": next_cursor})
 
 

@@ -327,13 +327,6 @@ CASES: list[tuple[Phase, str, Any, str, str]] = [
     (
         "cultivation",
         "meeting.held",
-        {**HELD, "meeting_id": "unknown"},
-        "data.meeting_id",
-        "was never scheduled",
-    ),
-    (
-        "cultivation",
-        "meeting.held",
         {**HELD, "duration_minutes": -5},
         "data.duration_minutes",
         "must be between 1 and 1440",
@@ -385,13 +378,6 @@ CASES: list[tuple[Phase, str, Any, str, str]] = [
         "duplicate action item id 'a8'",
     ),
     ("cultivation", "meeting.missed", {"meeting_id": "m0"}, "data.scheduled_for", "is required"),
-    (
-        "cultivation",
-        "meeting.missed",
-        {"scheduled_for": "2025-03-01T10:00:00Z", "meeting_id": "m0"},
-        "data.meeting_id",
-        "was never scheduled",
-    ),
     (
         "cultivation",
         "meeting.scheduled",
@@ -668,3 +654,46 @@ def test_the_envelope_defaults_occurred_at_to_now_and_keeps_the_source() -> None
     assert envelope.source == "hr-system"
     assert envelope.actor is not None and envelope.actor.role == "mentor"
     assert envelope.correlation_id == "c-1"
+
+
+def test_a_meeting_never_scheduled_here_is_held_once_under_its_own_id() -> None:
+    """Calendar systems post meetings they scheduled elsewhere: an unknown
+    meeting_id is an unscheduled meeting with that id, held or missed once."""
+    relationship = walk_to("cultivation")
+    relationship.record("meeting.held", {**HELD, "meeting_id": "cal-42"}, ENVELOPE)
+    version = relationship.version
+    for event_type, data in [
+        ("meeting.held", {**HELD, "meeting_id": "cal-42"}),
+        ("meeting.missed", {"meeting_id": "cal-42", "scheduled_for": HELD["held_at"]}),
+        ("meeting.scheduled", {"meeting_id": "cal-42", "scheduled_for": HELD["held_at"]}),
+    ]:
+        with pytest.raises(ValidationFailed) as raised:
+            relationship.record(event_type, data, ENVELOPE)
+        assert [e.path for e in raised.value.errors] == ["data.meeting_id"], event_type
+    assert relationship.version == version
+
+
+@pytest.mark.parametrize(
+    ("held_at", "accepted"),
+    [
+        ("2025-03-01T11:59:59Z", True),
+        ("2025-03-01T12:00:00Z", True),
+        ("2025-03-01T12:00:01Z", False),
+        ("2025-03-01T12:30:00+01:00", True),
+        ("2025-03-01T13:30:00+01:00", False),
+        ("2025-03-01T11:00:01-01:00", False),
+        ("9999-12-31T00:00:00Z", False),
+    ],
+)
+def test_a_meeting_cannot_be_held_after_the_request_arrives(held_at: str, accepted: bool) -> None:
+    received = datetime(2025, 3, 1, 12, 0, tzinfo=UTC)
+    envelope = parse_envelope({}, source=None, now=received)
+    relationship = walk_to("cultivation")
+    data = {"held_at": held_at}
+    if accepted:
+        relationship.record("meeting.held", data, envelope)
+        return
+    with pytest.raises(ValidationFailed) as raised:
+        relationship.record("meeting.held", data, envelope)
+    (error,) = raised.value.errors
+    assert error.path == "data.held_at" and "must not be in the future" in error.message
