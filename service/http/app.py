@@ -4,6 +4,8 @@ and stop with it."""
 
 from __future__ import annotations
 
+import asyncio
+
 from aiohttp import web
 
 from domain import Relationship
@@ -21,7 +23,7 @@ from service.http.middleware import (
     utf8_headers,
 )
 from service.http.openapi import build_openapi
-from service.http.requests import MAX_BODY
+from service.http.requests import MAX_BODY, STOPPING
 from service.http.routing import Route, register
 from service.http.tokens import TokenRegistry
 from service.projection_runner import ProjectionRunner
@@ -99,10 +101,16 @@ def create_app(
     app[SERVICES] = services
     register(app, all_routes())
     app[ops_routes.OPENAPI] = openapi_document()
+    app[STOPPING] = asyncio.Event()
+    app.on_shutdown.append(_stopping)
     if background:
         app.on_startup.append(_start_workers)
         app.on_cleanup.append(_stop_workers)
     return app
+
+
+async def _stopping(app: web.Application) -> None:
+    app[STOPPING].set()
 
 
 async def _start_workers(app: web.Application) -> None:

@@ -5,6 +5,7 @@ Every malformed input becomes a precise 4xx here, before any handler logic.
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import re
@@ -17,6 +18,7 @@ from aiohttp import web
 
 from domain.schema import parse_datetime
 from service.http.problems import Problem
+from service.tasks import cancel_and_wait
 
 MAX_BODY = 64 * 1024
 MAX_INTEGER = 2**53  # beyond any version or position, and exact in JSON
@@ -37,7 +39,7 @@ async def json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
     if request.content_length is not None and request.content_length > MAX_BODY:
         raise _too_large()
     try:
-        raw = await request.read()
+        raw = await _body(request)
     except web.HTTPRequestEntityTooLarge as exc:
         raise _too_large() from exc
     if len(raw) > MAX_BODY:
@@ -54,6 +56,35 @@ async def json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
             errors=[{"path": path, "message": message} for path in bad[:20]],
         )
     return body, raw
+
+
+STOPPING = web.AppKey("stopping", asyncio.Event)
+"""Set when the server starts to shut down (SIGTERM)."""
+
+
+async def _body(request: web.Request) -> bytes:
+    """The body, or a 503 if the server starts stopping while it still arrives.
+
+    Once shutdown begins, aiohttp reads nothing more from open connections,
+    so a body still on its way would never arrive, and its request would hold
+    the process for the whole grace period and then get no answer at all.
+    The usual body came with its headers and is read at once."""
+    if request.content.is_eof():
+        return await request.read()
+    stopping = request.app[STOPPING]
+    reading = asyncio.ensure_future(request.read())
+    stopped = asyncio.ensure_future(stopping.wait())
+    try:
+        await asyncio.wait((reading, stopped), return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        await cancel_and_wait(*(task for task in (reading, stopped) if not task.done()))
+    if reading.done() and not reading.cancelled():
+        return reading.result()
+    raise Problem(
+        "unavailable",
+        "the service is stopping and this request's body had not all arrived; send it again",
+        headers={"Connection": "close", "Retry-After": "1"},
+    )
 
 
 def parse_json(raw: bytes) -> Any:

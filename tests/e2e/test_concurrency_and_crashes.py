@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import json
+import signal
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -11,6 +14,7 @@ from typing import Any
 import aiohttp
 import pytest
 
+from service.cli import SHUTDOWN_GRACE_S
 from tests.e2e.conftest import Api
 from tests.e2e.journey import open_relationship
 from tests.support.disposable_postgres import DisposablePostgres
@@ -131,6 +135,49 @@ async def test_sigterm_finishes_requests_in_flight(own_server: ServerProcess) ->
     assert answered, "no request was in flight"
     assert all(status == 201 for status, _, _ in answered)
     assert "stopped" in own_server.logs()
+
+
+async def test_sigterm_answers_a_body_still_arriving_and_exits_without_waiting_the_grace(
+    own_server: ServerProcess,
+) -> None:
+    """A request whose body is still on its way when SIGTERM lands is
+    answered (503 with Connection: close, or its 201), an idle keep-alive
+    connection does not hold the process, and the process exits as soon as
+    that is done, not after the 30-second grace period."""
+    async with aiohttp.ClientSession() as session:
+        admin = Api(session, own_server.url, ADMIN_TOKEN)
+        relationship_id = str((await open_relationship(admin))["id"])
+    body = json.dumps(CONCERN).encode()
+    idle_reader, idle_writer = await asyncio.open_connection("127.0.0.1", own_server.port)
+    idle_writer.write(b"GET /healthz HTTP/1.1\r\nHost: x\r\n\r\n")
+    await idle_reader.readuntil(b"\r\n\r\n")
+    reader, writer = await asyncio.open_connection("127.0.0.1", own_server.port)
+    head = (
+        f"POST {events(relationship_id)} HTTP/1.1\r\nHost: x\r\n"
+        f"Authorization: Bearer {ADMIN_TOKEN}\r\nContent-Type: application/json\r\n"
+        f"Content-Length: {len(body)}\r\n\r\n"
+    )
+    writer.write(head.encode() + body[:5])
+    await writer.drain()
+    await asyncio.sleep(0.3)  # the handler is now waiting for the rest of the body
+    assert own_server.process is not None
+    started = time.monotonic()
+    own_server.process.send_signal(signal.SIGTERM)
+    with contextlib.suppress(ConnectionError):
+        writer.write(body[5:])
+        await writer.drain()
+    async with asyncio.timeout(20):
+        reply = await reader.read()
+    status_line, _, rest = reply.partition(b"\r\n")
+    assert status_line.split()[1] in (b"201", b"503"), reply[:300]
+    if status_line.split()[1] == b"503":
+        assert b"connection: close" in rest.lower()
+    exit_code = await asyncio.to_thread(own_server.process.wait, 30)
+    elapsed = time.monotonic() - started
+    assert exit_code == 0
+    assert elapsed < SHUTDOWN_GRACE_S / 2, f"exit took {elapsed:.1f} s: something waited the grace"
+    for stream in (writer, idle_writer):
+        stream.close()
 
 
 async def test_database_down_gives_503_and_recovers_without_restart(tmp_path: Path) -> None:
