@@ -82,7 +82,7 @@ async def prepare_mentorflow(server: ServerProcess) -> tuple[str, list[str]]:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
     async with (
         aiohttp.ClientSession(headers=admin) as s,
-        s.post(server.url + "/v1/tokens", json={"role": "writer"}) as r,
+        s.post(server.url + "/v1/tokens", json={"role": "writer", "name": "bench-writer"}) as r,
     ):
         token = (await r.json())["token"]
     ids: list[str] = []
