@@ -393,3 +393,30 @@ async def test_routes_that_do_not_scope_by_program_refuse_a_limited_token(
         concrete = re.sub(r"\{[^}]+\}", str(uuid.uuid4()), route.path)
         status, body, _ = await programs["writer"].call(route.method, concrete, {})
         assert status == 403, (route.method, route.path, body)
+
+
+async def test_a_relationship_without_its_program_row_is_scoped_by_its_opening_event(
+    api: Api, programs: dict[str, Any], server: ServerProcess, dsn: str
+) -> None:
+    """Relationships opened before relationship_programs existed (and not yet
+    projected when it was filled) get their row from their opening event."""
+    other, _ = await _open_in(api, programs["b"])
+    mine, _ = await _open_in(api, programs["a"])
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": server.schema})
+    try:
+        await conn.execute(
+            "DELETE FROM relationship_programs WHERE stream_id = ANY($1::uuid[])", [other, mine]
+        )
+        assert (await programs["writer"].get(f"/v1/relationships/{other}"))[0] == 404
+        assert (await programs["writer"].get(f"/v1/relationships/{mine}"))[0] == 200
+        rows = await conn.fetch(
+            "SELECT stream_id::text AS id, program_id FROM relationship_programs"
+            " WHERE stream_id = ANY($1::uuid[])",
+            [other, mine],
+        )
+    finally:
+        await conn.close()
+    assert {r["id"]: r["program_id"] for r in rows} == {
+        other: programs["b"],
+        mine: programs["a"],
+    }
