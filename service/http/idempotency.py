@@ -38,12 +38,11 @@ CLEANUP_BATCH = 10_000
 
 _FRESH = f"created_at > now() - interval '{KEEP_HOURS} hours'"
 # S608: the queries are built from constants only
-_LOOKUP = (
-    "SELECT fingerprint, status, body, headers FROM idempotent_responses"  # noqa: S608
+_LOOKUP = (  # one round trip: an expired row is deleted as the fresh one is looked for
+    "WITH expired AS (DELETE FROM idempotent_responses"  # noqa: S608
+    f" WHERE token_id = $1 AND key = $2 AND NOT {_FRESH})"
+    " SELECT fingerprint, status, body, headers FROM idempotent_responses"
     f" WHERE token_id = $1 AND key = $2 AND {_FRESH}"
-)
-_DELETE_EXPIRED_ONE = (
-    "DELETE FROM idempotent_responses WHERE token_id = $1 AND key = $2 AND NOT " + _FRESH  # noqa: S608
 )
 _DELETE_ONE = "DELETE FROM idempotent_responses WHERE token_id = $1 AND key = $2"
 _SAVE = (
@@ -70,13 +69,7 @@ class ResponseKeeper:
         is none (an expired one is deleted, one this process cannot open is
         dropped: the store's own key still keeps the append from repeating)."""
 
-        async def find(conn: Any) -> Any:
-            row = await conn.fetchrow(_LOOKUP, who.id, key)
-            if row is None:
-                await conn.execute(_DELETE_EXPIRED_ONE, who.id, key)
-            return row
-
-        row = await self.store.with_connection(find)
+        row = await self.store.with_connection(lambda conn: conn.fetchrow(_LOOKUP, who.id, key))
         if row is None:
             return None
         try:
@@ -99,13 +92,19 @@ class ResponseKeeper:
         """Keep this response for the key; if a copy of the request running
         elsewhere kept its response first, return that one: first one wins."""
         sealed = self.sealer.seal(json.dumps(body))
-        inserted = await self.store.with_connection(
-            lambda conn: conn.fetchval(
-                _SAVE, who.id, key, scope.fingerprint, status, sealed, headers
-            )
-        )
         await self._cleanup()
-        return None if inserted else await self.lookup(who, key)
+        for _ in range(2):  # again if the row in the way had expired (the lookup dropped it)
+            inserted = await self.store.with_connection(
+                lambda conn: conn.fetchval(
+                    _SAVE, who.id, key, scope.fingerprint, status, sealed, headers
+                )
+            )
+            if inserted:
+                return None
+            first = await self.lookup(who, key)
+            if first is not None:
+                return first
+        return None
 
     async def _cleanup(self) -> None:
         now = time.monotonic()
