@@ -80,9 +80,10 @@ async def load(
 
 async def prepare_mentorflow(server: ServerProcess) -> tuple[str, list[str]]:
     admin = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+    request = {"role": "writer", "name": f"bench-{uuid.uuid4().hex[:8]}"}
     async with (
         aiohttp.ClientSession(headers=admin) as s,
-        s.post(server.url + "/v1/tokens", json={"role": "writer"}) as r,
+        s.post(server.url + "/v1/tokens", json=request) as r,
     ):
         token = (await r.json())["token"]
     ids: list[str] = []

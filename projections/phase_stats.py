@@ -197,9 +197,14 @@ class PhaseStatistics(Projection):
 
 # --- the query -----------------------------------------------------------------------------
 
+# $1: the programs a token is limited to (NULL: every relationship)
+_IN_PROGRAMS = (
+    "($1::text[] IS NULL OR relationship_id IN"
+    " (SELECT stream_id FROM relationship_programs WHERE program_id = ANY($1::text[])))"
+)
 _COUNTS = (
     f"SELECT phase, count(*) AS total, count(*) FILTER (WHERE paused) AS paused"  # noqa: S608
-    f" FROM {RELATIONSHIPS} GROUP BY phase"
+    f" FROM {RELATIONSHIPS} WHERE {_IN_PROGRAMS} GROUP BY phase"
 )
 _DURATIONS = f"""
 SELECT phase,
@@ -209,12 +214,15 @@ SELECT phase,
            FILTER (WHERE left_at IS NOT NULL) AS median,
        percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM left_at - entered_at))
            FILTER (WHERE left_at IS NOT NULL) AS p90
-  FROM {STAYS} GROUP BY phase
+  FROM {STAYS} WHERE {_IN_PROGRAMS} GROUP BY phase
 """  # noqa: S608 - constants only
-_FUNNEL = f"SELECT phase, count(DISTINCT relationship_id) AS reached FROM {STAYS} GROUP BY phase"  # noqa: S608
+_FUNNEL = (
+    f"SELECT phase, count(DISTINCT relationship_id) AS reached FROM {STAYS}"  # noqa: S608
+    f" WHERE {_IN_PROGRAMS} GROUP BY phase"
+)
 _OUTCOMES = (
     f"SELECT outcome, count(*) AS total FROM {RELATIONSHIPS}"  # noqa: S608
-    " WHERE outcome IS NOT NULL GROUP BY outcome ORDER BY outcome"
+    f" WHERE outcome IS NOT NULL AND {_IN_PROGRAMS} GROUP BY outcome ORDER BY outcome"
 )
 
 
@@ -222,13 +230,17 @@ def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
 
 
-async def phase_stats(conn: asyncpg.Connection) -> dict[str, Any]:
+async def phase_stats(
+    conn: asyncpg.Connection, *, program_ids: Sequence[str] | None = None
+) -> dict[str, Any]:
     """The statistics as ``GET /v1/stats/phases`` shows them (every phase is
-    listed, with zeros, so clients need no special cases)."""
-    counts = {row["phase"]: row for row in await conn.fetch(_COUNTS)}
-    durations = {row["phase"]: row for row in await conn.fetch(_DURATIONS)}
-    reached = {row["phase"]: row["reached"] for row in await conn.fetch(_FUNNEL)}
-    outcomes = {row["outcome"]: row["total"] for row in await conn.fetch(_OUTCOMES)}
+    listed, with zeros, so clients need no special cases); ``program_ids``
+    counts only relationships of those programs (table relationship_programs)."""
+    programs = None if program_ids is None else list(program_ids)
+    counts = {row["phase"]: row for row in await conn.fetch(_COUNTS, programs)}
+    durations = {row["phase"]: row for row in await conn.fetch(_DURATIONS, programs)}
+    reached = {row["phase"]: row["reached"] for row in await conn.fetch(_FUNNEL, programs)}
+    outcomes = {row["outcome"]: row["total"] for row in await conn.fetch(_OUTCOMES, programs)}
     total = sum(row["total"] for row in counts.values())
     return {
         "relationships": total,

@@ -376,6 +376,8 @@ class Filters:
     mentor_id: str | None = None
     program_id: str | None = None
     at_risk: bool | None = None
+    program_ids: tuple[str, ...] | None = None
+    """Only relationships of these programs (a token limited to programs)."""
 
     def check(self) -> None:
         if self.phase is not None and self.phase not in PHASES:
@@ -393,6 +395,7 @@ _FLAGS = f"""
      WHERE s.opened_position > $1
        AND ($2::text IS NULL OR s.phase = $2) AND ($3::text IS NULL OR s.mentee_id = $3)
        AND ($4::text IS NULL OR s.mentor_id = $4) AND ($5::text IS NULL OR s.program_id = $5)
+       AND ($14::text[] IS NULL OR s.program_id = ANY($14::text[]))
 """  # noqa: S608 - the table name is a constant
 _RULES = """
     SELECT f.*,
@@ -449,6 +452,7 @@ async def list_relationships(
         policy.first_meeting_within,
         policy.pause_limit,
         request.limit + 1,
+        None if filters.program_ids is None else list(filters.program_ids),
     )
     items = [summary_item(row, now) for row in rows[: request.limit]]
     keys = [row["opened_position"] for row in rows]

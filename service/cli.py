@@ -4,12 +4,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import json
 import logging
 import signal
 import socket
 import sys
 from collections.abc import Sequence
 from datetime import datetime
+from uuid import UUID
 
 from aiohttp import web
 
@@ -19,7 +21,7 @@ from service import auditor, logs
 from service.http.app import create_app
 from service.http.server import ServiceRunner
 from service.http.tokens import ROLES, TokenRegistry
-from service.runtime import NoDatabase, open_store, tune_gc
+from service.runtime import NoDatabase, open_existing_store, open_store, tune_gc
 from service.settings import Settings, SettingsError
 from service.store.errors import StoreUnavailable
 
@@ -41,7 +43,17 @@ def _parser() -> argparse.ArgumentParser:
     token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
     create = token_commands.add_parser("create", help="print a new token on stdout")
     create.add_argument("--role", required=True, choices=ROLES)
-    create.add_argument("--name")
+    create.add_argument("--name", required=True, help="unique: 1-64 of a-z 0-9 . _ -")
+    create.add_argument(
+        "--program",
+        dest="programs",
+        action="append",
+        metavar="ID",
+        help="limit the token to this program (repeatable; not for admin)",
+    )
+    token_commands.add_parser("list", help="every token (never the token itself), as JSON lines")
+    revoke = token_commands.add_parser("revoke", help="revoke a token by id")
+    revoke.add_argument("token_id", metavar="ID")
 
     replay = commands.add_parser("replay", help="a relationship's state and timeline")
     replay.add_argument("relationship_id")
@@ -107,11 +119,30 @@ def _listen(host: str, port: int) -> socket.socket:
         raise PortInUse(f"cannot listen on {host}:{port}: {exc.strerror or exc}") from None
 
 
-async def _create_token(settings: Settings, role: str, name: str | None) -> int:
-    _, store = await open_store(settings)
+async def _tokens(args: argparse.Namespace, settings: Settings) -> int:
+    """`mentorflow tokens create|list|revoke`."""
+    if args.tokens_command == "revoke":
+        try:
+            token_id = UUID(args.token_id)
+        except ValueError:
+            raise ValueError(f"{args.token_id!r} is not a token id") from None
+    # Listing or revoking needs the service's database: never start an empty one.
+    opening = open_store if args.tokens_command == "create" else open_existing_store
+    _, store = await opening(settings)
     try:
-        token, _ = await TokenRegistry(store).create(role, name)  # type: ignore[arg-type]
-        print(token)
+        registry = TokenRegistry(store)
+        if args.tokens_command == "create":
+            token, _ = await registry.create(args.role, args.name, args.programs)
+            print(token)
+        elif args.tokens_command == "list":
+            after: int | None = 0
+            while after is not None:
+                items, after = await registry.list(after=after, limit=500)
+                for item in items:
+                    print(json.dumps(item.to_dict()))
+        elif not await registry.revoke(token_id):
+            print(f"mentorflow: no token {token_id}", file=sys.stderr)
+            return 1
     finally:
         await store.close()
     return 0
@@ -141,7 +172,7 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         asyncio.run(_serve(settings, args.host, args.port))
         return 0
     if command == "tokens":
-        return asyncio.run(_create_token(settings, args.role, args.name))
+        return asyncio.run(_tokens(args, settings))
     if command == "replay":
         return asyncio.run(
             auditor.replay(

@@ -15,7 +15,7 @@ and raises :class:`projections.InvalidQuery` for a bad parameter (a 422 with
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
@@ -134,14 +134,23 @@ class ReadModels:
         mentee_id: str | None = None,
         mentor_id: str | None = None,
         program_id: str | None = None,
+        program_ids: Collection[str] | None = None,
         at_risk: bool | None = None,
         limit: int | None = None,
         cursor: str | None = None,
         min_position: int | None = None,
     ) -> dict[str, Any]:
-        """``GET /v1/relationships``: ``{"items": [...], "next_cursor": str | None}``."""
+        """``GET /v1/relationships``: ``{"items": [...], "next_cursor": str | None}``;
+        ``program_ids`` (a token's programs) keeps only relationships of those."""
         await self._settle(summaries_model.NAME, min_position)
-        filters = Filters(phase, mentee_id, mentor_id, program_id, at_risk)
+        filters = Filters(
+            phase,
+            mentee_id,
+            mentor_id,
+            program_id,
+            at_risk,
+            None if program_ids is None else tuple(sorted(program_ids)),
+        )
         now = self.clock()
         return await self.store.with_connection(
             lambda conn: summaries_model.list_relationships(
@@ -172,10 +181,16 @@ class ReadModels:
             )
         )
 
-    async def phase_stats(self, *, min_position: int | None = None) -> dict[str, Any]:
-        """``GET /v1/stats/phases``; ``projected_through`` says how recent it is."""
+    async def phase_stats(
+        self, *, min_position: int | None = None, program_ids: Collection[str] | None = None
+    ) -> dict[str, Any]:
+        """``GET /v1/stats/phases``; ``projected_through`` says how recent it is;
+        ``program_ids`` (a token's programs) counts only relationships of those."""
         await self._settle(stats_model.NAME, min_position)
-        body = await self.store.with_connection(stats_model.phase_stats)
+        programs = None if program_ids is None else sorted(program_ids)
+        body = await self.store.with_connection(
+            lambda conn: stats_model.phase_stats(conn, program_ids=programs)
+        )
         if self.runner is not None:
             body["projected_through"] = await self.runner.checkpoint(stats_model.NAME)
         return body

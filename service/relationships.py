@@ -26,6 +26,13 @@ log = logging.getLogger(__name__)
 
 SNAPSHOT_EVERY = 100
 CACHED_RELATIONSHIPS = 10_000
+CACHED_PROGRAMS = 100_000
+
+_RECORD_PROGRAM = (
+    "INSERT INTO relationship_programs (stream_id, program_id) VALUES ($1, $2)"
+    " ON CONFLICT (stream_id) DO NOTHING"
+)
+_PROGRAM_OF = "SELECT program_id FROM relationship_programs WHERE stream_id = $1"
 
 
 @dataclass(frozen=True)
@@ -75,6 +82,8 @@ class RelationshipRepository:
         """The latest state of relationships this process wrote or read
         recently, so a write does not replay history first. Only ever mutated
         by a writer holding the relationship's lock (see service.http.serialise)."""
+        self._programs: OrderedDict[UUID, str | None] = OrderedDict()
+        """Programs of relationships (they never change), for access checks."""
 
     async def save(
         self,
@@ -87,6 +96,9 @@ class RelationshipRepository:
         (VersionConflict when another writer got there first, ...)."""
         pending = relationship.collect_events()
         events = [self.to_new_event(cast(Relationship.Event, e)) for e in pending]
+        opened = [e for e in pending if isinstance(e, Relationship.Opened)]
+        if opened:
+            await self._record_program(opened[0].originator_id, opened[0].program_id)
         try:
             result = await self.store.append(
                 events, idempotency_key=idempotency_key, fingerprint=fingerprint
@@ -150,6 +162,37 @@ class RelationshipRepository:
         ):
             return cached
         return await self.load(relationship_id)
+
+    async def program_of(self, relationship_id: UUID) -> tuple[bool, str | None]:
+        """(whether the relationship exists, its program or None). Read from
+        relationship_programs; a relationship opened before that table existed
+        and not yet in it gets its row from its opening event."""
+        if relationship_id in self._programs:
+            return True, self._programs[relationship_id]
+        row = await self.store.with_connection(
+            lambda conn: conn.fetchrow(_PROGRAM_OF, relationship_id)
+        )
+        if row is not None:
+            program: str | None = row["program_id"]
+        else:
+            records = await self.store.read_stream(relationship_id, from_version=1, to_version=1)
+            if not records:
+                return False, None
+            opening = self.decode(records[0]).event
+            program = opening.program_id if isinstance(opening, Relationship.Opened) else None
+            await self._record_program(relationship_id, program)
+        self._programs[relationship_id] = program
+        while len(self._programs) > CACHED_PROGRAMS:
+            self._programs.popitem(last=False)
+        return True, program
+
+    async def _record_program(self, relationship_id: UUID, program_id: str | None) -> None:
+        """Written before the opening event is appended, so every stored
+        relationship has its row; a row whose append then fails names a
+        stream that can never exist (ids are random), which is harmless."""
+        await self.store.with_connection(
+            lambda conn: conn.execute(_RECORD_PROGRAM, relationship_id, program_id)
+        )
 
     def forget(self, relationship_id: UUID) -> None:
         self._latest.pop(relationship_id, None)

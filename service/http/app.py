@@ -14,6 +14,7 @@ from projections.webhook_outbox import WebhookOutbox
 from service.codec import mapper_for
 from service.http import ops_routes, read_routes, relationship_routes
 from service.http.context import SERVICES, Services
+from service.http.idempotency import ResponseKeeper
 from service.http.metrics import Metrics
 from service.http.middleware import (
     authenticate,
@@ -84,6 +85,7 @@ def build_services(settings: Settings, store: EventStore, dsn: str) -> Services:
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
+        responses=ResponseKeeper(store, settings.cipher_key),
     )
 
 

@@ -6,6 +6,7 @@ from dataclasses import dataclass, field
 
 from aiohttp import web
 
+from service.http.idempotency import ResponseKeeper
 from service.http.metrics import Metrics
 from service.http.serialise import KeyedLocks
 from service.http.tokens import Principal, TokenRegistry
@@ -33,6 +34,8 @@ class Services:
     """Seals webhook secrets before they are stored."""
     supervisor: Supervisor
     """Runs every background task of this process (restarts them after a failure)."""
+    responses: ResponseKeeper
+    """Responses kept for Idempotency-Key replays (sealed, expiring)."""
     locks: KeyedLocks = field(default_factory=KeyedLocks)
 
 

@@ -1,14 +1,22 @@
 """Idempotency-Key on POSTs: the same key and body get the first response back.
 
-The response is kept per token (two clients may pick the same key). Appends
-made under a key also carry it into the event store, so two copies of one
-request racing each other still record the events once.
+The response is kept per token id (two clients may pick the same key, and a
+token created later, whatever its name, never sees another's keys), for
+KEEP_HOURS, and its body is sealed with AES-GCM under MENTORFLOW_CIPHER_KEY
+when one is set (it may hold confidential fields). An expired response is
+never replayed: the lookup ignores and deletes it, and every process deletes
+expired rows at most once per CLEANUP_EVERY_S, on insert.
+
+Appends made under a key also carry it into the event store, so two copies
+of one request racing each other still record the events once.
 """
 
 from __future__ import annotations
 
 import hashlib
 import json
+import logging
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,19 +25,93 @@ from aiohttp import web
 
 from domain import DomainError
 from service.http.problems import Problem, problem_from_domain
+from service.http.tokens import Principal
 from service.store.eventstore import EventStore
+from service.webhooks.sealing import SecretSealer, SecretUnavailable
+
+log = logging.getLogger(__name__)
 
 MAX_KEY_LENGTH = 255
+KEEP_HOURS = 24
+CLEANUP_EVERY_S = 60.0
+CLEANUP_BATCH = 10_000
 
-_LOOKUP = (
-    "SELECT fingerprint, status, body, headers FROM idempotent_responses"
-    " WHERE principal = $1 AND key = $2"
+_FRESH = f"created_at > now() - interval '{KEEP_HOURS} hours'"
+# S608: the queries are built from constants only
+_LOOKUP = (  # one round trip: an expired row is deleted as the fresh one is looked for
+    "WITH expired AS (DELETE FROM idempotent_responses"  # noqa: S608
+    f" WHERE token_id = $1 AND key = $2 AND NOT {_FRESH})"
+    " SELECT fingerprint, status, body, headers FROM idempotent_responses"
+    f" WHERE token_id = $1 AND key = $2 AND {_FRESH}"
 )
+_DELETE_ONE = "DELETE FROM idempotent_responses WHERE token_id = $1 AND key = $2"
 _SAVE = (
-    "INSERT INTO idempotent_responses (principal, key, fingerprint, status, body, headers)"
-    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (principal, key) DO NOTHING RETURNING true"
+    "INSERT INTO idempotent_responses (token_id, key, fingerprint, status, body, headers)"
+    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id, key) DO NOTHING RETURNING true"
+)
+_CLEANUP = (
+    "DELETE FROM idempotent_responses WHERE ctid = ANY(ARRAY("  # noqa: S608
+    f"SELECT ctid FROM idempotent_responses WHERE NOT {_FRESH} LIMIT {CLEANUP_BATCH}))"
 )
 REPLAYED_HEADERS = ("ETag", "Location")
+
+
+class ResponseKeeper:
+    """The stored responses: sealed on the way in, opened on the way out."""
+
+    def __init__(self, store: EventStore, cipher_key: str | None) -> None:
+        self.store = store
+        self.sealer = SecretSealer(cipher_key, what="a stored idempotent response")
+        self._next_cleanup = 0.0
+
+    async def lookup(self, who: Principal, key: str) -> Any:
+        """The fresh stored response for (token, key), opened; None if there
+        is none (an expired one is deleted, one this process cannot open is
+        dropped: the store's own key still keeps the append from repeating)."""
+
+        row = await self.store.with_connection(lambda conn: conn.fetchrow(_LOOKUP, who.id, key))
+        if row is None:
+            return None
+        try:
+            body = json.loads(self.sealer.open(row["body"]))
+        except SecretUnavailable as exc:
+            log.warning("stored idempotent response dropped: %s", exc)
+            await self.store.with_connection(lambda conn: conn.execute(_DELETE_ONE, who.id, key))
+            return None
+        return {**dict(row), "body": body}
+
+    async def save(
+        self,
+        who: Principal,
+        key: str,
+        scope: IdempotencyScope,
+        status: int,
+        body: object,
+        headers: dict[str, str],
+    ) -> Any:
+        """Keep this response for the key; if a copy of the request running
+        elsewhere kept its response first, return that one: first one wins."""
+        sealed = self.sealer.seal(json.dumps(body))
+        await self._cleanup()
+        for _ in range(2):  # again if the row in the way had expired (the lookup dropped it)
+            inserted = await self.store.with_connection(
+                lambda conn: conn.fetchval(
+                    _SAVE, who.id, key, scope.fingerprint, status, sealed, headers
+                )
+            )
+            if inserted:
+                return None
+            first = await self.lookup(who, key)
+            if first is not None:
+                return first
+        return None
+
+    async def _cleanup(self) -> None:
+        now = time.monotonic()
+        if now < self._next_cleanup:
+            return
+        self._next_cleanup = now + CLEANUP_EVERY_S
+        await self.store.with_connection(lambda conn: conn.execute(_CLEANUP))
 
 
 @dataclass(frozen=True)
@@ -50,12 +132,12 @@ def fingerprint(request: web.Request, body: bytes) -> bytes:
 
 async def idempotent(
     request: web.Request,
-    store: EventStore,
-    principal: str,
+    keeper: ResponseKeeper,
+    who: Principal,
     body: bytes,
     handler: Callable[[IdempotencyScope | None], Awaitable[web.Response]],
 ) -> web.Response:
-    """Run `handler` once per (token, key); replay its response afterwards."""
+    """Run `handler` once per (token id, key); replay its response afterwards."""
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return await handler(None)
@@ -63,8 +145,8 @@ async def idempotent(
         raise Problem(
             "malformed-request", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"
         )
-    scope = IdempotencyScope(f"{principal}\x1f{key}", fingerprint(request, body))
-    row = await store.with_connection(lambda conn: conn.fetchrow(_LOOKUP, principal, key))
+    scope = IdempotencyScope(f"token:{who.id}\x1f{key}", fingerprint(request, body))
+    row = await keeper.lookup(who, key)
     if row is not None:
         return _replay(row, scope, key)
     try:
@@ -73,13 +155,11 @@ async def idempotent(
         problem = exc if isinstance(exc, Problem) else problem_from_domain(exc)
         if problem.status >= 500:
             raise  # the same request may well succeed later
-        first = await _save(store, principal, key, scope, problem.status, problem.body(), {})
+        first = await keeper.save(who, key, scope, problem.status, problem.body(), {})
         if first is None:
             raise problem from None
         return _replay(first, scope, key)
-    first = await _save(
-        store, principal, key, scope, response.status, _json(response), _kept(response)
-    )
+    first = await keeper.save(who, key, scope, response.status, _json(response), _kept(response))
     return response if first is None else _replay(first, scope, key)
 
 
@@ -97,27 +177,6 @@ def _replay(row: Any, scope: IdempotencyScope, key: str) -> web.Response:
     return web.Response(
         status=status, text=json.dumps(body), content_type=content_type, headers=headers
     )
-
-
-async def _save(
-    store: EventStore,
-    principal: str,
-    key: str,
-    scope: IdempotencyScope,
-    status: int,
-    body: object,
-    headers: dict[str, str],
-) -> Any:
-    """Keep this response for the key; if a copy of the request running
-    elsewhere kept its response first, return that one: first one wins."""
-
-    async def save(conn: Any) -> Any:
-        inserted = await conn.fetchval(
-            _SAVE, principal, key, scope.fingerprint, status, body, headers
-        )
-        return None if inserted else await conn.fetchrow(_LOOKUP, principal, key)
-
-    return await store.with_connection(save)
 
 
 def _json(response: web.Response) -> object:

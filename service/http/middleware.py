@@ -7,13 +7,15 @@ import logging
 import re
 import time
 import uuid
+from uuid import UUID
 
 from aiohttp import web
 
 from domain import DomainError
 from service.http.context import services
 from service.http.problems import Problem, problem_from_domain
-from service.http.routing import Handler, route_of
+from service.http.routing import RELATIONSHIP_PATH, Handler, Route, route_of
+from service.http.tokens import Principal
 from service.store.errors import StoreUnavailable
 
 log = logging.getLogger("mentorflow.http")
@@ -146,7 +148,29 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
             f"role {who.role!r} may not {route.summary[0].lower() + route.summary[1:]}",
             required_roles=sorted(route.roles),
         )
+    if who.limited:
+        await _check_programs(request, route, who)
     return await handler(request)
+
+
+async def _check_programs(request: web.Request, route: Route, who: Principal) -> None:
+    """A token limited to programs: another program's relationship does not
+    exist for it (404), on every route that names one; a route that neither
+    names one nor filters by program itself refuses the token."""
+    if route.path == RELATIONSHIP_PATH or route.path.startswith(RELATIONSHIP_PATH + "/"):
+        try:
+            relationship_id = UUID(request.match_info["id"])
+        except ValueError:
+            return  # the handler answers for a malformed id
+        exists, program = await services(request).repository.program_of(relationship_id)
+        if exists and not who.sees(program):
+            raise Problem("not-found", f"no relationship {relationship_id}")
+        return
+    if not route.program_scoped:
+        raise Problem(
+            "forbidden",
+            f"a token limited to programs may not {route.summary[0].lower() + route.summary[1:]}",
+        )
 
 
 def _unauthorized(detail: str) -> Problem:

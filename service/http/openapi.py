@@ -152,19 +152,59 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "Workflow": {"type": "object"},
     "TokenCreate": {
         "type": "object",
-        "required": ["role"],
+        "required": ["role", "name"],
+        "additionalProperties": False,
         "properties": {
             "role": {"type": "string", "enum": ["writer", "auditor", "admin"]},
-            "name": {"type": "string", "minLength": 1, "maxLength": 100},
+            "name": {"type": "string", "pattern": "^[a-z0-9._-]{1,64}$"},
+            "program_ids": {
+                "type": ["array", "null"],
+                "items": {"type": "string", "minLength": 1, "maxLength": 200},
+                "minItems": 1,
+                "maxItems": 100,
+                "description": "limit the token to these programs (not for admin tokens)",
+            },
         },
     },
     "TokenCreated": {
         "type": "object",
-        "required": ["token", "name", "role"],
+        "required": ["id", "name", "role", "program_ids", "created_at", "token"],
         "properties": {
-            "token": {"type": "string"},
+            "id": {"type": "string", "format": "uuid"},
             "name": {"type": "string"},
             "role": {"type": "string"},
+            "program_ids": {"type": ["array", "null"], "items": {"type": "string"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "token": {"type": "string"},
+        },
+    },
+    "Token": {
+        "type": "object",
+        "required": [
+            "id",
+            "name",
+            "role",
+            "program_ids",
+            "created_at",
+            "last_used_at",
+            "revoked_at",
+        ],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "name": {"type": "string"},
+            "role": {"type": "string"},
+            "program_ids": {"type": ["array", "null"], "items": {"type": "string"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"},
+            "revoked_at": {"type": ["string", "null"], "format": "date-time"},
+        },
+    },
+    "TokenPage": {
+        "type": "object",
+        "required": ["items", "next_cursor"],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}},
+            "next_cursor": {"type": ["string", "null"]},
         },
     },
 }

@@ -9,11 +9,13 @@ from typing import cast
 from aiohttp import web
 
 import workflows
+from projections.paging import encode_cursor
 from service.http.context import services
 from service.http.problems import Problem
-from service.http.requests import json_object, query_choice
+from service.http.requests import json_object, limit, path_uuid, query_choice
 from service.http.routing import ADMIN, READ, Param, Route
-from service.http.tokens import ROLES, Role
+from service.http.tokens import Role, TokenRefused, check_token_request
+from service.http.views import decode_cursor
 
 OPENAPI = web.AppKey("openapi", dict)
 
@@ -109,21 +111,48 @@ def _preferred_format(request: web.Request) -> str:
 
 async def create_token(request: web.Request) -> web.Response:
     body, _ = await json_object(request)
-    role, name = body.get("role"), body.get("name")
-    errors = []
-    if role not in ROLES:
-        errors.append({"path": "role", "message": f"must be one of {', '.join(ROLES)}"})
-    if name is not None and (not isinstance(name, str) or not 0 < len(name) <= 100):
-        errors.append({"path": "name", "message": "must be a string of 1 to 100 characters"})
+    unknown = sorted(set(body) - TOKEN_FIELDS)
+    errors = [{"path": key, "message": "unknown member"} for key in unknown]
+    role, name, programs = body.get("role"), body.get("name"), body.get("program_ids")
+    errors += [
+        {"path": path, "message": message}
+        for path, message in check_token_request(role, name, programs)
+    ]
     if errors:
         raise Problem("validation-error", "the token request is invalid", errors=errors)
     try:
-        token, who = await services(request).tokens.create(cast(Role, role), name)
-    except ValueError as exc:
-        raise Problem.invalid("name", str(exc), str(exc)) from exc
-    return web.json_response({"token": token, "name": who.name, "role": who.role}, status=201)
+        token, info = await services(request).tokens.create(cast(Role, role), str(name), programs)
+    except TokenRefused as exc:
+        raise Problem(
+            "validation-error",
+            "the token request is invalid",
+            errors=[{"path": path, "message": message} for path, message in exc.errors],
+        ) from exc
+    view = info.to_dict()
+    del view["last_used_at"], view["revoked_at"]
+    return web.json_response({**view, "token": token}, status=201)
 
 
+async def list_tokens(request: web.Request) -> web.Response:
+    page = limit(request)
+    after = decode_cursor(request.query.get("cursor"), kind="tokens") or 0
+    items, last = await services(request).tokens.list(after=after, limit=page)
+    return web.json_response(
+        {
+            "items": [item.to_dict() for item in items],
+            "next_cursor": None if last is None else encode_cursor(last, kind="tokens"),
+        }
+    )
+
+
+async def revoke_token(request: web.Request) -> web.Response:
+    token_id = path_uuid(request, "id", "token")
+    if not await services(request).tokens.revoke(token_id):
+        raise Problem("not-found", f"no token {token_id}")
+    return web.Response(status=204)
+
+
+TOKEN_FIELDS = frozenset({"role", "name", "program_ids"})
 FORMAT = Param("format", "query", {"type": "string", "enum": ["mermaid", "svg"]})
 
 ROUTES = [
@@ -180,6 +209,7 @@ ROUTES = [
         "Describe the lifecycle",
         "workflow",
         ok_schema="Workflow",
+        program_scoped=True,
     ),
     Route(
         "GET",
@@ -192,6 +222,7 @@ ROUTES = [
         alt_contents=("image/svg+xml",),
         errors=("validation-error", "diagram-unavailable"),
         params=(FORMAT,),
+        program_scoped=True,
     ),
     Route(
         "POST",
@@ -208,6 +239,34 @@ ROUTES = [
             "payload-too-large",
             "unsupported-media-type",
             "validation-error",
+        ),
+    ),
+    Route(
+        "GET",
+        "/v1/tokens",
+        list_tokens,
+        ADMIN,
+        "List API tokens",
+        "administration",
+        ok_schema="TokenPage",
+        errors=("validation-error",),
+        params=(
+            Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500}),
+            Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page"),
+        ),
+    ),
+    Route(
+        "DELETE",
+        "/v1/tokens/{id}",
+        revoke_token,
+        ADMIN,
+        "Revoke an API token",
+        "administration",
+        ok_status=204,
+        ok_content="text/plain",
+        errors=("not-found",),
+        params=(
+            Param("id", "path", {"type": "string", "format": "uuid"}, "token id", required=True),
         ),
     ),
 ]

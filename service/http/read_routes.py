@@ -62,6 +62,7 @@ async def list_relationships(request: web.Request) -> web.Response:
             mentee_id=query_text(request, "mentee_id"),
             mentor_id=query_text(request, "mentor_id"),
             program_id=query_text(request, "program_id"),
+            program_ids=principal(request).program_ids,
             at_risk=_at_risk(request),
             limit=query_int(request, "limit", low=1, high=500),
             cursor=query_text(request, "cursor"),
@@ -118,7 +119,7 @@ async def verify_audit(request: web.Request) -> web.Response:
 
 async def phase_stats(request: web.Request) -> web.Response:
     body = await services(request).read_models.phase_stats(
-        min_position=await _min_position(request)
+        min_position=await _min_position(request), program_ids=principal(request).program_ids
     )
     return web.json_response(body)
 
@@ -142,7 +143,7 @@ ROUTES = [
                   Param("mentee_id", "query", _TEXT), Param("mentor_id", "query", _TEXT),
                   Param("program_id", "query", _TEXT),
                   Param("at_risk", "query", {"type": "string", "enum": ["true", "false"]}),
-                  LIMIT, CURSOR, MIN_POSITION)),
+                  LIMIT, CURSOR, MIN_POSITION), program_scoped=True),
     Route("GET", "/v1/relationships/{id}/timeline", timeline, READ,
           "Read a relationship's timeline", "audit", ok_schema="EntryPage",
           errors=("not-found", "validation-error"), params=(ID, LIMIT, CURSOR, MIN_POSITION)),
@@ -153,7 +154,8 @@ ROUTES = [
           "Verify a relationship's hash chain", "audit", ok_schema="Verification",
           errors=("not-found",), params=(ID,)),
     Route("GET", "/v1/stats/phases", phase_stats, READ, "Read phase statistics", "statistics",
-          ok_schema="PhaseStats", errors=("validation-error",), params=(MIN_POSITION,)),
+          ok_schema="PhaseStats", errors=("validation-error",), params=(MIN_POSITION,),
+          program_scoped=True),
 ]  # fmt: skip
 
 SCHEMAS = {

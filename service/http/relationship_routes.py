@@ -23,6 +23,7 @@ from service.http.requests import (
     query_int,
 )
 from service.http.routing import READ, WRITE, Param, Route
+from service.http.tokens import Principal
 from service.http.views import decode_cursor, one_page, recorded_event
 from service.relationships import Saved
 from service.store.errors import VersionConflict
@@ -65,8 +66,14 @@ async def create_relationship(request: web.Request) -> web.Response:
 
     async def handle(scope: IdempotencyScope | None) -> web.Response:
         relationship = Relationship.open(data, envelope)
+        if not who.sees(relationship.program_id):
+            raise Problem(
+                "forbidden",
+                "this token may open relationships only in programs "
+                + ", ".join(sorted(who.program_ids or ())),
+            )
         if relationship.predecessor_id is not None:
-            await _check_predecessor(s, relationship.predecessor_id)
+            await _check_predecessor(s, who, relationship.predecessor_id)
         saved = await s.repository.save(relationship, **_store_key(scope))
         _count(s, saved)
         opened = saved.events[0]
@@ -84,11 +91,13 @@ async def create_relationship(request: web.Request) -> web.Response:
             },
         )
 
-    return await idempotent(request, s.store, who.name, raw, handle)
+    return await idempotent(request, s.responses, who, raw, handle)
 
 
-async def _check_predecessor(s: Services, predecessor_id: UUID) -> None:
+async def _check_predecessor(s: Services, who: Principal, predecessor_id: UUID) -> None:
     predecessor = await s.repository.load(predecessor_id)
+    if predecessor is not None and not who.sees(predecessor.program_id):
+        predecessor = None  # another program's relationship does not exist for this token
     if predecessor is None or predecessor.phase != "concluded":
         state = "does not exist" if predecessor is None else f"is in {predecessor.phase}"
         raise ValidationFailed(
@@ -155,7 +164,7 @@ async def post_event(request: web.Request) -> web.Response:
             },
         )
 
-    return await idempotent(request, s.store, who.name, raw, handle)
+    return await idempotent(request, s.responses, who, raw, handle)
 
 
 async def _decide_and_save(
@@ -252,9 +261,12 @@ async def global_feed(request: web.Request) -> web.Response:
     after = query_int(request, "after", default=0, low=0) or 0
     after = max(after, decode_cursor(request.query.get("cursor"), kind="events") or 0)
     size = limit(request)
-    records, cursor = one_page(
-        await s.store.read_log(after, size + 1), size, kind="events", key=_position
-    )
+    programs = principal(request).program_ids
+    if programs is None:
+        fetched = await s.store.read_log(after, size + 1)
+    else:
+        fetched = await s.store.read_log_of_programs(after, size + 1, sorted(programs))
+    records, cursor = one_page(fetched, size, kind="events", key=_position)
     redacted = _redacted(request)
     items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
     last = records[-1].position if records else after
@@ -297,6 +309,7 @@ ROUTES = [
         errors=(*BODY_ERRORS, "validation-error", "idempotency-conflict"),
         params=(IDEMPOTENCY_KEY,),
         ok_headers=("ETag", "Location"),
+        program_scoped=True,
     ),
     Route(
         "GET",
@@ -378,5 +391,6 @@ ROUTES = [
             LIMIT,
             CURSOR,
         ),
+        program_scoped=True,
     ),
 ]

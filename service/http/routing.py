@@ -16,6 +16,9 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 READ: frozenset[Role] = frozenset({"writer", "auditor", "admin"})
 WRITE: frozenset[Role] = frozenset({"writer", "admin"})
 ADMIN: frozenset[Role] = frozenset({"admin"})
+RELATIONSHIP_PATH = "/v1/relationships/{id}"
+"""Routes at or under this path act on one relationship: a token limited to
+programs gets 404 for relationships of other programs."""
 
 
 @dataclass(frozen=True)
@@ -43,6 +46,11 @@ class Route:
     errors: tuple[str, ...] = ()  # problem types beyond the common ones
     params: tuple[Param, ...] = ()
     ok_headers: tuple[str, ...] = ()
+    program_scoped: bool = False
+    """The handler itself shows a token limited to programs only what those
+    programs may see (or nothing per relationship). Routes under
+    RELATIONSHIP_PATH are checked by the authentication middleware instead;
+    any other route refuses such a token (403)."""
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property

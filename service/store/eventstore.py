@@ -46,6 +46,12 @@ _READ_LOG = (
     " AND ($3::bigint IS NULL OR position <= $3)"
     " AND (cardinality($4::text[]) = 0 OR topic = ANY($4)) ORDER BY position LIMIT $2"
 )
+_READ_LOG_OF_PROGRAMS = (
+    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
+    " chain_hash FROM events WHERE position > $1 AND stream_id IN"
+    " (SELECT stream_id FROM relationship_programs WHERE program_id = ANY($3::text[]))"
+    " ORDER BY position LIMIT $2"
+)
 _STREAM_VERSION = "SELECT max(version) FROM events WHERE stream_id = $1"
 _VERSION_AT = "SELECT max(version) FROM events WHERE stream_id = $1 AND recorded_at <= $2"
 _MAX_POSITION = "SELECT last_position FROM event_position"
@@ -190,6 +196,14 @@ class EventStore:
     ) -> list[StoredRecord]:
         """Records with positions after `after` (and up to `until`), in commit order."""
         rows = await self._fetch(_READ_LOG, after, limit, until, list(topics))
+        return [_record(r) for r in rows]
+
+    async def read_log_of_programs(
+        self, after: int, limit: int, program_ids: Sequence[str]
+    ) -> list[StoredRecord]:
+        """Like `read_log`, only the events of relationships in `program_ids`
+        (table relationship_programs, written when each one is opened)."""
+        rows = await self._fetch(_READ_LOG_OF_PROGRAMS, after, limit, list(program_ids))
         return [_record(r) for r in rows]
 
     async def max_position(self) -> int:

@@ -7,6 +7,9 @@ secrets are stored AES-GCM-encrypted under it, and a copy of the table (a
 backup, a replica, a DBA's query) does not let anyone forge deliveries.
 Without a key they are stored as given, as the payloads are.
 
+The same sealer keeps stored idempotent responses (service.http.idempotency)
+unreadable without the key: they may hold confidential fields.
+
 Sealed values carry a prefix, so rows written before a key was set still
 read, and a sealed secret read without the key fails with a clear error
 instead of signing with garbage.
@@ -27,9 +30,11 @@ class SecretUnavailable(RuntimeError):
 
 
 class SecretSealer:
-    """Seals secrets before they are stored and opens them after they are read."""
+    """Seals secrets before they are stored and opens them after they are read;
+    `what` names them in errors."""
 
-    def __init__(self, cipher_key: str | None) -> None:
+    def __init__(self, cipher_key: str | None, what: str = "a webhook secret") -> None:
+        self.what = what
         self._cipher = (
             AESCipher(Environment(env={AESCipher.CIPHER_KEY: cipher_key})) if cipher_key else None
         )
@@ -43,12 +48,12 @@ class SecretSealer:
         if not stored.startswith(SEALED_PREFIX):
             return stored
         if self._cipher is None:
-            raise SecretUnavailable("a webhook secret is encrypted: set MENTORFLOW_CIPHER_KEY")
+            raise SecretUnavailable(f"{self.what} is encrypted: set MENTORFLOW_CIPHER_KEY")
         try:
             sealed = base64.b64decode(stored.removeprefix(SEALED_PREFIX))
             return self._cipher.decrypt(sealed).decode()
         except ValueError as exc:  # a wrong key fails authentication
-            raise SecretUnavailable(f"a webhook secret does not decrypt: {exc}") from exc
+            raise SecretUnavailable(f"{self.what} does not decrypt: {exc}") from exc
 
 
 PLAIN = SecretSealer(None)

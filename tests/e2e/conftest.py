@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -54,10 +55,15 @@ class Api:
     async def get(self, path: str, **kwargs: Any) -> tuple[int, Any, Any]:
         return await self.call("GET", path, **kwargs)
 
-    async def token_for(self, role: str, name: str | None = None) -> str:
-        status, body, _ = await self.as_token(ADMIN_TOKEN).post(
-            "/v1/tokens", {"role": role, **({"name": name} if name else {})}
-        )
+    async def token_for(
+        self, role: str, name: str | None = None, programs: list[str] | None = None
+    ) -> str:
+        """A new token (named `role-<random>` unless `name` is given)."""
+        name = name or f"{role}-{uuid.uuid4().hex[:12]}"
+        request: dict[str, Any] = {"role": role, "name": name}
+        if programs is not None:
+            request["program_ids"] = programs
+        status, body, _ = await self.as_token(ADMIN_TOKEN).post("/v1/tokens", request)
         assert status == 201, body
         token: str = body["token"]
         return token

@@ -2,10 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import subprocess
 import sys
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -81,5 +83,37 @@ def test_tokens_and_diagram(cli_env: dict[str, str]) -> None:
     assert token.returncode == 0 and token.stdout.strip().startswith("mf_")
     again = mentorflow(cli_env, "tokens", "create", "--role", "auditor", "--name", "cli-check")
     assert again.returncode == 2 and "already exists" in again.stderr
+    reserved = mentorflow(
+        cli_env, "tokens", "create", "--role", "admin", "--name", "bootstrap-admin"
+    )
+    assert reserved.returncode == 2 and "reserved" in reserved.stderr
     diagram = mentorflow(cli_env, "diagram")
     assert diagram.returncode == 0 and "stateDiagram" in diagram.stdout
+
+
+def test_tokens_create_list_revoke(cli_env: dict[str, str]) -> None:
+    created = mentorflow(
+        cli_env, "tokens", "create", "--role", "writer", "--name", "cli-limited",
+        "--program", "p-1", "--program", "p-2",
+    )  # fmt: skip
+    assert created.returncode == 0, created.stderr
+    token = created.stdout.strip()
+    listed = mentorflow(cli_env, "tokens", "list")
+    assert listed.returncode == 0, listed.stderr
+    assert token not in listed.stdout
+    rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    mine = rows["cli-limited"]
+    assert mine["program_ids"] == ["p-1", "p-2"] and mine["revoked_at"] is None
+
+    assert mentorflow(cli_env, "tokens", "revoke", mine["id"]).returncode == 0
+    listed = mentorflow(cli_env, "tokens", "list")
+    rows = {row["name"]: row for row in map(json.loads, listed.stdout.splitlines())}
+    assert rows["cli-limited"]["revoked_at"] is not None
+    assert mentorflow(cli_env, "tokens", "revoke", str(uuid.uuid4())).returncode == 1
+    assert mentorflow(cli_env, "tokens", "revoke", "nonsense").returncode == 2
+    admin = mentorflow(
+        cli_env, "tokens", "create", "--role", "admin", "--name", "cli-x", "--program", "p"
+    )
+    assert admin.returncode == 2 and "program_ids" in admin.stderr
+    bad = mentorflow(cli_env, "tokens", "create", "--role", "writer", "--name", "Bad Name")
+    assert bad.returncode == 2 and "name" in bad.stderr
