@@ -99,9 +99,11 @@ def parse_datetime(text: str) -> datetime:
     if parsed.tzinfo is None or parsed.utcoffset() is None:
         raise ValueError(f"must include a timezone offset, e.g. {DATETIME_EXAMPLE}")
     try:
-        parsed.astimezone(UTC)
+        utc = parsed.astimezone(UTC).replace(tzinfo=None)
     except OverflowError:
-        raise ValueError("must lie between years 1 and 9999 once converted to UTC") from None
+        utc = datetime.min
+    if utc in (datetime.min, datetime.max):  # PostgreSQL drivers store these as -infinity/infinity
+        raise ValueError("must lie between years 1 and 9999 once converted to UTC")
     return parsed
 
 

@@ -109,11 +109,13 @@ def relationship(server: ServerProcess) -> str:
 
 
 def _in_range(text: str) -> bool:
+    """Python holds it in UTC, and it is not one of the two instants that
+    PostgreSQL drivers turn into -infinity and infinity."""
     try:
-        datetime.fromisoformat(text).astimezone(UTC)
+        utc = datetime.fromisoformat(text).astimezone(UTC).replace(tzinfo=None)
     except (OverflowError, ValueError):
         return False
-    return True
+    return utc not in (datetime.min, datetime.max)
 
 
 edge_datetimes = st.builds(
