@@ -101,7 +101,7 @@ def create_app(
 
 async def _start_workers(app: web.Application) -> None:
     services = app[SERVICES]
-    await services.runner.start()
+    await services.runner.start(services.supervisor)
     await services.dispatcher.start()
 
 
