@@ -90,9 +90,11 @@ _SWAPPED = (
     " failed_position = NULL, failed_error = NULL, failed_at = NULL WHERE name = $1"
 )
 _RECORD_FAILURE = (
-    "UPDATE projection_state"
-    " SET failed_position = $2, failed_error = $3, failed_at = clock_timestamp() WHERE name = $1"
+    "UPDATE projection_state SET failed_position = $2, failed_error = $3,"
+    " failed_at = CASE WHEN failed_position = $2 THEN failed_at ELSE clock_timestamp() END"
+    " WHERE name = $1"
 )
+"""``failed_at`` says since when the projection is stuck at that position."""
 _CLEAR_FAILURE = (
     "UPDATE projection_state SET failed_position = NULL, failed_error = NULL, failed_at = NULL"
     " WHERE name = $1 AND failed_position <= $2"
