@@ -481,9 +481,6 @@ class ProjectionRunner:
             while (head := await self.store.max_position()) - position > self.batch_size:
                 position = await self._replay(projection, position, head, apply, report)
             position = await self._swap(conn, projection, generation, position)
-        for table in projection.tables:
-            with contextlib.suppress(Exception):  # statistics only: autovacuum would do it
-                await self.store.with_connection(functools.partial(_analyze, table=table))
         report(max(target, position))
         log.info(
             "projection %s: generation %d swapped in at position %d", name, generation, position
@@ -868,10 +865,6 @@ class ProjectionRunner:
             return self._workers[name]
         except KeyError:
             raise KeyError(f"no projection {name!r}; known: {', '.join(self._workers)}") from None
-
-
-async def _analyze(conn: asyncpg.Connection, *, table: str) -> None:
-    await conn.execute(f"ANALYZE {quote_ident(table)}")
 
 
 async def _swap_table(conn: asyncpg.Connection, table: str, shadow: str, main: str) -> None:
