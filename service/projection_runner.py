@@ -479,7 +479,10 @@ class ProjectionRunner:
 
             position = await self._replay(projection, 0, target, apply, report)
             while (head := await self.store.max_position()) - position > self.batch_size:
-                position = await self._replay(projection, position, head, apply, report)
+                reached = await self._replay(projection, position, head, apply, report)
+                if reached == position:
+                    break  # the rest was deleted from the table: verify will say so
+                position = reached
             position = await self._swap(conn, projection, generation, position)
         report(max(target, position))
         log.info(
@@ -747,7 +750,6 @@ class ProjectionRunner:
             name,
             failed.position,
             describe(failed.error),
-            exc_info=failed.error,
             extra={"projection": name, "position": failed.position},
         )
         self.metrics.stuck.labels(name).set(failed.position)

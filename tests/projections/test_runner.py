@@ -440,3 +440,14 @@ async def test_a_rebuild_ends_even_when_the_last_events_were_deleted(
     runner = runner_for(store, dsn, repository)
     report = await runner.rebuild("timeline", timeout=10)
     assert report.events == 12 and await runner.checkpoint("timeline") == 12
+
+    deleted = long_history(40)
+    await save_all(repository, [deleted])
+    await store.with_connection(
+        lambda c: c.execute("DELETE FROM events WHERE version > 2 AND stream_id = $1", deleted.id)
+    )
+    small = runner_for(store, dsn, repository, batch_size=5)  # more deleted than a batch
+    report = await small.rebuild("timeline", timeout=10)
+    stored = await store.with_connection(lambda c: c.fetchval("SELECT max(position) FROM events"))
+    assert await store.max_position() - stored > small.batch_size  # handed out, then deleted
+    assert await small.checkpoint("timeline") == report.position == report.events == stored
