@@ -28,12 +28,14 @@ worker keeps up to date; a rebuild that fails (or is stopped) drops its
 schema and leaves them as they were. The webhook outbox is history, not a
 view: it is never rebuilt (a rebuild must never send a webhook again).
 
-When a handler fails on a batch, the worker applies the batch's events one
-at a time to find the event that fails (committing those before it), logs
-the projection and the position, counts the failure, records it in
-``projection_state`` (so ``/readyz`` in any process can name it) and ends;
-the supervisor starts it again after a back-off. The record is cleared when
-the projection commits that position. Other projections go on meanwhile.
+When a handler fails on a batch, the worker counts the failure and ends;
+the supervisor starts it again after a back-off, and the new run commits the
+failed batch's events one at a time to find the event that fails
+(committing those before it). A failing event is logged with the projection
+and the position, counted, and recorded in ``projection_state`` (so
+``/readyz`` in any process can name it), and the run ends again: the event is
+retried after each back-off. The record is cleared when the projection
+commits that position. Other projections go on meanwhile.
 
 A running worker reads the log through the store's subscription
 (LISTEN/NOTIFY, polling as the fallback); a rebuild reads it in whole batches
@@ -139,6 +141,19 @@ class EventFailed(Exception):
         self.position = position
         self.error = error
         super().__init__(f"projection {name} failed at position {position}: {describe(error)}")
+
+
+class BatchFailed(Exception):
+    """A projection's handler failed on a batch of several events."""
+
+    def __init__(self, name: str, batch: Sequence[ProjectedEvent], error: BaseException) -> None:
+        self.name = name
+        self.first = batch[0].position
+        self.last = batch[-1].position
+        self.error = error
+        super().__init__(
+            f"projection {name} failed on positions {self.first} to {self.last}: {describe(error)}"
+        )
 
 
 class RebuildFailed(Exception):
@@ -257,6 +272,9 @@ class _Worker:
     """The lock holder's connection while this process runs the worker."""
     stuck: int | None = None
     """The position recorded as failing (cleared once committed)."""
+    careful_until: int | None = None
+    """After a batch failed: its last position, up to which events are then
+    committed one at a time, to find the one that fails."""
     committed: tuple[int, int] | None = None
     """(generation, position) of the last batch this process committed."""
     progressed: asyncio.Event = field(default_factory=asyncio.Event)
@@ -693,50 +711,69 @@ class ProjectionRunner:
                     if await conn.fetchval(_GENERATION, projection.name) != generation:
                         raise GenerationChanged
                     continue
+                careful = worker.careful_until is not None
                 try:
-                    await self._apply_isolating(projection, events, apply, count=True)
+                    await self._apply_batch(
+                        projection, events, apply, one_by_one=careful, count=True
+                    )
+                except BatchFailed as failed:
+                    worker.careful_until = failed.last
+                    log.warning(
+                        "projection %s: a batch (positions %d to %d) failed: %s; its events"
+                        " are tried one at a time after a back-off",
+                        projection.name,
+                        failed.first,
+                        failed.last,
+                        describe(failed.error),
+                    )
+                    raise
                 except EventFailed as failed:
                     await self._record_failure(conn, worker, failed)
                     raise
+                if careful and events[-1].position >= (worker.careful_until or 0):
+                    worker.careful_until = None
         finally:
             await cancel_and_wait(reader)
 
-    async def _apply_isolating(
+    async def _apply_batch(
         self,
         projection: Projection,
         events: Sequence[ProjectedEvent],
         apply: Apply,
         *,
+        one_by_one: bool = False,
         count: bool = False,
     ) -> None:
-        """Commit ``events`` as one batch; when that fails because of what is
-        in it, commit them one at a time to find the event that fails: those
-        before it are kept, and :class:`EventFailed` names it. When none fails
-        alone (the batch's failure was transient), the batch's error is raised
-        after all of them were committed, so the caller still backs off."""
-        try:
-            await apply(events)
-            return
-        except (GenerationChanged, asyncio.CancelledError):
-            raise
-        except Exception as exc:
-            if database.is_connection_error(exc) or isinstance(exc, asyncpg.InterfaceError):
-                raise
-            if count:
-                self.metrics.failures.labels(projection.name).inc()
-            if len(events) == 1:
-                raise EventFailed(projection.name, events[0].position, exc) from exc
-            batch_error = exc
-        for event in events:
+        """Commit ``events`` as one batch, or ``one_by_one`` (each event in a
+        transaction of its own, to find the one that fails: those before it
+        are kept). Raises :class:`EventFailed` naming the event when a single
+        event fails, :class:`BatchFailed` when a batch of several does; errors
+        of the connection go through as they are. ``count`` counts failures."""
+        batches = [[event] for event in events] if one_by_one else [events]
+        for batch in batches:
             try:
-                await apply([event])
+                await apply(batch)
             except (GenerationChanged, asyncio.CancelledError):
                 raise
             except Exception as exc:
                 if database.is_connection_error(exc) or isinstance(exc, asyncpg.InterfaceError):
                     raise
-                raise EventFailed(projection.name, event.position, exc) from exc
-        raise batch_error
+                if count:
+                    self.metrics.failures.labels(projection.name).inc()
+                if len(batch) == 1:
+                    raise EventFailed(projection.name, batch[0].position, exc) from exc
+                raise BatchFailed(projection.name, batch, exc) from exc
+
+    async def _apply_isolating(
+        self, projection: Projection, events: Sequence[ProjectedEvent], apply: Apply
+    ) -> None:
+        """Commit ``events`` as one batch; when that fails, at once one event
+        at a time, so that :class:`EventFailed` names the event (a rebuild's
+        way: it has no back-off to wait for)."""
+        try:
+            await self._apply_batch(projection, events, apply)
+        except BatchFailed:
+            await self._apply_batch(projection, events, apply, one_by_one=True)
 
     async def _record_failure(
         self, conn: asyncpg.Connection, worker: _Worker, failed: EventFailed
