@@ -1,7 +1,8 @@
 """Projection throughput and lag, against a baseline measured in the same run.
 
-1. Rebuild: each read model replays the whole log from position 0 (new
-   generation, empty tables, one transaction per batch with its checkpoint).
+1. Rebuild: each read model replays the whole log from position 0 into a
+   new generation of its tables built beside the serving ones (one
+   transaction per batch with its checkpoint), then swaps them in.
    Baseline: a plain read of the global log in the same batches, decoding
    every payload into its domain event, writing nothing. Target (DESIGN.md
    section 7): >= 20,000 events/s per projection.

@@ -132,6 +132,10 @@ class Projection(ABC):
     """Stable identifier: names the checkpoint, the worker lock and the metric label."""
     tables: ClassVar[tuple[str, ...]]
     """The tables this projection owns (DDL in ``service/store/migrations``)."""
+    rebuildable: ClassVar[bool] = True
+    """Whether a rebuild may replace the tables by ones built from position 0
+    beside them. False for rows that are history rather than a view (the
+    webhook outbox: rebuilding it would send messages again)."""
 
     def prepare(self, event: ProjectedEvent) -> Any:
         """Work on one event that needs no database (decode it, format it),
@@ -147,7 +151,8 @@ class Projection(ABC):
         kept and it will be offered again."""
 
     async def clear(self, conn: asyncpg.Connection) -> None:
-        """Empty the tables before a rebuild (inside the caller's transaction)."""
+        """Empty the tables (inside the caller's transaction). A rebuild does
+        not need it: it builds new tables beside the serving ones."""
         names = ", ".join(quote_ident(table) for table in self.tables)
         await conn.execute(f"TRUNCATE {names}")
 

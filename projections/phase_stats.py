@@ -33,6 +33,7 @@ import asyncpg
 
 from domain import Relationship
 from projections.base import ProjectedEvent, Projection, relationship_events
+from projections.sql import finite_epoch
 from workflows import PHASES
 
 NAME = "phase_statistics"
@@ -206,13 +207,15 @@ _COUNTS = (
     f"SELECT phase, count(*) AS total, count(*) FILTER (WHERE paused) AS paused"  # noqa: S608
     f" FROM {RELATIONSHIPS} WHERE {_IN_PROGRAMS} GROUP BY phase"
 )
+_SECONDS = f"{finite_epoch('left_at')} - {finite_epoch('entered_at')}"
+"""A stay's length; an end of time stored as an infinity counts as that instant."""
 _DURATIONS = f"""
 SELECT phase,
        count(*) FILTER (WHERE left_at IS NOT NULL) AS completed,
        count(*) FILTER (WHERE left_at IS NULL) AS open,
-       percentile_cont(0.5) WITHIN GROUP (ORDER BY extract(epoch FROM left_at - entered_at))
+       percentile_cont(0.5) WITHIN GROUP (ORDER BY {_SECONDS})
            FILTER (WHERE left_at IS NOT NULL) AS median,
-       percentile_cont(0.9) WITHIN GROUP (ORDER BY extract(epoch FROM left_at - entered_at))
+       percentile_cont(0.9) WITHIN GROUP (ORDER BY {_SECONDS})
            FILTER (WHERE left_at IS NOT NULL) AS p90
   FROM {STAYS} WHERE {_IN_PROGRAMS} GROUP BY phase
 """  # noqa: S608 - constants only

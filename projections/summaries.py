@@ -40,6 +40,7 @@ from domain import Relationship, to_jsonable
 from projections.base import ProjectedEvent, Projection, relationship_events
 from projections.paging import InvalidQuery, page_request
 from projections.paging import next_cursor as _next_cursor
+from projections.sql import aware, capped
 from workflows import PHASES
 
 NAME = "relationship_summary"
@@ -317,7 +318,7 @@ def apply(summary: Summary | None, event: ProjectedEvent) -> Summary | None:
 
 
 def _from_row(row: asyncpg.Record) -> Summary:
-    values = dict(row.items())
+    values = {key: aware(value) for key, value in row.items()}
     values["relationship_id"] = UUID(bytes=row["relationship_id"].bytes)
     if row["predecessor_id"] is not None:
         values["predecessor_id"] = UUID(bytes=row["predecessor_id"].bytes)
@@ -386,11 +387,16 @@ class Filters:
 
 _FLAGS = f"""
     SELECT s.*,
-        greatest(s.last_meeting_at, s.established_at, s.resumed_at)
-            + (SELECT a.allowance FROM unnest($9::text[], $10::interval[]) AS a(cadence, allowance)
-                WHERE a.cadence = s.cadence) AS meeting_due_by,
-        greatest(s.established_at, s.resumed_at) + $11::interval AS first_meeting_due_by,
-        s.paused_since + $12::interval AS pause_limit_at
+        {
+    capped(
+        "greatest(s.last_meeting_at, s.established_at, s.resumed_at)"
+        " + (SELECT a.allowance FROM unnest($9::text[], $10::interval[])"
+        " AS a(cadence, allowance) WHERE a.cadence = s.cadence)"
+    )
+} AS meeting_due_by,
+        {capped("greatest(s.established_at, s.resumed_at) + $11::interval")}
+            AS first_meeting_due_by,
+        {capped("s.paused_since + $12::interval")} AS pause_limit_at
       FROM {TABLE} s
      WHERE s.opened_position > $1
        AND ($2::text IS NULL OR s.phase = $2) AND ($3::text IS NULL OR s.mentee_id = $3)
@@ -454,7 +460,10 @@ async def list_relationships(
         request.limit + 1,
         None if filters.program_ids is None else list(filters.program_ids),
     )
-    items = [summary_item(row, now) for row in rows[: request.limit]]
+    items = [
+        summary_item({key: aware(value) for key, value in row.items()}, now)
+        for row in rows[: request.limit]
+    ]
     keys = [row["opened_position"] for row in rows]
     return {"items": items, "next_cursor": _next_cursor(keys, request, kind=CURSOR_KIND)}
 

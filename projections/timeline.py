@@ -31,6 +31,7 @@ from domain import Relationship, confidential_fields, event_data, to_jsonable
 from projections.base import ProjectedEvent, Projection, relationship_events
 from projections.paging import next_cursor as _next_cursor
 from projections.paging import page_request
+from projections.sql import aware
 
 NAME = "timeline"
 TABLE = "timeline_entries"
@@ -197,7 +198,7 @@ async def timeline(
     rows = await conn.fetch(_SELECT, relationship_id, request.after or 0, request.limit + 1)
     if not rows and request.after is None:
         return None
-    page = [TimelineRow(*row) for row in rows[: request.limit]]
+    page = [TimelineRow(*map(aware, row)) for row in rows[: request.limit]]
     events = await load_events(relationship_id, [row.version for row in page]) if page else {}
     return {
         "relationship_id": str(relationship_id),

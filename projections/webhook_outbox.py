@@ -123,12 +123,15 @@ class WebhookOutbox(Projection):
     """One message per (endpoint, event, webhook type) the endpoint asked for.
 
     An endpoint receives what is recorded after it was created. Its messages
-    are history, not a view: a rebuild must not send them again, so `clear`
-    keeps them and inserts skip what exists.
+    are history, not a view: it is never rebuilt (``rebuildable`` is false; a
+    rebuild would send messages again, or send now, to an endpoint enabled
+    since, events recorded while it was disabled). `clear` keeps every
+    message, and inserts skip what exists.
     """
 
     name = "webhook_outbox"
     tables = ("webhook_messages",)
+    rebuildable = False
 
     async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
         events = relationship_events(batch)

@@ -23,7 +23,12 @@ from domain import Actor, Envelope, Relationship
 from domain.samples import Clock, long_history, walk_to
 from projections.timeline import event_entry
 from service.codec import mapper_for
-from service.projection_runner import ProjectionRunner, RebuildProgress, projected_event
+from service.projection_runner import (
+    ProjectionRunner,
+    RebuildFailed,
+    RebuildProgress,
+    projected_event,
+)
 from service.read_models import LogCheck, ReadModels, StreamCheck
 from service.relationships import RelationshipRepository
 from service.runtime import open_existing_store, open_store
@@ -224,7 +229,9 @@ class ProgressBar:
 
 async def rebuild(settings: Settings, name: str | None = None, *, err: TextIO = sys.stderr) -> int:
     """Rebuild one read model (or all), with a progress bar on ``err``. Safe
-    while the service runs: the process running the projection replays it."""
+    while the service runs: each is built beside its serving tables and
+    swapped in once complete. A rebuild that fails leaves the serving tables
+    as they were and makes the exit code 1, after saying where it failed."""
     async with _session(settings) as session:
         runner = await ProjectionRunner.for_settings(settings, session.store)
         names = runner.names if name is None else [name]
@@ -235,11 +242,19 @@ async def rebuild(settings: Settings, name: str | None = None, *, err: TextIO = 
                 file=err,
             )
             return USAGE
+        failed = False
         for each in names:
             bar = ProgressBar(err, each)
-            report = await runner.rebuild(each, bar.update)
+            try:
+                report = await runner.rebuild(each, bar.update)
+            except RebuildFailed as exc:
+                if bar.live:
+                    err.write("\n")
+                print(f"mentorflow: {exc}", file=err)
+                failed = True
+                continue
             bar.finish(RebuildProgress(each, report.events, report.events, report.seconds))
-    return OK
+    return NO if failed else OK
 
 
 # --- demo ------------------------------------------------------------------------------------

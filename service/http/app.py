@@ -117,7 +117,7 @@ async def _stopping(app: web.Application) -> None:
 
 async def _start_workers(app: web.Application) -> None:
     services = app[SERVICES]
-    await services.runner.start()
+    await services.runner.start(services.supervisor)
     await services.dispatcher.start()
 
 

@@ -26,13 +26,39 @@ async def healthz(request: web.Request) -> web.Response:
 
 
 async def readyz(request: web.Request) -> web.Response:
-    """Ready to serve: the database answers and its migrations are applied."""
+    """Ready to serve: the database answers and its migrations are applied.
+
+    A projection stuck at an event (whichever process runs it) makes the
+    answer ``{"status": "degraded", "failing": [{"projection", "position",
+    "error", "since"}]}``, still with status 200: the process serves writes
+    and every other read, and a 503 would make load balancers take every
+    instance out of service at once for one read model's problem (all of them
+    read the same state). Monitoring should alert on ``degraded`` (or on the
+    ``mentorflow_projection_stuck_position`` gauge) instead. 503 stays for
+    what stops this instance serving: no database, migrations pending.
+    """
     store = services(request).store
     if not await store.ping():
         raise Problem("unavailable", "the database cannot be reached", headers={"Retry-After": "2"})
     pending = await store.pending_migrations()
     if pending:
         raise Problem("unavailable", f"migrations not applied yet: {pending}")
+    failing = await services(request).runner.failures()
+    if failing:
+        return web.json_response(
+            {
+                "status": "degraded",
+                "failing": [
+                    {
+                        "projection": f.projection,
+                        "position": f.position,
+                        "error": f.error,
+                        "since": f.since.isoformat(),
+                    }
+                    for f in failing
+                ],
+            }
+        )
     return web.json_response({"status": "ready"})
 
 

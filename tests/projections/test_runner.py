@@ -365,7 +365,7 @@ async def test_rebuild_replays_from_zero_with_progress(
 
     seen: list[RebuildProgress] = []
     report = await runner.rebuild("timeline", seen.append, timeout=30)
-    assert report.replayed_here and report.generation == 2 and report.events == last
+    assert report.generation == 2 and report.events == last == report.position
     positions = [p.position for p in seen]
     assert positions == sorted(positions) and positions[-1] == last and len(positions) > 3
     assert seen[-1].fraction == 1.0
@@ -395,7 +395,7 @@ async def test_rebuild_while_appending_and_running(
     assert await dump(store) == live
 
 
-async def test_rebuild_from_another_process_is_replayed_by_the_running_worker(
+async def test_a_rebuild_from_another_process_builds_beside_the_running_worker_and_swaps(
     store: EventStore, dsn: str, repository: RelationshipRepository, runner: ProjectionRunner
 ) -> None:
     last = await save_all(repository, [long_history(120)])
@@ -408,8 +408,12 @@ async def test_rebuild_from_another_process_is_replayed_by_the_running_worker(
         report = await cli.rebuild("relationship_summary", seen.append, timeout=30)
     finally:
         await cli_store.close()
-    assert not report.replayed_here and seen[-1].position >= last
+    assert seen[-1].position >= last and report.generation == 2
     assert await dump(store) == before
+    assert await runner.checkpoint("relationship_summary") >= last  # the worker went on
+    more = await save_all(repository, [walk_to("concluded")])
+    await wait(runner, more)  # from the new generation's checkpoint
+    assert await dump(store) != before
 
 
 async def test_events_of_other_topics_are_passed_over(
@@ -436,3 +440,14 @@ async def test_a_rebuild_ends_even_when_the_last_events_were_deleted(
     runner = runner_for(store, dsn, repository)
     report = await runner.rebuild("timeline", timeout=10)
     assert report.events == 12 and await runner.checkpoint("timeline") == 12
+
+    deleted = long_history(40)
+    await save_all(repository, [deleted])
+    await store.with_connection(
+        lambda c: c.execute("DELETE FROM events WHERE version > 2 AND stream_id = $1", deleted.id)
+    )
+    small = runner_for(store, dsn, repository, batch_size=5)  # more deleted than a batch
+    report = await small.rebuild("timeline", timeout=10)
+    stored = await store.with_connection(lambda c: c.fetchval("SELECT max(position) FROM events"))
+    assert await store.max_position() - stored > small.batch_size  # handed out, then deleted
+    assert await small.checkpoint("timeline") == report.position == report.events == stored
