@@ -244,19 +244,61 @@ async def read_everything(repository: RelationshipRepository, runner: Any, ids: 
             assert page is not None and page["items"]
 
 
-async def test_the_first_and_last_instants_python_holds_are_projected_and_read(
+async def test_the_first_and_last_instants_accepted_are_projected_and_read(
     store: Any, dsn: str, repository: RelationshipRepository
 ) -> None:
-    """asyncpg stores them as -infinity and infinity and reads them back naive:
-    the summaries compared them with aware times, the statistics subtracted
-    them, and the at-risk rules added a cadence past the year 9999."""
+    """The very first and last instants Python holds are refused by the
+    validator (asyncpg stores them as -infinity and infinity and reads them
+    back naive, which stopped the summaries and the statistics); the ones
+    next to them are accepted, and the at-risk rules must not add a cadence
+    past the year 9999."""
+    first, last = (
+        datetime(1, 1, 1, 0, 0, 0, 1, tzinfo=UTC),
+        datetime(9999, 12, 31, 23, 59, 59, 999998, tzinfo=UTC),
+    )
+    still = timedelta(0)
+    relationships = [
+        long_history(30, clock=Clock(start=last, step=still)),
+        walk_to("concluded", clock=Clock(start=first, step=still)),
+        walk_to(
+            "cultivation", clock=Clock(start=last - timedelta(days=3), step=timedelta(hours=1))
+        ),
+    ]
+    head = await save_all(repository, relationships)
+    runner = runner_for(store, dsn, repository, batch_size=1)
+    await runner.start()
+    try:
+        assert await runner.wait_until_projected(None, head, timeout=60), await runner.failures()
+    finally:
+        await runner.stop()
+    incremental = await dump(store)
+    for name in runner.names:
+        await runner.rebuild(name, timeout=60)
+    assert await dump(store) == incremental
+    await read_everything(repository, runner, [r.id for r in relationships])
+    reads = ReadModels(store, decoder(repository), runner)
+    listed = await reads.list_relationships()
+    assert {item["opened_at"] for item in listed["items"]} >= {
+        first.isoformat(),
+        last.isoformat(),
+    }
+
+
+async def test_the_first_and_last_instants_stored_by_an_earlier_release_are_projected_and_read(
+    store: Any, dsn: str, repository: RelationshipRepository
+) -> None:
+    """An earlier release accepted the very first and last instants Python
+    holds as `occurred_at`; asyncpg stores them as -infinity and infinity and
+    reads them back naive: the summaries compared them with aware times and
+    the statistics subtracted them. Stores holding such events must still
+    project (the envelopes here are built directly, as that release stored them)."""
     first, last = (
         datetime(1, 1, 1, tzinfo=UTC),
         datetime(9999, 12, 31, 23, 59, 59, 999999, tzinfo=UTC),
     )
     still = timedelta(0)
     relationships = [
-        long_history(30, clock=Clock(start=last, step=still)),
+        walk_to("refinement", clock=Clock(start=last, step=still)),
         walk_to("concluded", clock=Clock(start=first, step=still)),
         walk_to(
             "cultivation", clock=Clock(start=last - timedelta(days=3), step=timedelta(hours=1))
