@@ -114,9 +114,9 @@ def dataclass_fields(cls: type, skip: Iterable[str] = ()) -> tuple[Field, ...]:
 class _Shape:
     """What an object at some location accepts: for messages about unknown keys."""
 
-    kind: str
-    fields: tuple[str, ...]
     assigned: frozenset[str]
+    unknown: str
+    """The message for a key that is neither a field nor assigned."""
 
 
 class ObjectValidator:
@@ -142,7 +142,8 @@ class ObjectValidator:
         try:
             return self._adapter.validate_python(raw)
         except ValidationError as exc:
-            errors = _unknown_keys_first(exc.errors(), 0)
+            details = exc.errors(include_url=False, include_input=False)
+            errors = _unknown_keys_first(details, 0)
             raise ValidationFailed(self._field_error(e, path) for e in errors) from None
 
     def json_schema(self) -> dict[str, Any]:
@@ -160,10 +161,10 @@ class ObjectValidator:
         build: Callable[..., Any] | None,
     ) -> Any:
         accepted = {field.name for field in fields if not field.assigned}
+        expected = ", ".join(sorted(accepted)) or "no fields"
         self._shapes[loc] = _Shape(
-            kind,
-            tuple(field.name for field in fields if not field.assigned),
-            frozenset(field.name for field in fields if field.assigned),
+            assigned=frozenset(field.name for field in fields if field.assigned),
+            unknown=f"is not a field of {kind} (expected {expected})",
         )
         members = {
             field.name: (Required if field.required else NotRequired)[
@@ -214,8 +215,7 @@ class ObjectValidator:
             shape = self._shapes[tuple(None if isinstance(p, int) else p for p in loc[:-1])]
             if loc[-1] in shape.assigned:
                 return FieldError(where, "is assigned by the service: do not send it")
-            expected = ", ".join(sorted(shape.fields)) or "no fields"
-            return FieldError(where, f"is not a field of {shape.kind} (expected {expected})")
+            return FieldError(where, shape.unknown)
         message = _MESSAGES.get(error["type"])
         if message is None:
             return FieldError(where, error["msg"])
