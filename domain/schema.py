@@ -22,6 +22,7 @@ import dataclasses
 import types
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from datetime import date, datetime
+from functools import cache
 from typing import (
     Annotated,
     Any,
@@ -60,7 +61,7 @@ from domain.values import Assigned, Between, MaxLength, MinItems, NonBlank
 
 __all__ = [
     "NON_BLANK_PATTERN",
-    "Field",
+    "DeclaredField",
     "ObjectValidator",
     "dataclass_fields",
     "parse_datetime",
@@ -79,7 +80,7 @@ Loc = tuple[str | None, ...]
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class Field:
+class DeclaredField:
     """One member of a JSON object, as declared by a dataclass field."""
 
     name: str
@@ -94,12 +95,12 @@ class Field:
         )
 
 
-def dataclass_fields(cls: type, skip: Iterable[str] = ()) -> tuple[Field, ...]:
+def dataclass_fields(cls: type, skip: Iterable[str] = ()) -> tuple[DeclaredField, ...]:
     """The fields of dataclass ``cls`` (declaration order), minus ``skip``."""
     hints = get_type_hints(cls, include_extras=True)
     skipped = frozenset(skip)
     return tuple(
-        Field(
+        DeclaredField(
             name=field.name,
             annotation=hints[field.name],
             required=field.default is dataclasses.MISSING
@@ -127,7 +128,7 @@ class ObjectValidator:
     ``None`` fields left out) or raises :class:`ValidationFailed`.
     """
 
-    def __init__(self, name: str, kind: str, fields: Sequence[Field]) -> None:
+    def __init__(self, name: str, kind: str, fields: Sequence[DeclaredField]) -> None:
         self.kind = kind
         self.fields = tuple(field.name for field in fields if not field.assigned)
         """The keys a client may send, in declaration order."""
@@ -156,7 +157,7 @@ class ObjectValidator:
         self,
         name: str,
         kind: str,
-        fields: Sequence[Field],
+        fields: Sequence[DeclaredField],
         loc: Loc,
         build: Callable[..., Any] | None,
     ) -> Any:
@@ -222,21 +223,14 @@ class ObjectValidator:
         return FieldError(where, message if isinstance(message, str) else message(error))
 
 
+@cache
 def validator_for(cls: type, skip: frozenset[str] = frozenset(), kind: str = "") -> ObjectValidator:
     """The validator of dataclass ``cls``'s fields minus ``skip`` (built once, then cached);
     ``kind`` names the object in messages (default: the class's name)."""
-    key = (cls, skip, kind)
-    validator = _VALIDATORS.get(key)
-    if validator is None:
-        fields = dataclass_fields(cls, skip)
-        validator = _VALIDATORS[key] = ObjectValidator(cls.__name__, kind or cls.__name__, fields)
-    return validator
+    return ObjectValidator(cls.__name__, kind or cls.__name__, dataclass_fields(cls, skip))
 
 
-_VALIDATORS: dict[tuple[type, frozenset[str], str], ObjectValidator] = {}
-
-
-def _none_as_absent(accepted: frozenset[str] | set[str]) -> Callable[[Any], Any]:
+def _none_as_absent(accepted: set[str]) -> Callable[[Any], Any]:
     """``None`` for a declared field means absent (an undeclared key stays, to be refused)."""
 
     def drop(value: Any) -> Any:
