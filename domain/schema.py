@@ -55,7 +55,7 @@ from pydantic.json_schema import JsonSchemaValue
 from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
 from typing_extensions import TypedDict  # pydantic wants it on Python < 3.12
 
-from domain.datetimes import DATETIME_MESSAGE, parse_date, parse_datetime
+from domain.datetimes import DATE_MESSAGE, DATETIME_MESSAGE, parse_date, parse_datetime
 from domain.errors import FieldError, ValidationFailed
 from domain.values import Assigned, Between, MaxLength, MinItems, NonBlank
 
@@ -321,18 +321,14 @@ def _uuid(text: str) -> UUID:
         raise ValueError("must be a UUID") from None
 
 
-def _float(value: float) -> float:
-    return float(value)  # an integral JSON number (5) is the float 5.0, as stored before
-
-
 _SCALARS: dict[object, Any] = {
     str: Annotated[str, Strict()],
     bool: Annotated[bool, Strict()],
     int: Annotated[int, Strict()],
-    float: Annotated[float, Strict(), AfterValidator(_float)],
+    float: Annotated[float, Strict()],  # takes 5 as 5.0, not True
     date: Annotated[
         date,
-        PlainValidator(_reading(parse_date, "must be an ISO 8601 date (YYYY-MM-DD)")),
+        PlainValidator(_reading(parse_date, DATE_MESSAGE)),
         WithJsonSchema({"type": "string", "format": "date"}),
     ],
     datetime: Annotated[
