@@ -1,4 +1,5 @@
-"""Event types: API type <-> class, confidential fields, and an event as the API shows it.
+"""Event types: API type <-> class, confidential fields, JSON Schemas, and an event as the API
+shows it.
 
 Confidential fields are marked here and nowhere else. The service encrypts
 whole payloads at rest when a cipher key is configured (see
@@ -9,8 +10,10 @@ the ``auditor`` role; the relationship's state never holds them.
 from collections.abc import Mapping
 from typing import Any
 
+from domain.envelope import EnvelopeFields
 from domain.jsonable import JSONValue, to_jsonable
-from domain.relationship import EVENT_CLASSES, RECORDABLE_TYPES, Relationship
+from domain.relationship import ENVELOPE_FIELDS, EVENT_CLASSES, RECORDABLE_TYPES, Relationship
+from domain.schema import ObjectValidator, dataclass_fields, validator_for
 
 CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {
     "reflection.recorded": frozenset({"values", "work_style", "notes"}),
@@ -35,8 +38,11 @@ __all__ = [
     "REDACTED",
     "api_type_of",
     "confidential_fields",
+    "data_schema",
+    "envelope_schema",
     "event_class",
     "event_data",
+    "opening_schema",
     "redact",
 ]
 
@@ -73,3 +79,35 @@ def event_data(event: Relationship.Event, *, redacted: bool = False) -> dict[str
     """The event's ``data`` as the API shows it: JSON-ready, absent fields left out."""
     data = {key: to_jsonable(value) for key, value in event.data_fields().items()}
     return redact(event.api_type, data) if redacted else data
+
+
+# --- JSON Schemas, generated from the same declarations that validate requests ---------
+
+
+def data_schema(api_type: str) -> dict[str, Any]:
+    """The JSON Schema of an event type's ``data`` (``KeyError`` if the type is unknown).
+
+    Written by pydantic from the event class's annotations, the very declaration
+    that :meth:`Relationship.Event.parse` validates requests against: types,
+    vocabularies (``enum``), ``maxLength``, ``minItems``, ``minimum``/``maximum``,
+    ``format`` (``date``, ``date-time``, ``uuid``), required fields and
+    ``additionalProperties: false``. Nested objects are under ``$defs``.
+    """
+    cls = EVENT_CLASSES[api_type]
+    return validator_for(cls, ENVELOPE_FIELDS, cls.api_type).json_schema()
+
+
+def envelope_schema() -> dict[str, Any]:
+    """The JSON Schema of the envelope members of a request body (``occurred_at``,
+    ``actor``, ``correlation_id``, ``causation_id``)."""
+    return validator_for(EnvelopeFields, kind="envelope").json_schema()
+
+
+def opening_schema() -> dict[str, Any]:
+    """The JSON Schema of the body of ``POST /v1/relationships``: the opening
+    event's data and the envelope, side by side."""
+    fields = (
+        *dataclass_fields(Relationship.Opened, ENVELOPE_FIELDS),
+        *dataclass_fields(EnvelopeFields),
+    )
+    return ObjectValidator("RelationshipOpening", "relationship.opened", fields).json_schema()

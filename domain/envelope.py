@@ -5,20 +5,21 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from domain.errors import FieldError, ValidationFailed
-from domain.schema import field_specs, parse_object
+from domain.schema import validator_for
 from domain.values import Actor, Envelope, Id
 
 
 @dataclass(frozen=True, slots=True)
-class _EnvelopeFields:
+class EnvelopeFields:
+    """The members of a request body that make its envelope (the client's part of it)."""
+
     occurred_at: datetime | None = None
     actor: Actor | None = None
     correlation_id: Id | None = None
     causation_id: Id | None = None
 
 
-ENVELOPE_KEYS = frozenset(spec.name for spec in field_specs(_EnvelopeFields))
+ENVELOPE_KEYS = frozenset(validator_for(EnvelopeFields, kind="envelope").fields)
 """The members of a request body that belong to the envelope."""
 
 
@@ -29,11 +30,8 @@ def parse_envelope(body: Mapping[str, Any], *, source: str | None, now: datetime
     Other members of ``body`` (``type``, ``data``, ``mentee_id``...) are
     ignored here. Raises :class:`ValidationFailed` with paths such as ``actor.role``.
     """
-    errors: list[FieldError] = []
     raw = {key: value for key, value in body.items() if key in ENVELOPE_KEYS}
-    fields = parse_object(field_specs(_EnvelopeFields), raw, "", errors, "envelope")
-    if fields is None:
-        raise ValidationFailed(errors)
+    fields = validator_for(EnvelopeFields, kind="envelope").parse(raw, "")
     return Envelope(
         occurred_at=fields.get("occurred_at") or now,
         actor=fields.get("actor"),

@@ -23,7 +23,7 @@ from eventsourcing.domain import Aggregate
 
 import workflows
 from domain.errors import FieldError, GuardFailed, InvalidTransition, UnmetRule, ValidationFailed
-from domain.schema import field_specs, parse_object
+from domain.schema import validator_for
 from domain.state import (
     AgreementVersion,
     Candidate,
@@ -293,12 +293,8 @@ class Relationship(Aggregate):
         @classmethod
         def parse(cls, data: Mapping[str, Any] | None, path: str = "data") -> dict[str, Any]:
             """Typed field values from raw JSON data, or :class:`ValidationFailed`."""
-            errors: list[FieldError] = []
-            specs = field_specs(cls, ENVELOPE_FIELDS)
-            fields = parse_object(specs, {} if data is None else data, path, errors, cls.api_type)
-            if fields is None:
-                raise ValidationFailed(errors)
-            return fields
+            raw = {} if data is None else data
+            return validator_for(cls, ENVELOPE_FIELDS, cls.api_type).parse(raw, path)
 
         @classmethod
         def references(

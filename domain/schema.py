@@ -1,291 +1,399 @@
-"""Validating raw JSON data against the type annotations of a dataclass.
+"""Request validation and JSON Schema from the type annotations of a dataclass, with pydantic.
 
 The event classes and value objects declare their fields once, with types
 (``str``, ``bool``, ``int``, ``float``, ``date``, ``datetime``, ``UUID``,
-``Literal``, ``list[...]``, nested dataclasses, ``X | None``) and constraint
-markers in ``Annotated[...]``. This module turns those declarations into
-converters, once per class, and runs them over request data: it returns typed
-values or collects every problem with a precise path such as
-``data.goals[0].target_date``.
+``Literal``, ``list[...]``, nested dataclasses, ``X | None``) and the
+constraint markers of :mod:`domain.values` in ``Annotated[...]``. This module
+reads such a declaration once and generates a pydantic ``TypeAdapter`` over a
+``TypedDict`` of the same fields, which both validates raw request data and
+writes its JSON Schema (:meth:`ObjectValidator.json_schema`).
 
-A field without a default is required; ``None`` counts as absent; unknown
-keys are errors (a typo must not be silently dropped from an audit trail).
+The rules, as the API states them:
+
+- a field without a default is required; ``None`` counts as absent;
+- unknown keys are errors (a typo must not be silently dropped from an audit
+  trail), and so are fields the service assigns (``Assigned``);
+- types are strict: ``"5"`` is not 5, ``true`` is not 1;
+- every problem is reported at once with its path, such as
+  ``data.goals[0].target_date``, in the API's words (see ``_MESSAGES``).
 """
 
 import dataclasses
 import types
-from collections.abc import Callable, Mapping, Sequence
-from datetime import UTC, date, datetime
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
 from functools import cache
-from typing import Annotated, Any, Literal, Union, get_args, get_origin, get_type_hints
+from typing import (
+    Annotated,
+    Any,
+    Literal,
+    NotRequired,
+    Required,
+    Union,
+    cast,
+    get_args,
+    get_origin,
+    get_type_hints,
+)
 from uuid import UUID
 
-from domain.errors import FieldError
+from annotated_types import MaxLen, MinLen
+from pydantic import (
+    AfterValidator,
+    BeforeValidator,
+    ConfigDict,
+    GetCoreSchemaHandler,
+    GetJsonSchemaHandler,
+    PlainValidator,
+    Strict,
+    StringConstraints,
+    TypeAdapter,
+    ValidationError,
+    WithJsonSchema,
+)
+from pydantic.json_schema import JsonSchemaValue
+from pydantic_core import CoreSchema, ErrorDetails, PydanticCustomError, core_schema
+from typing_extensions import TypedDict  # pydantic wants it on Python < 3.12
+
+from domain.datetimes import DATE_MESSAGE, DATETIME_MESSAGE, parse_date, parse_datetime
+from domain.errors import FieldError, ValidationFailed
 from domain.values import Assigned, Between, MaxLength, MinItems, NonBlank
 
+__all__ = [
+    "NON_BLANK_PATTERN",
+    "DeclaredField",
+    "ObjectValidator",
+    "dataclass_fields",
+    "parse_datetime",
+    "validator_for",
+]
 
-class _Invalid:
-    """Marker returned by a converter that has recorded an error."""
+NON_BLANK_PATTERN = (
+    r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
+)
+"""A character that is not white space in Python's sense (``str.isspace``), so
+that ``NonBlank`` means ``value.strip() != ""`` in the validator (Rust regex)
+and in the JSON Schema (ECMA-262) alike."""
 
-
-INVALID: Any = _Invalid()
-
-Errors = list[FieldError]
-DATETIME_EXAMPLE = "2025-01-31T09:30:00Z"
-Converter = Callable[[object, str, Errors], Any]
+Loc = tuple[str | None, ...]
+"""A location inside an object with list indices left out (``("goals", None, "id")``)."""
 
 
 @dataclasses.dataclass(frozen=True, slots=True)
-class FieldSpec:
-    """How one field of a dataclass is read from JSON."""
+class DeclaredField:
+    """One member of a JSON object, as declared by a dataclass field."""
 
     name: str
-    convert: Converter
+    annotation: Any
     required: bool
-    assigned: bool
+
+    @property
+    def assigned(self) -> bool:
+        """Set by the service, never sent by a client."""
+        return get_origin(self.annotation) is Annotated and any(
+            isinstance(marker, Assigned) for marker in get_args(self.annotation)[1:]
+        )
 
 
-def _fail(errors: Errors, path: str, message: str) -> Any:
-    errors.append(FieldError(path, message))
-    return INVALID
+def dataclass_fields(cls: type, skip: Iterable[str] = ()) -> tuple[DeclaredField, ...]:
+    """The fields of dataclass ``cls`` (declaration order), minus ``skip``."""
+    hints = get_type_hints(cls, include_extras=True)
+    skipped = frozenset(skip)
+    return tuple(
+        DeclaredField(
+            name=field.name,
+            annotation=hints[field.name],
+            required=field.default is dataclasses.MISSING
+            and field.default_factory is dataclasses.MISSING,
+        )
+        for field in dataclasses.fields(cls)
+        if field.name not in skipped
+    )
 
 
-def _is_bool(value: object) -> bool:
-    return isinstance(value, bool)
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Shape:
+    """What an object at some location accepts: for messages about unknown keys."""
+
+    assigned: frozenset[str]
+    unknown: str
+    """The message for a key that is neither a field nor assigned."""
 
 
-def _string(value: object, path: str, errors: Errors) -> Any:
-    return value if isinstance(value, str) else _fail(errors, path, "must be a string")
+class ObjectValidator:
+    """Validates a JSON object against declared fields; writes its JSON Schema.
 
-
-def _boolean(value: object, path: str, errors: Errors) -> Any:
-    return value if _is_bool(value) else _fail(errors, path, "must be true or false")
-
-
-def _integer(value: object, path: str, errors: Errors) -> Any:
-    if isinstance(value, int) and not _is_bool(value):
-        return value
-    return _fail(errors, path, "must be an integer")
-
-
-def _number(value: object, path: str, errors: Errors) -> Any:
-    if isinstance(value, int | float) and not _is_bool(value):
-        return float(value)
-    return _fail(errors, path, "must be a number")
-
-
-def _date(value: object, path: str, errors: Errors) -> Any:
-    if isinstance(value, str):
-        try:
-            return date.fromisoformat(value)
-        except ValueError:
-            pass
-    return _fail(errors, path, "must be an ISO 8601 date (YYYY-MM-DD)")
-
-
-def parse_datetime(text: str) -> datetime:
-    """An ISO 8601 date-time with a time zone, whose UTC value lies in years
-    1-9999. Raises ``ValueError`` with the message a client should read.
-
-    The UTC check matters because every store and read model keeps UTC: a
-    value such as ``0001-01-01T00:00:00+01:00`` parses, but converting it
-    leaves what Python and PostgreSQL can hold, and once stored it would stop
-    every projection that touches it.
+    Built once per declaration (see :func:`validator_for`); ``parse`` returns
+    the typed values of the fields given (nested dataclasses built, absent and
+    ``None`` fields left out) or raises :class:`ValidationFailed`.
     """
-    try:
-        parsed = datetime.fromisoformat(text)
-    except ValueError:
-        raise ValueError(f"must be an ISO 8601 date-time, e.g. {DATETIME_EXAMPLE}") from None
-    if parsed.tzinfo is None or parsed.utcoffset() is None:
-        raise ValueError(f"must include a timezone offset, e.g. {DATETIME_EXAMPLE}")
-    try:
-        utc = parsed.astimezone(UTC).replace(tzinfo=None)
-    except OverflowError:
-        utc = datetime.min
-    if utc in (datetime.min, datetime.max):  # PostgreSQL drivers store these as -infinity/infinity
-        raise ValueError("must lie between years 1 and 9999 once converted to UTC")
-    return parsed
 
+    def __init__(self, name: str, kind: str, fields: Sequence[DeclaredField]) -> None:
+        self.kind = kind
+        self.fields = tuple(field.name for field in fields if not field.assigned)
+        """The keys a client may send, in declaration order."""
+        self._shapes: dict[Loc, _Shape] = {}
+        self._adapter: TypeAdapter[dict[str, Any]] = TypeAdapter(
+            self._object(name, kind, fields, (), build=None)
+        )
 
-def _datetime(value: object, path: str, errors: Errors) -> Any:
-    if not isinstance(value, str):
-        return _fail(errors, path, f"must be an ISO 8601 date-time, e.g. {DATETIME_EXAMPLE}")
-    try:
-        return parse_datetime(value)
-    except ValueError as exc:
-        return _fail(errors, path, str(exc))
-
-
-def _uuid(value: object, path: str, errors: Errors) -> Any:
-    if isinstance(value, str):
+    def parse(self, raw: object, path: str) -> dict[str, Any]:
+        """Typed field values of ``raw``; errors have paths under ``path`` (``data``, or
+        ``""`` for top-level members of a body)."""
         try:
-            return UUID(value)
-        except ValueError:
-            pass
-    return _fail(errors, path, "must be a UUID")
+            return self._adapter.validate_python(raw)
+        except ValidationError as exc:
+            details = exc.errors(include_url=False, include_input=False)
+            errors = _unknown_keys_first(details, 0)
+            raise ValidationFailed(self._field_error(e, path) for e in errors) from None
+
+    def json_schema(self) -> dict[str, Any]:
+        """The JSON Schema of the object (draft 2020-12), nested objects under ``$defs``."""
+        return self._adapter.json_schema()
+
+    # --- from annotations to pydantic types --------------------------------------------
+
+    def _object(
+        self,
+        name: str,
+        kind: str,
+        fields: Sequence[DeclaredField],
+        loc: Loc,
+        build: Callable[..., Any] | None,
+    ) -> Any:
+        accepted = {field.name for field in fields if not field.assigned}
+        expected = ", ".join(sorted(accepted)) or "no fields"
+        self._shapes[loc] = _Shape(
+            assigned=frozenset(field.name for field in fields if field.assigned),
+            unknown=f"is not a field of {kind} (expected {expected})",
+        )
+        members = {
+            field.name: (Required if field.required else NotRequired)[
+                self._annotation(field.annotation, (*loc, field.name))
+            ]
+            for field in fields
+            if not field.assigned
+        }
+        typed_dict = cast(Any, TypedDict)(name, members)
+        typed_dict.__pydantic_config__ = ConfigDict(extra="forbid")
+        metadata: list[Any] = [BeforeValidator(_none_as_absent(accepted))]
+        if build is not None:
+            metadata.append(AfterValidator(lambda values: build(**values)))
+        return Annotated[typed_dict, *metadata]
+
+    def _annotation(self, annotation: Any, loc: Loc) -> Any:
+        origin = get_origin(annotation)
+        if origin is Annotated:
+            inner, *markers = get_args(annotation)
+            constraints = [c for marker in markers for c in _constraints(marker)]
+            converted = self._annotation(inner, loc)
+            return Annotated[converted, *constraints] if constraints else converted
+        if origin in (Union, types.UnionType):
+            options = [arg for arg in get_args(annotation) if arg is not type(None)]
+            if len(options) != 1:
+                raise TypeError(f"unsupported union {annotation!r}")
+            # None is taken for absent before validation; the schema says it may be sent.
+            return self._annotation(options[0], loc) | None
+        if origin is Literal:
+            vocabulary = ", ".join(str(option) for option in get_args(annotation))
+            return Annotated[annotation, _Refusal(f"must be one of: {vocabulary}")]
+        if origin is list:
+            (item,) = get_args(annotation)
+            return Annotated[list[self._annotation(item, (*loc, None))], Strict()]  # type: ignore[misc]
+        if annotation in _SCALARS:
+            return _SCALARS[annotation]
+        if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
+            name = annotation.__name__
+            return self._object(name, name, dataclass_fields(annotation), loc, build=annotation)
+        raise TypeError(f"no JSON schema for {annotation!r}")
+
+    # --- from pydantic's errors to the API's ------------------------------------------
+
+    def _field_error(self, error: ErrorDetails, path: str) -> FieldError:
+        loc = error["loc"]
+        where = _path(path, loc)
+        if error["type"] == "extra_forbidden":
+            shape = self._shapes[tuple(None if isinstance(p, int) else p for p in loc[:-1])]
+            if loc[-1] in shape.assigned:
+                return FieldError(where, "is assigned by the service: do not send it")
+            return FieldError(where, shape.unknown)
+        message = _MESSAGES.get(error["type"])
+        if message is None:
+            return FieldError(where, error["msg"])
+        return FieldError(where, message if isinstance(message, str) else message(error))
 
 
-_SCALARS: dict[object, Converter] = {
-    str: _string,
-    bool: _boolean,
-    int: _integer,
-    float: _number,
-    date: _date,
-    datetime: _datetime,
-    UUID: _uuid,
-}
+@cache
+def validator_for(cls: type, skip: frozenset[str] = frozenset(), kind: str = "") -> ObjectValidator:
+    """The validator of dataclass ``cls``'s fields minus ``skip`` (built once, then cached);
+    ``kind`` names the object in messages (default: the class's name)."""
+    return ObjectValidator(cls.__name__, kind or cls.__name__, dataclass_fields(cls, skip))
 
 
-def _literal(options: tuple[object, ...]) -> Converter:
-    allowed = frozenset(options)
-    message = "must be one of: " + ", ".join(str(option) for option in options)
+def _none_as_absent(accepted: set[str]) -> Callable[[Any], Any]:
+    """``None`` for a declared field means absent (an undeclared key stays, to be refused)."""
 
-    def convert(value: object, path: str, errors: Errors) -> Any:
-        if isinstance(value, str) and value in allowed:
-            return value
-        return _fail(errors, path, message)
+    def drop(value: Any) -> Any:
+        if isinstance(value, Mapping) and None in value.values():
+            return {k: v for k, v in value.items() if v is not None or k not in accepted}
+        return value
 
-    return convert
-
-
-def _list_of(item: Converter) -> Converter:
-    def convert(value: object, path: str, errors: Errors) -> Any:
-        if not isinstance(value, list):
-            return _fail(errors, path, "must be a list")
-        before = len(errors)
-        items = [item(element, f"{path}[{index}]", errors) for index, element in enumerate(value)]
-        return items if len(errors) == before else INVALID
-
-    return convert
+    return drop
 
 
-def _constrained(inner: Converter, markers: Sequence[object]) -> Converter:
-    checks = [check for check in map(_check_for, markers) if check is not None]
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Refusal:
+    """Any failure of the annotated schema reads as ``message`` (for one-way failures
+    such as a vocabulary's)."""
 
-    def convert(value: object, path: str, errors: Errors) -> Any:
-        converted = inner(value, path, errors)
-        if converted is INVALID:
-            return INVALID
-        for check in checks:
-            message = check(converted)
-            if message:
-                return _fail(errors, path, message)
-        return converted
+    message: str
 
-    return convert
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        return core_schema.custom_error_schema(
+            handler(source), custom_error_type="refused", custom_error_message=self.message
+        )
 
 
-def _check_for(marker: object) -> Callable[[Any], str | None] | None:
+@dataclasses.dataclass(frozen=True, slots=True)
+class _Range:
+    """``Between`` once the type is checked: one message naming both bounds."""
+
+    low: float
+    high: float
+
+    def __get_pydantic_core_schema__(
+        self, source: Any, handler: GetCoreSchemaHandler
+    ) -> CoreSchema:
+        low, high = self.low, self.high
+        message = f"must be between {_number_text(low)} and {_number_text(high)}"
+
+        def check(value: float) -> float:
+            if low <= value <= high:
+                return value
+            raise PydanticCustomError("out_of_range", message)
+
+        return core_schema.no_info_after_validator_function(check, handler(source))
+
+    def __get_pydantic_json_schema__(
+        self, schema: CoreSchema, handler: GetJsonSchemaHandler
+    ) -> JsonSchemaValue:
+        json_schema = handler(schema)
+        json_schema.update(minimum=self.low, maximum=self.high)
+        return json_schema
+
+
+def _constraints(marker: object) -> list[Any]:
     if isinstance(marker, NonBlank):
-        return lambda value: None if value.strip() else "must not be empty"
+        return [StringConstraints(pattern=NON_BLANK_PATTERN)]
     if isinstance(marker, MaxLength):
-        limit = marker.limit
-        return lambda value: None if len(value) <= limit else f"must be at most {limit} characters"
-    if isinstance(marker, Between):
-        low, high = marker.low, marker.high
-        text = f"must be between {_number_text(low)} and {_number_text(high)}"
-        return lambda value: None if low <= value <= high else text
+        return [MaxLen(marker.limit)]
     if isinstance(marker, MinItems):
-        count = marker.count
-        text = f"must have at least {count} item{'s' if count != 1 else ''}"
-        return lambda value: None if len(value) >= count else text
-    return None
+        return [MinLen(marker.count)]
+    if isinstance(marker, Between):
+        return [_Range(marker.low, marker.high)]
+    return []
 
 
 def _number_text(value: float) -> str:
     return str(int(value)) if float(value).is_integer() else str(value)
 
 
-def converter_for(annotation: object) -> Converter:
-    """The converter for a type annotation (built once per annotation)."""
-    origin = get_origin(annotation)
-    if origin is Annotated:
-        inner, *markers = get_args(annotation)
-        return _constrained(converter_for(inner), markers)
-    if origin in (Union, types.UnionType):
-        options = [arg for arg in get_args(annotation) if arg is not type(None)]
-        if len(options) != 1:
-            raise TypeError(f"unsupported union {annotation!r}")
-        return converter_for(options[0])
-    if origin is Literal:
-        return _literal(get_args(annotation))
-    if origin is list:
-        (item,) = get_args(annotation)
-        return _list_of(converter_for(item))
-    if annotation in _SCALARS:
-        return _SCALARS[annotation]
-    if isinstance(annotation, type) and dataclasses.is_dataclass(annotation):
-        return _object_of(annotation)
-    raise TypeError(f"no JSON converter for {annotation!r}")
+def _reading(parse: Callable[[str], Any], message: str) -> Callable[[object], Any]:
+    """A plain validator from a string parser that raises ``ValueError`` with the message."""
+
+    def validate(value: object) -> Any:
+        if not isinstance(value, str):
+            raise PydanticCustomError("format", message)
+        try:
+            return parse(value)
+        except ValueError as exc:
+            raise PydanticCustomError("format", str(exc)) from None
+
+    return validate
 
 
-def _is_assigned(annotation: object) -> bool:
-    return get_origin(annotation) is Annotated and any(
-        isinstance(marker, Assigned) for marker in get_args(annotation)[1:]
-    )
+def _uuid(text: str) -> UUID:
+    try:
+        return UUID(text)
+    except ValueError:
+        raise ValueError("must be a UUID") from None
 
 
-@cache
-def field_specs(cls: type, skip: frozenset[str] = frozenset()) -> tuple[FieldSpec, ...]:
-    """The specs of ``cls``'s dataclass fields, minus ``skip`` (e.g. envelope fields)."""
-    hints = get_type_hints(cls, include_extras=True)
-    specs = []
-    for field in dataclasses.fields(cls):
-        if field.name in skip:
-            continue
-        annotation = hints[field.name]
-        has_default = (
-            field.default is not dataclasses.MISSING
-            or field.default_factory is not dataclasses.MISSING
-        )
-        specs.append(
-            FieldSpec(
-                name=field.name,
-                convert=converter_for(annotation),
-                required=not has_default,
-                assigned=_is_assigned(annotation),
-            )
-        )
-    return tuple(specs)
+_SCALARS: dict[object, Any] = {
+    str: Annotated[str, Strict()],
+    bool: Annotated[bool, Strict()],
+    int: Annotated[int, Strict()],
+    float: Annotated[float, Strict()],  # takes 5 as 5.0, not True
+    date: Annotated[
+        date,
+        PlainValidator(_reading(parse_date, DATE_MESSAGE)),
+        WithJsonSchema({"type": "string", "format": "date"}),
+    ],
+    datetime: Annotated[
+        datetime,
+        PlainValidator(_reading(parse_datetime, DATETIME_MESSAGE)),
+        WithJsonSchema({"type": "string", "format": "date-time"}),
+    ],
+    UUID: Annotated[
+        UUID,
+        PlainValidator(_reading(_uuid, "must be a UUID")),
+        WithJsonSchema({"type": "string", "format": "uuid"}),
+    ],
+}
 
 
-def parse_object(
-    specs: Sequence[FieldSpec], raw: object, path: str, errors: Errors, kind: str
-) -> dict[str, Any] | None:
-    """Read an object's fields from ``raw``; ``None`` (with ``errors`` filled) if invalid."""
-    if not isinstance(raw, Mapping):
-        _fail(errors, path or "body", "must be an object")
-        return None
-    before = len(errors)
-    known = {spec.name for spec in specs if not spec.assigned}
-    assigned = {spec.name for spec in specs if spec.assigned}
-    for key in raw:
-        if key in assigned:
-            _fail(errors, _join(path, str(key)), "is assigned by the service: do not send it")
-        elif key not in known:
-            expected = ", ".join(sorted(known)) or "no fields"
-            _fail(errors, _join(path, str(key)), f"is not a field of {kind} (expected {expected})")
-    values: dict[str, Any] = {}
-    for spec in specs:
-        if spec.assigned:
-            continue
-        value = raw.get(spec.name)
-        field_path = _join(path, spec.name)
-        if value is None:
-            if spec.required:
-                _fail(errors, field_path, "is required")
-            continue
-        values[spec.name] = spec.convert(value, field_path, errors)
-    return values if len(errors) == before else None
+def _items(error: ErrorDetails) -> str:
+    count = (error.get("ctx") or {}).get("min_length", 1)
+    return f"must have at least {count} item{'s' if count != 1 else ''}"
 
 
-def _object_of(cls: type) -> Converter:
-    def convert(value: object, path: str, errors: Errors) -> Any:
-        fields = parse_object(field_specs(cls), value, path, errors, cls.__name__)
-        return INVALID if fields is None else cls(**fields)
-
-    return convert
+def _at_most(error: ErrorDetails) -> str:
+    return f"must be at most {(error.get('ctx') or {}).get('max_length')} characters"
 
 
-def _join(path: str, name: str) -> str:
-    return f"{path}.{name}" if path else name
+_MESSAGES: dict[str, str | Callable[[ErrorDetails], str]] = {
+    "missing": "is required",
+    "dict_type": "must be an object",
+    "list_type": "must be a list",
+    "string_type": "must be a string",
+    "bool_type": "must be true or false",
+    "int_type": "must be an integer",
+    "float_type": "must be a number",
+    "string_pattern_mismatch": "must not be empty",  # NON_BLANK_PATTERN is the only pattern
+    "string_too_long": _at_most,
+    "too_short": _items,
+}
+"""pydantic's error types, in the API's words; custom errors carry their own message."""
+
+
+def _unknown_keys_first(errors: list[ErrorDetails], depth: int) -> list[ErrorDetails]:
+    """The errors in the API's order: per object, its unknown keys (in the order
+    sent), then its fields (declared order), depth first. pydantic lists each
+    object's unknown keys after its fields; ``errors`` share ``loc[:depth]``."""
+    unknown: list[ErrorDetails] = []
+    groups: list[list[ErrorDetails]] = []
+    for error in errors:
+        loc = error["loc"]
+        member = loc[depth : depth + 1]  # the field or index it lies under; () for the object
+        if len(loc) == depth + 1 and error["type"] == "extra_forbidden":
+            unknown.append(error)
+        elif member and groups and groups[-1][0]["loc"][depth : depth + 1] == member:
+            groups[-1].append(error)
+        else:
+            groups.append([error])
+    ordered = unknown
+    for group in groups:
+        ordered.extend(group if len(group) == 1 else _unknown_keys_first(group, depth + 1))
+    return ordered
+
+
+def _path(prefix: str, loc: tuple[int | str, ...]) -> str:
+    path = prefix
+    for part in loc:
+        if isinstance(part, int):
+            path += f"[{part}]"
+        else:
+            path = f"{path}.{part}" if path else str(part)
+    return path or "body"

@@ -1,8 +1,9 @@
 """Deciding an event against the lifecycle, without building a machine per request.
 
 At import, the transitions of :class:`~workflows.lifecycle.Lifecycle` are read
-once from the class (states, events, ``cond`` callables) into a table keyed by
-``(phase, event type)``. A decision is then a dictionary lookup and a few
+once from the class, through python-statemachine's public API (``states``,
+``State.transitions``, ``Transition.events``/``target``/``cond``, ``events``),
+into a table keyed by ``(phase, event type)``. A decision is then a dictionary lookup and a few
 guard calls (a few microseconds) instead of instantiating the machine
 (~0.6 ms). The guards are the very functions the machine holds, so there is
 one definition of every rule.
@@ -110,7 +111,14 @@ def _routes_of(machine: type[Any]) -> tuple[Route, ...]:
 ROUTES: tuple[Route, ...] = _routes_of(Lifecycle)
 """Every transition of the machine, in declaration order per phase."""
 
-EVENT_TYPES: tuple[str, ...] = tuple(str(event.id) for event in Lifecycle._events)
+
+def _event_types_of(machine: type[Any]) -> tuple[str, ...]:
+    # ``events`` of the machine class: its events in declaration order (typed as
+    # an instance property by the library, hence ``type[Any]`` as in _routes_of).
+    return tuple(str(event.id) for event in machine.events)
+
+
+EVENT_TYPES: tuple[str, ...] = _event_types_of(Lifecycle)
 """Every event type the lifecycle knows, in declaration order."""
 
 _ROUTES_BY_KEY: dict[tuple[str, str], tuple[Route, ...]] = {}

@@ -254,6 +254,17 @@ def test_the_machine_knows_exactly_the_event_types_of_the_design() -> None:
     assert [state.id for state in workflows.Lifecycle.final_states] == ["concluded"]
 
 
+@pytest.mark.parametrize("phase", PHASES)
+def test_the_compiled_table_lists_what_the_library_lists(phase: str) -> None:
+    """The table is read through the library's public API; an instance of the
+    machine, asked the same way, agrees on every event and every transition."""
+    machine = workflows.machine_at(phase)
+    assert tuple(str(event.id) for event in machine.events) == workflows.EVENT_TYPES
+    assert {route.event_type for route in workflows.ROUTES if route.source == phase} == {
+        str(event.id) for event in machine.allowed_events
+    }
+
+
 def test_it_is_a_strict_state_machine_not_a_statechart() -> None:
     assert issubclass(workflows.Lifecycle, StateMachine)
     assert workflows.Lifecycle.allow_event_without_transition is False

@@ -697,3 +697,48 @@ def test_a_meeting_cannot_be_held_after_the_request_arrives(held_at: str, accept
         relationship.record("meeting.held", data, envelope)
     (error,) = raised.value.errors
     assert error.path == "data.held_at" and "must not be in the future" in error.message
+
+
+def test_unknown_keys_come_first_then_fields_in_declared_order_per_object() -> None:
+    relationship = _at("establishment")
+    with pytest.raises(ValidationFailed) as raised:
+        relationship.record(
+            "agreement.proposed",
+            {
+                **_agreement(goals=[_goal(), _goal(id="g2", smart=True, horizon="mid")]),
+                "cadence": {"frequency": "hourly", "often": True},
+                "vision": "x",
+                "version": 2,
+                "objectives": None,
+            },
+            ENVELOPE,
+        )
+    assert [(error.path, error.message) for error in raised.value.errors] == [
+        (
+            "data.vision",
+            "is not a field of agreement.proposed (expected agenda_owner, boundaries, cadence, "
+            "communication_channel, confidentiality, end_date, feedback_plan, goals, objectives, "
+            "start_date)",
+        ),
+        ("data.version", "is assigned by the service: do not send it"),
+        ("data.objectives", "is required"),
+        (
+            "data.goals[1].smart",
+            "is not a field of Goal (expected horizon, id, measure, statement, target_date)",
+        ),
+        ("data.goals[1].horizon", "must be one of: short, long"),
+        (
+            "data.cadence.often",
+            "is not a field of Cadence (expected duration_minutes, frequency, location, mode)",
+        ),
+        ("data.cadence.frequency", "must be one of: weekly, biweekly, monthly, quarterly"),
+    ]
+
+
+def test_none_is_absent_for_a_declared_field_only() -> None:
+    relationship = _at("reflection")
+    event = relationship.record("reflection.recorded", {**REFLECTION, "notes": None}, ENVELOPE)
+    assert "notes" not in event.data_fields()
+    with pytest.raises(ValidationFailed) as raised:
+        relationship.record("reflection.recorded", {**REFLECTION, "mood": None}, ENVELOPE)
+    assert [error.path for error in raised.value.errors] == ["data.mood"]
