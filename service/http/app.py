@@ -11,6 +11,7 @@ from aiohttp import web
 from domain import Relationship
 from projections import all_projections
 from projections.webhook_outbox import WebhookOutbox
+from service.application import Application
 from service.codec import mapper_for
 from service.http import ops_routes, read_routes, relationship_routes
 from service.http.context import SERVICES, Services
@@ -76,6 +77,7 @@ def build_services(settings: Settings, store: EventStore, dsn: str) -> Services:
     )
     return Services(
         settings=settings,
+        application=Application(repository, on_saved=metrics.saved),
         store=store,
         repository=repository,
         tokens=TokenRegistry(store, settings.admin_token),

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from aiohttp import web
 
+from service.application import Application
 from service.http.idempotency import ResponseKeeper
 from service.http.metrics import Metrics
-from service.http.serialise import KeyedLocks
 from service.http.tokens import Principal, TokenRegistry
 from service.projection_runner import ProjectionRunner
 from service.read_models import ReadModels
@@ -23,6 +23,8 @@ from service.webhooks.sealing import SecretSealer
 @dataclass
 class Services:
     settings: Settings
+    application: Application
+    """Decides and saves every command (routes only parse, call it and render)."""
     store: EventStore
     repository: RelationshipRepository
     tokens: TokenRegistry
@@ -36,7 +38,6 @@ class Services:
     """Runs every background task of this process (restarts them after a failure)."""
     responses: ResponseKeeper
     """Responses kept for Idempotency-Key replays (sealed, expiring)."""
-    locks: KeyedLocks = field(default_factory=KeyedLocks)
 
 
 SERVICES = web.AppKey("services", Services)

@@ -18,12 +18,12 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
 from typing import Any
 
 from aiohttp import web
 
 from domain import DomainError
+from service.application import IdempotencyKey
 from service.http.problems import Problem, problem_from_domain
 from service.http.tokens import Principal
 from service.store.eventstore import EventStore
@@ -84,7 +84,7 @@ class ResponseKeeper:
         self,
         who: Principal,
         key: str,
-        scope: IdempotencyScope,
+        scope: IdempotencyKey,
         status: int,
         body: object,
         headers: dict[str, str],
@@ -114,14 +114,6 @@ class ResponseKeeper:
         await self.store.with_connection(lambda conn: conn.execute(_CLEANUP))
 
 
-@dataclass(frozen=True)
-class IdempotencyScope:
-    """What a handler needs to make its append idempotent in the store."""
-
-    store_key: str
-    fingerprint: bytes
-
-
 def fingerprint(request: web.Request, body: bytes) -> bytes:
     digest = hashlib.sha256()
     for part in (request.method.encode(), request.path.encode(), body):
@@ -135,7 +127,7 @@ async def idempotent(
     keeper: ResponseKeeper,
     who: Principal,
     body: bytes,
-    handler: Callable[[IdempotencyScope | None], Awaitable[web.Response]],
+    handler: Callable[[IdempotencyKey | None], Awaitable[web.Response]],
 ) -> web.Response:
     """Run `handler` once per (token id, key); replay its response afterwards."""
     key = request.headers.get("Idempotency-Key")
@@ -145,7 +137,7 @@ async def idempotent(
         raise Problem(
             "malformed-request", f"Idempotency-Key must be 1 to {MAX_KEY_LENGTH} characters"
         )
-    scope = IdempotencyScope(f"token:{who.id}\x1f{key}", fingerprint(request, body))
+    scope = IdempotencyKey(f"token:{who.id}\x1f{key}", fingerprint(request, body))
     row = await keeper.lookup(who, key)
     if row is not None:
         return _replay(row, scope, key)
@@ -163,7 +155,7 @@ async def idempotent(
     return response if first is None else _replay(first, scope, key)
 
 
-def _replay(row: Any, scope: IdempotencyScope, key: str) -> web.Response:
+def _replay(row: Any, scope: IdempotencyKey, key: str) -> web.Response:
     if row["fingerprint"] != scope.fingerprint:
         raise Problem(
             "idempotency-conflict",

@@ -6,6 +6,8 @@ from __future__ import annotations
 
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
+from service.relationships import Saved
+
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
 
@@ -47,6 +49,10 @@ class Metrics:
 
     def task_failed(self, task: str, _error: BaseException | None) -> None:
         self.task_failures.labels(task).inc()
+
+    def saved(self, saved: Saved) -> None:
+        for recorded in saved.events:
+            self.appends.labels(recorded.event.api_type).inc()
 
     def webhook_attempt(self, outcome: str) -> None:
         self.webhook_attempts.labels(outcome).inc()

@@ -12,8 +12,9 @@ from uuid import UUID
 from aiohttp import web
 
 from domain import DomainError
+from service.application import ApplicationError
 from service.http.context import services
-from service.http.problems import Problem, problem_from_domain
+from service.http.problems import Problem, problem_from_application, problem_from_domain
 from service.http.routing import RELATIONSHIP_PATH, Handler, Route, route_of
 from service.http.tokens import Principal
 from service.store.errors import StoreUnavailable
@@ -68,6 +69,8 @@ async def problems(request: web.Request, handler: Handler) -> web.StreamResponse
         return problem.response(request_id)
     except DomainError as exc:
         return problem_from_domain(exc).response(request_id)
+    except ApplicationError as exc:
+        return problem_from_application(exc).response(request_id)
     except (TimeoutError, StoreUnavailable, ConnectionError) as exc:
         log.warning("database unavailable", extra={"request_id": request_id, "error": str(exc)})
         return Problem(

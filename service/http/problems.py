@@ -12,6 +12,12 @@ from typing import Any
 from aiohttp import web
 
 from domain import DomainError, GuardFailed, InvalidTransition, ValidationFailed
+from service.application import (
+    ApplicationError,
+    Contended,
+    NotPermitted,
+    VersionMismatch,
+)
 
 PROBLEM_BASE = "https://mentorflow.dev/problems/"
 PROBLEM_JSON = "application/problem+json"
@@ -90,6 +96,17 @@ _DOMAIN_PROBLEMS: dict[type[DomainError], str] = {
     InvalidTransition: "invalid-transition",
     GuardFailed: "guard-failed",
 }
+
+
+def problem_from_application(exc: ApplicationError) -> Problem:
+    """The application's refusals, each as the problem type the API names."""
+    if isinstance(exc, VersionMismatch):
+        return Problem("version-conflict", str(exc), current_version=exc.current)
+    if isinstance(exc, NotPermitted):
+        return Problem("forbidden", str(exc))
+    if isinstance(exc, Contended):
+        return Problem("unavailable", str(exc), headers={"Retry-After": "1"})
+    return Problem("not-found", str(exc))
 
 
 def problem_from_domain(exc: DomainError) -> Problem:

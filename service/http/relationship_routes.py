@@ -5,13 +5,13 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
 
 from aiohttp import web
 
 from domain import ENVELOPE_KEYS, FieldError, Relationship, ValidationFailed, parse_envelope
-from service.http.context import Services, principal, services
-from service.http.idempotency import IdempotencyScope, idempotent
+from service.application import Caller, IdempotencyKey
+from service.http.context import principal, services
+from service.http.idempotency import idempotent
 from service.http.problems import Problem
 from service.http.requests import (
     MAX_INTEGER,
@@ -23,14 +23,10 @@ from service.http.requests import (
     query_int,
 )
 from service.http.routing import READ, WRITE, Param, Route
-from service.http.tokens import Principal
 from service.http.views import decode_cursor, one_page, recorded_event
-from service.relationships import Saved
-from service.store.errors import VersionConflict
 from service.store.records import StoredRecord
 
 EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS
-DECISION_ATTEMPTS = 20
 
 
 def _now() -> datetime:
@@ -49,12 +45,6 @@ def _redacted(request: web.Request) -> bool:
     return principal(request).role == "auditor"
 
 
-def _store_key(scope: IdempotencyScope | None) -> dict[str, Any]:
-    if scope is None:
-        return {}
-    return {"idempotency_key": scope.store_key, "fingerprint": scope.fingerprint}
-
-
 # --- relationships ----------------------------------------------------------------
 
 
@@ -64,24 +54,11 @@ async def create_relationship(request: web.Request) -> web.Response:
     envelope = parse_envelope(body, source=who.name, now=_now())
     data = {key: value for key, value in body.items() if key not in ENVELOPE_KEYS}
 
-    async def handle(scope: IdempotencyScope | None) -> web.Response:
-        relationship = Relationship.open(data, envelope)
-        if not who.sees(relationship.program_id):
-            raise Problem(
-                "forbidden",
-                "this token may open relationships only in programs "
-                + ", ".join(sorted(who.program_ids or ())),
-            )
-        if relationship.predecessor_id is not None:
-            await _check_predecessor(s, who, relationship.predecessor_id)
-        saved = await s.repository.save(relationship, **_store_key(scope))
-        _count(s, saved)
-        opened = saved.events[0]
-        if saved.replayed:
-            reloaded = await s.repository.load(opened.event.originator_id, version=1)
-            assert reloaded is not None
-            relationship = reloaded
-        # The position of the opening event, for ?min_position= (read your write).
+    async def handle(scope: IdempotencyKey | None) -> web.Response:
+        opened = await s.application.open_relationship(
+            data, envelope, caller=Caller(who.program_ids), idempotency=scope
+        )
+        relationship = opened.relationship
         return web.json_response(
             {**relationship.to_dict(), "position": opened.position},
             status=201,
@@ -94,46 +71,13 @@ async def create_relationship(request: web.Request) -> web.Response:
     return await idempotent(request, s.responses, who, raw, handle)
 
 
-async def _check_predecessor(s: Services, who: Principal, predecessor_id: UUID) -> None:
-    predecessor = await s.repository.load(predecessor_id)
-    if predecessor is not None and not who.sees(predecessor.program_id):
-        predecessor = None  # another program's relationship does not exist for this token
-    if predecessor is None or predecessor.phase != "concluded":
-        state = "does not exist" if predecessor is None else f"is in {predecessor.phase}"
-        raise ValidationFailed(
-            [
-                FieldError(
-                    "predecessor_id",
-                    f"a new cycle must follow a concluded relationship; {predecessor_id} {state}",
-                )
-            ]
-        )
-
-
 async def get_relationship(request: web.Request) -> web.Response:
-    s = services(request)
-    relationship_id = path_uuid(request, "id", "relationship")
-    version = query_int(request, "version", low=1)
-    as_of = query_datetime(request, "as_of")
-    if version is None and as_of is None:
-        relationship = await s.repository.load_latest(relationship_id)
-    else:
-        relationship = await s.repository.load(relationship_id, version=version, as_of=as_of)
-    if relationship is None:
-        raise Problem("not-found", _not_found_detail(relationship_id, version, as_of))
-    if version is not None and relationship.version < version:
-        raise Problem(
-            "not-found",
-            f"relationship {relationship_id} has no version {version}"
-            f" (it is at {relationship.version})",
-        )
+    relationship = await services(request).application.load(
+        path_uuid(request, "id", "relationship"),
+        version=query_int(request, "version", low=1),
+        as_of=query_datetime(request, "as_of"),
+    )
     return _relationship_response(relationship)
-
-
-def _not_found_detail(relationship_id: UUID, version: int | None, as_of: datetime | None) -> str:
-    if as_of is not None:
-        return f"relationship {relationship_id} did not exist at {as_of.isoformat()}"
-    return f"no relationship {relationship_id}"
 
 
 # --- events -------------------------------------------------------------------------
@@ -147,12 +91,15 @@ async def post_event(request: web.Request) -> web.Response:
     event_type, data = _event_parts(body)
     envelope = parse_envelope(body, source=who.name, now=_now())
 
-    async def handle(scope: IdempotencyScope | None) -> web.Response:
-        async with s.locks.hold(relationship_id):
-            saved = await _decide_and_save(
-                s, relationship_id, expected, scope, event_type, data, envelope
-            )
-        _count(s, saved)
+    async def handle(scope: IdempotencyKey | None) -> web.Response:
+        saved = await s.application.post_event(
+            relationship_id,
+            event_type,
+            data,
+            envelope,
+            expected_version=expected,
+            idempotency=scope,
+        )
         recorded = saved.events[-1]
         return web.json_response(
             recorded_event(recorded, redacted=False),
@@ -165,49 +112,6 @@ async def post_event(request: web.Request) -> web.Response:
         )
 
     return await idempotent(request, s.responses, who, raw, handle)
-
-
-async def _decide_and_save(
-    s: Services,
-    relationship_id: UUID,
-    expected: int | None,
-    scope: IdempotencyScope | None,
-    event_type: str,
-    data: Any,
-    envelope: Any,
-) -> Saved:
-    """Load, decide, save; when another process wrote first and the client did
-    not pin a version, decide again against the state the event applies to."""
-    repository = s.repository
-    for _ in range(DECISION_ATTEMPTS):
-        relationship = await repository.load_for_update(relationship_id)
-        if relationship is None:
-            raise Problem("not-found", f"no relationship {relationship_id}")
-        if expected is not None and relationship.version != expected:
-            repository.forget(relationship_id)  # memory may be behind another process
-            relationship = await repository.load_for_update(relationship_id)
-            assert relationship is not None
-            if relationship.version != expected:
-                raise _version_conflict(expected, relationship.version)
-        relationship.record(event_type, data, envelope)
-        try:
-            return await repository.save(relationship, **_store_key(scope))
-        except VersionConflict as conflict:
-            if expected is not None:
-                raise _version_conflict(expected, conflict.current_version) from conflict
-    raise Problem(
-        "unavailable",
-        "the relationship is changing too fast to record this event; retry",
-        headers={"Retry-After": "1"},
-    )
-
-
-def _version_conflict(expected: int, current: int | None) -> Problem:
-    return Problem(
-        "version-conflict",
-        f'If-Match "{expected}" does not match the current version {current}',
-        current_version=current,
-    )
 
 
 def _event_parts(body: dict[str, Any]) -> tuple[str, Any]:
@@ -230,12 +134,6 @@ def _event_parts(body: dict[str, Any]) -> tuple[str, Any]:
         raise ValidationFailed(errors)
     assert isinstance(event_type, str)
     return event_type, data
-
-
-def _count(s: Services, saved: Saved) -> None:
-    if not saved.replayed:
-        for recorded in saved.events:
-            s.metrics.appends.labels(recorded.event.api_type).inc()
 
 
 async def list_relationship_events(request: web.Request) -> web.Response:

@@ -12,7 +12,8 @@ import asyncpg
 import pytest
 
 from domain import create_cipher_key
-from service.http.idempotency import IdempotencyScope, ResponseKeeper
+from service.application import IdempotencyKey
+from service.http.idempotency import ResponseKeeper
 from service.http.tokens import Principal
 from service.store.eventstore import EventStore
 from tests.e2e.conftest import Api
@@ -148,7 +149,7 @@ async def test_expired_responses_are_cleaned_up_on_insert(store: EventStore) -> 
             )
         ]
 
-    scope = IdempotencyScope("k", b"fingerprint")
+    scope = IdempotencyKey("k", b"fingerprint")
     for key in ("a-old", "b-old"):
         assert await keeper.save(who, key, scope, 201, {"notes": "x"}, {}) is None
     await store.with_connection(
