@@ -102,7 +102,7 @@ def create_app(
 async def _start_workers(app: web.Application) -> None:
     services = app[SERVICES]
     await services.runner.start()
-    await services.dispatcher.start()
+    await services.dispatcher.start(services.supervisor)
 
 
 async def _stop_workers(app: web.Application) -> None:

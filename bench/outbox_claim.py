@@ -1,0 +1,179 @@
+"""The dispatcher's claim query against an outbox that grows.
+
+An outbox keeps every message it ever sent, so most of its rows are
+delivered and a few are pending. Claiming must cost what the pending rows
+cost, not what the table holds. For each size (default 10k, 100k, 1M rows,
+of which a fixed number are pending, spread over endpoints and
+relationships, a few relationships with a backlog behind a message that
+waits for a retry) the claim is timed twice:
+
+- unanalysed: right after the rows were written, before any statistics
+  exist (autovacuum is off for the bench's table, so it stays that way), as
+  on a store that has just grown or been restored;
+- analysed: after ``ANALYZE``.
+
+Each claim runs in a transaction that is rolled back, so every repetition
+sees the same rows; the figure is the median. Ratios are against the
+smallest size: flat is what we want. ``--explain`` prints the plan of the
+largest size (EXPLAIN ANALYZE).
+
+    python bench/outbox_claim.py [--sizes 10000,100000,1000000] [--pending 2000] [--explain]
+    (DATABASE_URL selects a server; default: the embedded PostgreSQL)
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import statistics
+import sys
+import time
+import uuid
+from pathlib import Path
+
+import asyncpg
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from service.store.eventstore import EventStore
+from service.webhooks.dispatcher import CLAIM_SQL, claim_arguments
+from tests.support.database import database_url_for_tests, drop_schema
+
+ENDPOINTS = 20
+REPEATS = 7
+
+LEGACY_CLAIM = """
+UPDATE webhook_messages SET lease_until = now() + make_interval(secs => $2)
+ WHERE id IN (
+    SELECT m.id FROM webhook_messages m
+      JOIN webhook_endpoints e ON e.id = m.endpoint_id
+     WHERE m.state = 'pending' AND m.next_attempt_at <= now()
+       AND (m.lease_until IS NULL OR m.lease_until < now())
+       AND e.enabled AND e.deleted_at IS NULL
+       AND NOT EXISTS (
+           SELECT 1 FROM webhook_messages p
+            WHERE p.endpoint_id = m.endpoint_id AND p.relationship_id = m.relationship_id
+              AND p.state = 'pending'
+              AND (p.position, p.webhook_type) < (m.position, m.webhook_type))
+     ORDER BY m.next_attempt_at, m.position
+     LIMIT $1
+       FOR UPDATE OF m SKIP LOCKED)
+RETURNING id, endpoint_id, body, attempts
+"""
+"""The claim as it was before migration 0030 (for comparison); migration 0030
+dropped the index it was planned with, so it is measured on 0030's indexes."""
+CURRENT_ARGUMENTS = claim_arguments(batch=50, lease_s=60.0, per_endpoint=8, in_flight={})
+
+_FILL = """
+INSERT INTO webhook_messages (id, endpoint_id, position, relationship_id, webhook_type, body,
+                              state, attempts, next_attempt_at, delivered_at)
+SELECT gen_random_uuid(),
+       e.ids[1 + g % $2],
+       g,
+       md5('r' || (g % $3))::uuid,
+       'relationship.concern.raised',
+       '{"specversion": "1.0"}'::jsonb,
+       'pending',
+       0,
+       CASE WHEN g > $1 - $4 AND g % 10 = 0 THEN now() + interval '1 hour'
+            ELSE now() - interval '1 minute' END,
+       NULL
+  FROM generate_series(1, $1) AS g,
+       (SELECT array_agg(id ORDER BY id) AS ids FROM webhook_endpoints) AS e
+"""
+_DELIVER = (
+    "UPDATE webhook_messages SET state = 'delivered', attempts = 1, delivered_at = now()"
+    " WHERE position <= $1"
+)
+
+
+async def fill(conn: asyncpg.Connection, rows: int, pending: int) -> None:
+    await conn.execute("ALTER TABLE webhook_messages SET (autovacuum_enabled = false)")
+    await conn.execute("ALTER TABLE webhook_endpoints SET (autovacuum_enabled = false)")
+    for _ in range(ENDPOINTS):
+        await conn.execute(
+            "INSERT INTO webhook_endpoints (id, url, event_types, secret, created_position)"
+            " VALUES ($1, 'https://example.com/hook', '{*}', 'whsec_x', 0)",
+            uuid.uuid4(),
+        )
+    relationships = max(100, rows // 20)
+    await conn.execute(_FILL, rows, ENDPOINTS, relationships, pending)
+    # As the dispatcher does: every message is written pending, then delivered.
+    await conn.execute(_DELIVER, rows - pending)
+
+
+async def time_claim(conn: asyncpg.Connection, sql: str, args: tuple[object, ...]) -> float:
+    timings = []
+    claimed = 0
+    for _ in range(REPEATS):
+        tx = conn.transaction()
+        await tx.start()
+        started = time.perf_counter()
+        claimed = len(await conn.fetch(sql, *args))
+        timings.append((time.perf_counter() - started) * 1000)
+        await tx.rollback()
+    assert claimed > 0, "the claim found nothing to claim"
+    return statistics.median(timings)
+
+
+async def explain(conn: asyncpg.Connection, sql: str, args: tuple[object, ...]) -> str:
+    tx = conn.transaction()
+    await tx.start()
+    try:
+        rows = await conn.fetch("EXPLAIN (ANALYZE, BUFFERS, COSTS OFF) " + sql, *args)
+    finally:
+        await tx.rollback()
+    return "\n".join(r[0] for r in rows)
+
+
+async def measure(
+    dsn: str, rows: int, pending: int, show_plan: bool
+) -> dict[tuple[str, str], float]:
+    schema = f"bench_{uuid.uuid4().hex[:10]}"
+    store = await EventStore.open(dsn, schema, pool_size=2)
+    figures: dict[tuple[str, str], float] = {}
+    try:
+        async with store.pool.acquire() as conn:
+            await fill(conn, rows, pending)
+            subjects = {
+                "legacy": (LEGACY_CLAIM, (50, 60.0)),
+                "current": (CLAIM_SQL, CURRENT_ARGUMENTS),
+            }
+            for stats in ("unanalysed", "analysed"):
+                if stats == "analysed":
+                    await conn.execute("ANALYZE webhook_messages")
+                    await conn.execute("ANALYZE webhook_endpoints")
+                for name, (sql, args) in subjects.items():
+                    figures[(name, stats)] = await time_claim(conn, sql, args)
+                    if show_plan:
+                        print(f"\n--- {name}, {stats}, {rows:,} rows ---")
+                        print(await explain(conn, sql, args))
+    finally:
+        await store.close()
+        await drop_schema(dsn, schema)
+    return figures
+
+
+async def main(sizes: list[int], pending: int, show_plan: bool) -> None:
+    dsn = database_url_for_tests()
+    results = {}
+    for size in sizes:
+        results[size] = await measure(dsn, size, pending, show_plan and size == max(sizes))
+    smallest = results[min(sizes)]
+    print(f"\nclaim of up to 50 messages; {pending:,} pending rows at every size")
+    print(f"{'rows':>10}  {'query':8} {'statistics':11} {'median ms':>10} {'vs smallest':>12}")
+    for size in sizes:
+        for key, ms in results[size].items():
+            name, stats = key
+            ratio = ms / smallest[key]
+            print(f"{size:>10,}  {name:8} {stats:11} {ms:>10.2f} {ratio:>11.1f}x")
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--sizes", default="10000,100000,1000000")
+    parser.add_argument("--pending", type=int, default=2000)
+    parser.add_argument("--explain", action="store_true")
+    args = parser.parse_args()
+    sizes = sorted(int(s) for s in args.sizes.split(","))
+    asyncio.run(main(sizes, args.pending, args.explain))
