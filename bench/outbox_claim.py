@@ -23,21 +23,22 @@ largest size (EXPLAIN ANALYZE).
 
 from __future__ import annotations
 
-import argparse
-import asyncio
-import statistics
 import sys
-import time
-import uuid
 from pathlib import Path
 
-import asyncpg
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py shadows http
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import statistics  # noqa: E402
+import time  # noqa: E402
+import uuid  # noqa: E402
 
-from service.store.eventstore import EventStore
-from service.webhooks.dispatcher import CLAIM_SQL, claim_arguments
-from tests.support.database import database_url_for_tests, drop_schema
+import asyncpg  # noqa: E402
+
+from service.store.eventstore import EventStore  # noqa: E402
+from service.webhooks.dispatcher import CLAIM_SQL, claim_arguments  # noqa: E402
+from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
 
 ENDPOINTS = 20
 REPEATS = 7
