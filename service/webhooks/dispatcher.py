@@ -287,7 +287,8 @@ class Dispatcher:
             )
         except StoreUnavailable as exc:
             log.warning("webhook dispatch paused: %s", exc)
-            await self.release()
+            for row in claimed:  # the database is away: their leases run out
+                self._forget(row["id"])
             return 0
         for row in claimed:
             target = targets.get(row["endpoint_id"])
@@ -370,16 +371,6 @@ class Dispatcher:
             except Exception as exc:
                 log.debug("webhook listener reconnecting: %s", exc)
             await asyncio.sleep(1.0)
-
-    async def run_once(self) -> int:
-        """Claim what is due and deliver it, waiting for every delivery; the
-        number of attempts made (for tests and tools: the service runs
-        :meth:`start`)."""
-        self._open_session()
-        deliveries: set[asyncio.Task[None]] = set()
-        claimed = await self._claim_and_deliver(deliveries)
-        await asyncio.gather(*deliveries)
-        return claimed
 
     async def _deliver(self, row: asyncpg.Record, target: endpoints.DeliveryTarget) -> None:
         """One attempt at one message, written down. Whatever the receiver
