@@ -101,7 +101,7 @@ class HostileReceiver:
     """Answers each request in a way picked at random: odd statuses and
     headers, huge or endless bodies, resets, redirects, garbage, or hanging
     until `release` is set. Its first request always hangs; the next ones
-    answer with each of ODD_RETRY_AFTER in turn."""
+    answer with each of ODD_RETRY_AFTER in turn (if that kind is in `kinds`)."""
 
     rng: random.Random
     redirect_to: str = ""
@@ -109,20 +109,22 @@ class HostileReceiver:
     requests: int = 0
     hanging: int = 0
     answers: dict[str, int] = field(default_factory=lambda: defaultdict(int))
+    kinds: tuple[str, ...] = (
+        "hang", "status", "huge", "endless", "reset", "redirect", "garbage", "retry_after",
+    )  # fmt: skip
 
     async def handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         await read_request(reader)
         self.requests += 1
         if self.requests == 1:
             kind = "hang"
-        elif self.requests <= 1 + len(ODD_RETRY_AFTER):  # each odd Retry-After once
+        elif "retry_after" in self.kinds and self.requests <= 1 + len(ODD_RETRY_AFTER):
+            # each odd Retry-After once
             kind = "retry_after"
         else:
-            kind = self.rng.choice(self.KINDS)
+            kind = self.rng.choice(self.kinds)
         self.answers[kind] += 1
         await getattr(self, f"_{kind}")(writer)
-
-    KINDS = ("hang", "status", "huge", "endless", "reset", "redirect", "garbage", "retry_after")
 
     async def _hang(self, writer: asyncio.StreamWriter) -> None:
         self.hanging += 1
@@ -308,8 +310,7 @@ async def test_an_endpoint_that_hangs_holds_only_its_own_delivery_slots(
 ) -> None:
     """Every answer hangs: the dispatcher keeps `per_endpoint` of its
     messages in flight, no more, and claims nothing else of it meanwhile."""
-    hostile = HostileReceiver(random.Random(0))
-    hostile.KINDS = ("hang",)  # type: ignore[misc]
+    hostile = HostileReceiver(random.Random(0), kinds=("hang",))
     good = GoodReceiver(expected=PER_RELATIONSHIP + 3 * (walk_to("identification").version + 1))
     supervisor = Supervisor()
     config = DispatcherConfig(
