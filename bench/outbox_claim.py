@@ -15,10 +15,11 @@ delivered, and the claim is timed in three states of the table:
 - vacuumed: after ``VACUUM ANALYZE``, what autovacuum keeps up with.
 
 Each claim runs in a transaction that is rolled back, so every repetition
-sees the same rows; the figure is the median of 7. Ratios are against the
-smallest size: flat is what we want. ``--legacy`` also measures the claim
-as it was before migration 0030 (on the schema as it was: 0020's index,
-not 0030's); ``--explain`` prints EXPLAIN ANALYZE at the largest size.
+sees the same rows; the figures are the fastest and the median of 15.
+Ratios (of the fastest) are against the smallest size: flat is what we want.
+``--legacy`` also measures the claim as it was before migration 0030 (on the
+schema as it was: 0020's index, not 0030's); ``--explain`` prints EXPLAIN
+ANALYZE at the largest size.
 
     python bench/outbox_claim.py [--sizes 10000,100000,1000000] [--legacy] [--explain]
     (DATABASE_URL selects a server; default: the embedded PostgreSQL)
@@ -45,7 +46,7 @@ from tests.support.database import database_url_for_tests, drop_schema  # noqa: 
 
 ENDPOINTS = 20
 RELATIONSHIPS = 500
-REPEATS = 7
+REPEATS = 15
 
 LEGACY_CLAIM = """
 UPDATE webhook_messages SET lease_until = now() + make_interval(secs => $2)
@@ -75,7 +76,7 @@ INSERT INTO webhook_messages (id, endpoint_id, position, relationship_id, webhoo
 SELECT gen_random_uuid(), e.ids[1 + g % $2], g, md5('r' || (g % $3))::uuid,
        'relationship.concern.raised', '{"specversion": "1.0"}'::jsonb,
        CASE WHEN g > $1 - $4 AND g % 10 = 0 THEN now() + interval '1 hour'
-            ELSE now() - interval '1 minute' END
+            ELSE now() - ($1 - g) * interval '1 ms' END
   FROM generate_series(1, $1) AS g,
        (SELECT array_agg(id ORDER BY id) AS ids FROM webhook_endpoints) AS e
 """
@@ -105,7 +106,11 @@ async def fill(conn: asyncpg.Connection, rows: int, pending: int) -> None:
     await conn.execute(_DELIVER, rows - pending)
 
 
-async def time_claim(conn: asyncpg.Connection, sql: str, args: tuple[object, ...]) -> float:
+async def time_claim(
+    conn: asyncpg.Connection, sql: str, args: tuple[object, ...]
+) -> tuple[float, float]:
+    """The fastest and the median of REPEATS claims, in ms (the fastest is the
+    cost with the least interference from whatever else the machine runs)."""
     timings = []
     claimed = 0
     for _ in range(REPEATS):
@@ -116,7 +121,7 @@ async def time_claim(conn: asyncpg.Connection, sql: str, args: tuple[object, ...
         timings.append((time.perf_counter() - started) * 1000)
         await tx.rollback()
     assert claimed > 0, "the claim found nothing to claim"
-    return statistics.median(timings)
+    return min(timings), statistics.median(timings)
 
 
 async def explain(conn: asyncpg.Connection, sql: str, args: tuple[object, ...]) -> str:
@@ -138,11 +143,11 @@ STATES = ("unanalysed", "analysed", "vacuumed")
 
 async def measure(
     dsn: str, rows: int, pending: int, subject: str, show_plan: bool
-) -> dict[str, float]:
+) -> dict[str, tuple[float, float]]:
     sql, args = SUBJECTS[subject]
     schema = f"bench_{uuid.uuid4().hex[:10]}"
     store = await EventStore.open(dsn, schema, pool_size=2)
-    figures: dict[str, float] = {}
+    figures: dict[str, tuple[float, float]] = {}
     try:
         async with store.pool.acquire() as conn:
             if subject == "legacy":
@@ -172,12 +177,18 @@ async def main(sizes: list[int], pending: int, legacy: bool, show_plan: bool) ->
         for size in sizes
     }
     print(f"\nclaim of up to 50 messages; {pending:,} pending rows at every size")
-    print(f"{'query':8} {'rows':>10}  {'state':11} {'median ms':>10} {'vs smallest':>12}")
+    print(
+        f"{'query':8} {'rows':>10}  {'state':11} {'fastest ms':>11} {'vs smallest':>12}"
+        f" {'median ms':>10}"
+    )
     for subject in subjects:
         for size in sizes:
-            for state, ms in results[(subject, size)].items():
-                ratio = ms / results[(subject, sizes[0])][state]
-                print(f"{subject:8} {size:>10,}  {state:11} {ms:>10.2f} {ratio:>11.1f}x")
+            for state, (fastest, median) in results[(subject, size)].items():
+                ratio = fastest / results[(subject, sizes[0])][state][0]
+                print(
+                    f"{subject:8} {size:>10,}  {state:11} {fastest:>11.2f} {ratio:>11.1f}x"
+                    f" {median:>10.2f}"
+                )
 
 
 if __name__ == "__main__":
