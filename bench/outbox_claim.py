@@ -153,7 +153,11 @@ async def measure(
             if subject == "legacy":
                 await conn.execute(_AS_BEFORE_0030)
             await fill(conn, rows, pending)
-            for state in STATES:
+        for state in STATES:
+            # A session of its own for each state, as a dispatcher's would be:
+            # the one that wrote a million rows times its queries differently.
+            conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+            try:
                 if state == "analysed":
                     await conn.execute("ANALYZE webhook_messages; ANALYZE webhook_endpoints")
                 elif state == "vacuumed":
@@ -162,6 +166,8 @@ async def measure(
                 if show_plan:
                     print(f"\n--- {subject}, {state}, {rows:,} rows ---")
                     print(await explain(conn, sql, args))
+            finally:
+                await conn.close()
     finally:
         await store.close()
         await drop_schema(dsn, schema)
