@@ -40,6 +40,7 @@ from service.projection_runner import ProjectionRunner  # noqa: E402
 from service.relationships import RelationshipRepository  # noqa: E402
 from service.settings import Settings  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
+from service.supervisor import Supervisor  # noqa: E402
 from service.webhooks import endpoints  # noqa: E402
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig  # noqa: E402
 from service.webhooks.sealing import SecretSealer  # noqa: E402
@@ -98,6 +99,7 @@ async def mentorflow_run(rate: float, seconds: float) -> tuple[list[float], floa
         retry_schedule=(1, 5, 30), allow_private=True, batch_size=200, sealer=sealer
     )
     dispatcher = Dispatcher(store, config)
+    supervisor = Supervisor()  # as in the service: the dispatcher's tasks run under it
     try:
         relationships: list[Relationship] = []
         for _ in range(RELATIONSHIPS):
@@ -106,7 +108,7 @@ async def mentorflow_run(rate: float, seconds: float) -> tuple[list[float], floa
             relationships.append(relationship)
         await endpoints.create(store, url, ["relationship.concern.raised"], "bench", sealer=sealer)
         await runner.start()
-        await dispatcher.start()
+        await dispatcher.start(supervisor)
         committed: dict[str, float] = {}
         locks = [asyncio.Lock() for _ in relationships]
 
@@ -137,6 +139,7 @@ async def mentorflow_run(rate: float, seconds: float) -> tuple[list[float], floa
         return latencies, len(latencies) / elapsed
     finally:
         await dispatcher.stop()
+        await supervisor.stop()
         await runner.stop()
         await receiving.__aexit__(None, None, None)
         await store.close()

@@ -120,7 +120,7 @@ async def _stopping(app: web.Application) -> None:
 async def _start_workers(app: web.Application) -> None:
     services = app[SERVICES]
     await services.runner.start(services.supervisor)
-    await services.dispatcher.start()
+    await services.dispatcher.start(services.supervisor)
 
 
 async def _stop_workers(app: web.Application) -> None:

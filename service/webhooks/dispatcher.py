@@ -14,15 +14,18 @@ events in order.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import email.utils
 import json
 import logging
 import random
+import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from uuid import UUID
 
 import aiohttp
 import asyncpg
@@ -30,37 +33,73 @@ import asyncpg
 from projections.webhook_outbox import webhook_channel, wire_id
 from service.store.errors import StoreUnavailable
 from service.store.eventstore import EventStore
+from service.supervisor import Supervisor
 from service.tasks import cancel_and_wait
 from service.webhooks import endpoints
 from service.webhooks.sealing import PLAIN, SecretSealer
 from service.webhooks.signing import signature_header
-from service.webhooks.ssrf import GuardedResolver, UnsafeUrl, refuse_private_literal
+from service.webhooks.ssrf import GuardedResolver, refuse_private_literal
 
 log = logging.getLogger(__name__)
 
 FAILING_TOO_LONG = timedelta(days=5)
 MAX_RETRY_AFTER_S = 24 * 3600.0
 JITTER = 0.2
+MAX_RESPONSE_BYTES = 4096
+"""Read of a receiver's answer body, at most: the rest is never read."""
+MAX_ERROR_CHARS = 500
+MAX_HTTP_DATE_CHARS = 64
+DISPATCHER_TASK = "webhook-dispatcher"
+LISTENER_TASK = "webhook-listener"
 
-_CLAIM = """
-UPDATE webhook_messages SET lease_until = now() + make_interval(secs => $2)
- WHERE id IN (
-    SELECT m.id FROM webhook_messages m
-      JOIN webhook_endpoints e ON e.id = m.endpoint_id
-     WHERE m.state = 'pending' AND m.next_attempt_at <= now()
-       AND (m.lease_until IS NULL OR m.lease_until < now())
-       AND e.enabled AND e.deleted_at IS NULL
-       AND NOT EXISTS (
-           SELECT 1 FROM webhook_messages p
-            WHERE p.endpoint_id = m.endpoint_id AND p.relationship_id = m.relationship_id
-              AND p.state = 'pending'
-              AND (p.position, p.webhook_type) < (m.position, m.webhook_type))
-     ORDER BY m.next_attempt_at, m.position
-     LIMIT $1
-       FOR UPDATE OF m SKIP LOCKED)
-RETURNING id, endpoint_id, body, attempts
+CLAIM_SQL = """
+UPDATE webhook_messages AS w SET lease_until = now() + make_interval(secs => $2)
+  FROM (
+    SELECT c.id FROM webhook_endpoints e
+     CROSS JOIN LATERAL (
+        SELECT m.id, m.next_attempt_at, m.position FROM webhook_messages m
+         WHERE m.endpoint_id = e.id AND m.state = 'pending' AND m.next_attempt_at <= now()
+           AND (m.lease_until IS NULL OR m.lease_until < now())
+           AND m.id = (
+               SELECT p.id FROM webhook_messages p
+                WHERE p.endpoint_id = m.endpoint_id AND p.relationship_id = m.relationship_id
+                  AND p.state = 'pending'
+                ORDER BY p.position, p.webhook_type
+                LIMIT 1)
+         ORDER BY m.next_attempt_at, m.position
+         LIMIT greatest(0, $3 - coalesce(
+             (SELECT f.n FROM unnest($4::uuid[], $5::int[]) AS f (id, n) WHERE f.id = e.id), 0))
+           FOR UPDATE OF m SKIP LOCKED) c
+     WHERE e.enabled AND e.deleted_at IS NULL
+     ORDER BY c.next_attempt_at, c.position
+     LIMIT $1) AS claimed
+ WHERE w.id = claimed.id
+RETURNING w.id, w.endpoint_id, w.body, w.attempts, w.lease_until
 """
-_NEXT_DUE = "SELECT min(next_attempt_at) FROM webhook_messages WHERE state = 'pending'"
+"""Claim what may be sent now: per enabled endpoint, its due messages that
+are first of their relationship (per-relationship order), up to the
+endpoint's free delivery slots ($3 less what it has in flight, $4/$5); at most
+$1 in all, soonest due first; each leased for $2 seconds.
+
+Shape matters (migration 0030): the endpoints drive, and each endpoint's due
+messages and each relationship's first message are read by ordered,
+LIMITed index scans of partial indexes over pending rows, so a claim costs
+what the pending rows cost, not the delivered ones, with or without
+statistics."""
+
+_NEXT_DUE = (
+    "SELECT min(next_attempt_at) FROM webhook_messages"
+    " WHERE state = 'pending' AND next_attempt_at > now()"
+)
+"""The next retry that comes due (messages due now were just claimed, or wait
+behind one in flight: a finished delivery wakes the dispatcher)."""
+_RELEASE = (
+    "UPDATE webhook_messages AS w SET lease_until = NULL"
+    " FROM unnest($1::uuid[], $2::timestamptz[]) AS held (id, lease_until)"
+    " WHERE w.id = held.id AND w.lease_until = held.lease_until AND w.state = 'pending'"
+)
+"""Give back leases this dispatcher still holds (a lease another dispatcher
+took over after ours ran out has another lease_until and is left alone)."""
 _DELIVERED = (
     "UPDATE webhook_messages SET state = 'delivered', attempts = attempts + 1,"
     " delivered_at = now(), lease_until = NULL, last_status = $2, last_error = NULL"
@@ -103,14 +142,41 @@ class DispatcherConfig:
     retry_schedule: Sequence[float]
     allow_private: bool = False
     timeout_s: float = 10.0
+    """The whole of one attempt: connecting, sending, and the answer."""
     batch_size: int = 50
+    """At most this many messages claimed at once."""
+    max_in_flight: int = 100
+    """Deliveries under way at once, every endpoint together."""
+    per_endpoint: int = 8
+    """Deliveries under way at once to one endpoint: a slow endpoint ties up
+    no more than this, and every other endpoint goes on."""
     lease_s: float = 60.0
     poll_interval_s: float = 1.0
     sealer: SecretSealer = PLAIN
     """Opens the stored secrets (a sealed one without the key fails loudly)."""
 
 
+def claim_arguments(
+    *, batch: int, lease_s: float, per_endpoint: int, in_flight: Mapping[UUID, int]
+) -> tuple[object, ...]:
+    """The parameters of :data:`CLAIM_SQL`."""
+    return (batch, lease_s, per_endpoint, list(in_flight), list(in_flight.values()))
+
+
+@dataclass(frozen=True)
+class _Lease:
+    endpoint_id: UUID
+    until: datetime
+
+
 class Dispatcher:
+    """Claims due messages and delivers each in a task of its own, so a slow
+    or hostile receiver holds up only its own messages (and at most
+    ``per_endpoint`` delivery slots), never the claim loop or another
+    endpoint. Runs as two tasks under a :class:`Supervisor`: the claim loop
+    ("webhook-dispatcher") and the listener that wakes it
+    ("webhook-listener")."""
+
     def __init__(
         self,
         store: EventStore,
@@ -124,24 +190,36 @@ class Dispatcher:
         self._on_attempt = on_attempt or (lambda _outcome: None)
         self._rng = rng or random.Random()
         self._wake = asyncio.Event()
-        self._task: asyncio.Task[None] | None = None
         self._session: aiohttp.ClientSession | None = None
+        self._supervisor: Supervisor | None = None
+        self._owns_supervisor = False
+        self._held: dict[UUID, _Lease] = {}
+        """Messages this dispatcher has claimed and not yet finished, with their lease."""
+        self._in_flight: collections.Counter[UUID] = collections.Counter()
+        """Of those, how many per endpoint."""
 
-    async def start(self) -> None:
-        connector = aiohttp.TCPConnector(
-            resolver=GuardedResolver(allow_private=self._config.allow_private),
-            limit=100,
-            limit_per_host=20,
-        )
-        self._session = aiohttp.ClientSession(
-            connector=connector, timeout=aiohttp.ClientTimeout(total=self._config.timeout_s)
-        )
-        self._task = asyncio.create_task(self._run(), name="webhook-dispatcher")
+    async def start(self, supervisor: Supervisor | None = None) -> None:
+        """Run under `supervisor` (the process's own), or under one of its own."""
+        self._open_session()
+        self._owns_supervisor = supervisor is None
+        self._supervisor = supervisor if supervisor is not None else Supervisor()
+        self._supervisor.spawn(DISPATCHER_TASK, self._run, release=self.release)
+        self._supervisor.spawn(LISTENER_TASK, self._listen)
 
     async def stop(self) -> None:
-        if self._task is not None:
-            await cancel_and_wait(self._task)
-            self._task = None
+        """Stop both tasks, give back the leases still held (another process
+        can send those messages at once), and close the HTTP session."""
+        supervisor, self._supervisor = self._supervisor, None
+        if supervisor is not None:
+            if self._owns_supervisor:
+                await supervisor.stop()
+            else:
+                await supervisor.cancel(DISPATCHER_TASK)
+                await supervisor.cancel(LISTENER_TASK)
+        try:
+            await self.release()
+        except Exception as exc:  # their leases run out instead
+            log.warning("webhook dispatcher could not give back its leases: %s", exc)
         if self._session is not None:
             await self._session.close()
             self._session = None
@@ -149,20 +227,114 @@ class Dispatcher:
     def wake(self) -> None:
         self._wake.set()
 
+    async def release(self) -> None:
+        """Give back the leases of messages claimed and not finished (after a
+        failed run its deliveries were cancelled), so they are sent again now
+        rather than when their lease runs out."""
+        held = list(self._held.items())
+        self._held.clear()
+        self._in_flight.clear()
+        if held:
+            ids = [message for message, _ in held]
+            leases = [lease.until for _, lease in held]
+            await self._store.with_connection(lambda c: c.execute(_RELEASE, ids, leases))
+
+    def _open_session(self) -> None:
+        if self._session is not None:
+            return
+        connector = aiohttp.TCPConnector(
+            resolver=GuardedResolver(allow_private=self._config.allow_private),
+            limit=self._config.max_in_flight,
+            limit_per_host=0,  # per endpoint, the dispatcher's own bound applies
+        )
+        self._session = aiohttp.ClientSession(
+            connector=connector,
+            timeout=aiohttp.ClientTimeout(total=self._config.timeout_s),
+            auto_decompress=False,  # the body is not used: no decompression bomb
+            cookie_jar=aiohttp.DummyCookieJar(),  # one receiver's cookies go nowhere
+        )
+
     async def _run(self) -> None:
-        listener = asyncio.create_task(self._listen())
+        deliveries: set[asyncio.Task[None]] = set()
         try:
             while True:
-                try:
-                    sent = await self.run_once()
-                except StoreUnavailable as exc:
-                    log.warning("webhook dispatch paused: %s", exc)
-                    sent = 0
-                if sent:
+                if await self._claim_and_deliver(deliveries):
                     continue
                 await self._sleep_until_due()
         finally:
-            await cancel_and_wait(listener)
+            # A failed run's deliveries end with it; their leases stay held
+            # until release() gives them back.
+            await cancel_and_wait(*deliveries)
+
+    async def _claim_and_deliver(self, deliveries: set[asyncio.Task[None]]) -> int:
+        """Claim what may be sent and start a delivery task for each; the
+        number claimed. Returns without waiting for any delivery."""
+        capacity = min(self._config.batch_size, self._config.max_in_flight - len(self._held))
+        if capacity <= 0:
+            return 0
+        try:
+            claimed = await self._claim(capacity)
+        except StoreUnavailable as exc:
+            log.warning("webhook dispatch paused: %s", exc)
+            return 0
+        if not claimed:
+            return 0
+        try:
+            targets = await endpoints.delivery_targets(
+                self._store,
+                list({row["endpoint_id"] for row in claimed}),
+                sealer=self._config.sealer,
+            )
+        except StoreUnavailable as exc:
+            log.warning("webhook dispatch paused: %s", exc)
+            for row in claimed:  # the database is away: their leases run out
+                self._forget(row["id"])
+            return 0
+        for row in claimed:
+            target = targets.get(row["endpoint_id"])
+            if target is None:  # its secret does not open (logged): the lease runs out
+                self._forget(row["id"])
+                continue
+            task = asyncio.create_task(self._deliver_and_finish(row, target))
+            deliveries.add(task)
+            task.add_done_callback(deliveries.discard)
+        return len(claimed)
+
+    async def _claim(self, capacity: int) -> list[asyncpg.Record]:
+        arguments = claim_arguments(
+            batch=capacity,
+            lease_s=self._config.lease_s,
+            per_endpoint=self._config.per_endpoint,
+            in_flight=self._in_flight,
+        )
+        claimed: list[asyncpg.Record] = await self._store.with_connection(
+            lambda c: c.fetch(CLAIM_SQL, *arguments)
+        )
+        for row in claimed:
+            self._held[row["id"]] = _Lease(row["endpoint_id"], row["lease_until"])
+            self._in_flight[row["endpoint_id"]] += 1
+        return claimed
+
+    def _forget(self, message: UUID) -> None:
+        lease = self._held.pop(message, None)
+        if lease is not None:
+            self._in_flight[lease.endpoint_id] -= 1
+            if self._in_flight[lease.endpoint_id] <= 0:
+                del self._in_flight[lease.endpoint_id]
+
+    async def _deliver_and_finish(
+        self, row: asyncpg.Record, target: endpoints.DeliveryTarget
+    ) -> None:
+        try:
+            await self._deliver(row, target)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # Sent perhaps, but not written down: the lease runs out and the
+            # message goes again, with the same webhook-id.
+            log.exception("webhook message %s: the attempt could not be recorded", row["id"])
+        self._forget(row["id"])
+        self._wake.set()  # the next message of its relationship may go now
 
     async def _sleep_until_due(self) -> None:
         timeout = self._config.poll_interval_s
@@ -188,6 +360,7 @@ class Dispatcher:
                     lost = asyncio.Event()
                     conn.add_termination_listener(lambda _c, lost=lost: lost.set())
                     await conn.add_listener(channel, woken)
+                    self._wake.set()  # anything announced while not listening
                     try:
                         await lost.wait()
                     finally:
@@ -199,31 +372,13 @@ class Dispatcher:
                 log.debug("webhook listener reconnecting: %s", exc)
             await asyncio.sleep(1.0)
 
-    async def run_once(self) -> int:
-        """Claim what is due and deliver it; the number of attempts made."""
-        claimed = await self._store.with_connection(
-            lambda c: c.fetch(_CLAIM, self._config.batch_size, self._config.lease_s)
-        )
-        if not claimed:
-            return 0
-        targets = await endpoints.delivery_targets(
-            self._store, list({row["endpoint_id"] for row in claimed}), sealer=self._config.sealer
-        )
-        await asyncio.gather(
-            *(
-                self._deliver(row, targets[row["endpoint_id"]])
-                for row in claimed
-                if row["endpoint_id"] in targets
-            )
-        )
-        return len(claimed)
-
     async def _deliver(self, row: asyncpg.Record, target: endpoints.DeliveryTarget) -> None:
+        """One attempt at one message, written down. Whatever the receiver
+        does is an outcome of this message; only the database can fail here."""
         attempted_at = datetime.now(UTC)
         outcome = await self._send(row, target)
         attempt = row["attempts"] + 1
         next_retry = self._next_retry(attempt, outcome)
-        self._on_attempt("delivered" if outcome.delivered else "failed")
         async with self._store.transaction() as conn:
             await conn.execute(
                 _LOG_ATTEMPT, row["id"], row["endpoint_id"], attempt, attempted_at,
@@ -232,44 +387,52 @@ class Dispatcher:
             if outcome.delivered:
                 await conn.execute(_DELIVERED, row["id"], outcome.status)
                 await endpoints.mark_healthy(conn, row["endpoint_id"])
-                return
-            if next_retry is None:
-                await conn.execute(_FAILED, row["id"], outcome.status, outcome.error)
             else:
-                await conn.execute(_RETRY, row["id"], next_retry, outcome.status, outcome.error)
-            if outcome.gone:
-                await endpoints.disable(conn, row["endpoint_id"], "the receiver answered 410 Gone")
-            else:
-                await endpoints.mark_failing(conn, row["endpoint_id"], FAILING_TOO_LONG)
+                if next_retry is None:
+                    await conn.execute(_FAILED, row["id"], outcome.status, outcome.error)
+                else:
+                    await conn.execute(_RETRY, row["id"], next_retry, outcome.status, outcome.error)
+                if outcome.gone:
+                    await endpoints.disable(
+                        conn, row["endpoint_id"], "the receiver answered 410 Gone"
+                    )
+                else:
+                    await endpoints.mark_failing(conn, row["endpoint_id"], FAILING_TOO_LONG)
+        self._on_attempt("delivered" if outcome.delivered else "failed")
 
     async def _send(self, row: asyncpg.Record, target: endpoints.DeliveryTarget) -> Outcome:
-        assert self._session is not None
-        body = json.dumps(row["body"], separators=(",", ":")).encode()
-        message = wire_id(row["id"])
-        timestamp = int(time.time())
-        headers = {
-            "Content-Type": "application/cloudevents+json",
-            "webhook-id": message,
-            "webhook-timestamp": str(timestamp),
-            "webhook-signature": signature_header(target.secrets, message, timestamp, body),
-            "User-Agent": "Mentorflow-Webhooks/1.0",
-        }
+        """POST the message; never raises (but for cancellation): every
+        answer, error and timeout is an :class:`Outcome`."""
         started = time.perf_counter()
         try:
+            assert self._session is not None, "the dispatcher is not started"
+            body = json.dumps(row["body"], separators=(",", ":")).encode()
+            message = wire_id(row["id"])
+            timestamp = int(time.time())
+            headers = {
+                "Content-Type": "application/cloudevents+json",
+                "webhook-id": message,
+                "webhook-timestamp": str(timestamp),
+                "webhook-signature": signature_header(target.secrets, message, timestamp, body),
+                "User-Agent": "Mentorflow-Webhooks/1.0",
+            }
             if not self._config.allow_private:
                 refuse_private_literal(target.url)
             async with self._session.post(
                 target.url, data=body, headers=headers, allow_redirects=False
             ) as response:
-                await response.content.read(4096)
-                latency = (time.perf_counter() - started) * 1000
+                # Enough to let the receiver finish; never the whole body.
+                await response.content.read(MAX_RESPONSE_BYTES)
+                latency = _ms_since(started)
                 retry_after = _retry_after(response.headers.get("Retry-After"))
                 error = None if 200 <= response.status < 300 else f"HTTP {response.status}"
                 return Outcome(response.status, latency, error, retry_after)
+        except asyncio.CancelledError:
+            raise
         except TimeoutError:
             return Outcome(None, _ms_since(started), f"timed out after {self._config.timeout_s}s")
-        except (aiohttp.ClientError, OSError, UnsafeUrl) as exc:
-            return Outcome(None, _ms_since(started), f"{type(exc).__name__}: {exc}"[:500])
+        except Exception as exc:
+            return Outcome(None, _ms_since(started), _describe(exc))
 
     def _next_retry(self, attempt: int, outcome: Outcome) -> datetime | None:
         """When to try again, or None: delivered, gone, or out of attempts."""
@@ -280,7 +443,7 @@ class Dispatcher:
             return None
         delay = schedule[attempt - 1] * (1 + self._rng.uniform(-JITTER, JITTER))
         if outcome.retry_after is not None:
-            delay = min(outcome.retry_after, MAX_RETRY_AFTER_S)
+            delay = min(max(0.0, outcome.retry_after), MAX_RETRY_AFTER_S)
         return datetime.now(UTC) + timedelta(seconds=delay)
 
 
@@ -288,16 +451,32 @@ def _ms_since(started: float) -> float:
     return (time.perf_counter() - started) * 1000
 
 
+def _describe(exc: BaseException) -> str:
+    """An error as the delivery log keeps it: short, valid UTF-8 without NUL
+    (an exception may quote the receiver's bytes)."""
+    text = f"{type(exc).__name__}: {exc}"[:MAX_ERROR_CHARS]
+    return text.encode("utf-8", "backslashreplace").decode("utf-8").replace("\x00", "\\x00")
+
+
+_DELTA_SECONDS = re.compile(r"[0-9]+")
+
+
 def _retry_after(raw: str | None) -> float | None:
-    """Retry-After as seconds: a number, or an HTTP date."""
-    if not raw:
+    """Retry-After as seconds in [0, MAX_RETRY_AFTER_S]: a number, or an HTTP
+    date; None for anything else (whatever its characters or size)."""
+    if raw is None:
         return None
-    if raw.strip().isdigit():
-        return float(raw.strip())
+    text = raw.strip()
+    if _DELTA_SECONDS.fullmatch(text):
+        # Only ASCII digits (int() takes others); long ones are just "a lot".
+        return MAX_RETRY_AFTER_S if len(text) > 9 else min(float(text), MAX_RETRY_AFTER_S)
+    if not text or len(text) > MAX_HTTP_DATE_CHARS or not text.isascii():
+        return None
     try:
-        when = email.utils.parsedate_to_datetime(raw)
-    except (TypeError, ValueError):
+        when = email.utils.parsedate_to_datetime(text)
+        if when.tzinfo is None:
+            when = when.replace(tzinfo=UTC)
+        seconds = (when - datetime.now(UTC)).total_seconds()
+    except (TypeError, ValueError, OverflowError, IndexError, AttributeError):
         return None
-    if when.tzinfo is None:
-        when = when.replace(tzinfo=UTC)
-    return max(0.0, (when - datetime.now(UTC)).total_seconds())
+    return min(max(0.0, seconds), MAX_RETRY_AFTER_S)

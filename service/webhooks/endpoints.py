@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
@@ -12,8 +13,10 @@ import asyncpg
 
 from projections.webhook_outbox import wire_id
 from service.store.eventstore import EventStore
-from service.webhooks.sealing import SecretSealer
+from service.webhooks.sealing import SecretSealer, SecretUnavailable
 from service.webhooks.signing import new_secret
+
+log = logging.getLogger(__name__)
 
 ROTATION_OVERLAP = timedelta(hours=24)
 
@@ -196,19 +199,24 @@ async def rotate_secret(
 async def delivery_targets(
     store: EventStore, endpoint_ids: Sequence[UUID], *, sealer: SecretSealer
 ) -> dict[UUID, DeliveryTarget]:
-    """Where to deliver and the secrets in force, opened. Raises
-    :class:`~service.webhooks.sealing.SecretUnavailable` without the key."""
+    """Where to deliver and the secrets in force, opened. An endpoint whose
+    secret does not open (sealed, and no key or another key) is left out and
+    logged: its messages wait, and the other endpoints' go."""
     rows = await store.with_connection(lambda c: c.fetch(_TARGETS, list(endpoint_ids)))
     now = datetime.now(UTC)
     targets = {}
     for row in rows:
-        secrets = [sealer.open(row["secret"])]
-        if (
-            row["previous_secret"]
-            and row["previous_expires_at"]
-            and row["previous_expires_at"] > now
-        ):
-            secrets.append(sealer.open(row["previous_secret"]))
+        try:
+            secrets = [sealer.open(row["secret"])]
+            if (
+                row["previous_secret"]
+                and row["previous_expires_at"]
+                and row["previous_expires_at"] > now
+            ):
+                secrets.append(sealer.open(row["previous_secret"]))
+        except SecretUnavailable as exc:
+            log.error("webhook endpoint %s cannot be signed for: %s", row["id"], exc)
+            continue
         targets[row["id"]] = DeliveryTarget(row["url"], tuple(secrets))
     return targets
 

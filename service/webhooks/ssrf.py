@@ -43,12 +43,58 @@ def check_url_shape(url: str) -> tuple[str, int]:
     return parts.hostname, port
 
 
+_IPV4_MAPPED = ipaddress.IPv6Network("::ffff:0:0/96")
+_IPV4_TRANSLATED = ipaddress.IPv6Network("::ffff:0:0:0/96")  # SIIT, RFC 2765
+_IPV4_COMPATIBLE = ipaddress.IPv6Network("::/96")  # deprecated, RFC 4291 2.5.5.1
+_NAT64_WELL_KNOWN = ipaddress.IPv6Network("64:ff9b::/96")  # RFC 6052
+_NAT64_LOCAL_USE = ipaddress.IPv6Network("64:ff9b:1::/48")  # RFC 8215
+_SIX_TO_FOUR = ipaddress.IPv6Network("2002::/16")  # RFC 3056
+_TEREDO = ipaddress.IPv6Network("2001::/32")  # RFC 4380
+_LOW_32_BITS = (
+    _IPV4_MAPPED, _IPV4_TRANSLATED, _IPV4_COMPATIBLE, _NAT64_WELL_KNOWN, _NAT64_LOCAL_USE,
+)  # fmt: skip
+
+
+def embedded_ipv4(ip: ipaddress.IPv6Address) -> tuple[ipaddress.IPv4Address, ...] | None:
+    """The IPv4 address(es) an IPv6 address stands for, or None if it is not
+    one of the forms that embed one.
+
+    A packet to such an address ends up at (or is relayed by) the IPv4 host,
+    so it is that host that must be public. ``ipaddress`` judges some of these
+    forms by their IPv6 prefix alone (``64:ff9b::7f00:1`` is "global").
+
+    - IPv4-mapped ``::ffff:0:0/96``, SIIT ``::ffff:0:0:0/96``, IPv4-compatible
+      ``::/96`` and NAT64 ``64:ff9b::/96``: the last 32 bits.
+    - NAT64 local-use ``64:ff9b:1::/48``: the last 32 bits (the RFC 6052 /96
+      form; the /48 and /56 forms leave them zero, 0.0.0.0, so are refused).
+    - 6to4 ``2002::/16``: bits 16-47.
+    - Teredo ``2001::/32``: the server (bits 32-63) and the client (the last
+      32 bits, inverted); both must be public.
+    """
+    if ip in _TEREDO:
+        assert ip.teredo is not None
+        return ip.teredo
+    if ip in _SIX_TO_FOUR:
+        assert ip.sixtofour is not None
+        return (ip.sixtofour,)
+    if any(ip in network for network in _LOW_32_BITS):
+        return (ipaddress.IPv4Address(int(ip) & 0xFFFFFFFF),)
+    return None
+
+
 def is_public(address: str) -> bool:
     """Routable on the public internet: not private, loopback, link-local
-    (cloud metadata), multicast, reserved, unspecified or shared (CGNAT)."""
+    (cloud metadata), multicast, reserved, unspecified or shared (CGNAT).
+    An IPv6 address that embeds IPv4 addresses is judged by those."""
     ip = ipaddress.ip_address(address.split("%", 1)[0])
-    if isinstance(ip, ipaddress.IPv6Address) and ip.ipv4_mapped is not None:
-        ip = ip.ipv4_mapped
+    if isinstance(ip, ipaddress.IPv6Address):
+        embedded = embedded_ipv4(ip)
+        if embedded is not None:
+            return all(_is_public_ip(v4) for v4 in embedded)
+    return _is_public_ip(ip)
+
+
+def _is_public_ip(ip: ipaddress.IPv4Address | ipaddress.IPv6Address) -> bool:
     return ip.is_global and not ip.is_multicast
 
 
