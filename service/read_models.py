@@ -22,16 +22,13 @@ from typing import Any
 from uuid import UUID
 
 from domain import Relationship
-from projections import Filters, InvalidQuery, RiskPolicy
+from projections import Filters, RiskPolicy
 from projections import phase_stats as stats_model
 from projections import summaries as summaries_model
 from projections import timeline as timeline_model
 from projections.audit import audit_entry
 from projections.paging import next_cursor, page_request
-from service.codec import mapper_for
 from service.projection_runner import ProjectionRunner, projected_event
-from service.relationships import RelationshipRepository
-from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord, VerifyResult
 
@@ -117,13 +114,6 @@ class ReadModels:
         self.clock = clock
         self.policy = policy or RiskPolicy()
         self.consistency_timeout = consistency_timeout
-
-    @classmethod
-    def for_settings(
-        cls, settings: Settings, store: EventStore, runner: ProjectionRunner | None = None
-    ) -> ReadModels:
-        repository = RelationshipRepository(store, mapper_for(settings))
-        return cls(store, lambda record: repository.decode(record).event, runner)
 
     # --- projections -------------------------------------------------------------------
 
@@ -304,14 +294,6 @@ class ReadModels:
             event_id,
             result.reason,
         )
-
-
-def parse_relationship_id(raw: str, path: str = "id") -> UUID:
-    """A relationship id from a path or query string (InvalidQuery if it is not one)."""
-    try:
-        return UUID(raw)
-    except ValueError:
-        raise InvalidQuery(path, "not a relationship id (a UUID)") from None
 
 
 def _compare_tail(result: VerifyResult, stored: int, projected: int) -> VerifyResult:

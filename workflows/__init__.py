@@ -17,7 +17,6 @@ from workflows.decide import (
     check,
     machine_at,
     phases_accepting,
-    routes_for,
 )
 from workflows.describe import (
     SVG_REQUIREMENTS,
@@ -67,6 +66,5 @@ __all__ = [
     "machine_at",
     "mermaid",
     "phases_accepting",
-    "routes_for",
     "svg",
 ]

@@ -164,11 +164,6 @@ def accepts(snapshot: PhaseSnapshot, event_type: str) -> bool:
     return event_type in _allowed(snapshot.phase, snapshot.paused)
 
 
-def routes_for(event_type: str) -> tuple[Route, ...]:
-    """The transitions an event type can cause (one per source phase)."""
-    return tuple(route for route in ROUTES if route.event_type == event_type)
-
-
 def check(event_type: str, facts: LifecycleFacts, data: EventData | None = None) -> Decision:
     """Decide an event: not accepted here, accepted but guard unmet, or accepted.
 

@@ -14,15 +14,7 @@ from service.http.context import principal, services
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
 from service.http.routing import READ, Param, Route
-
-_PHASES = (
-    "reflection",
-    "identification",
-    "establishment",
-    "cultivation",
-    "refinement",
-    "concluded",
-)
+from workflows import PHASES
 
 
 def _invalid(exc: InvalidQuery) -> Problem:
@@ -40,8 +32,8 @@ def _at_risk(request: web.Request) -> bool | None:
 
 def _phase(request: web.Request) -> str | None:
     phase = request.query.get("phase") or None
-    if phase is not None and phase not in _PHASES:
-        raise _invalid(InvalidQuery("phase", f"must be one of {', '.join(_PHASES)}"))
+    if phase is not None and phase not in PHASES:
+        raise _invalid(InvalidQuery("phase", f"must be one of {', '.join(PHASES)}"))
     return phase
 
 
@@ -139,7 +131,7 @@ ROUTES = [
     Route("GET", "/v1/relationships", list_relationships, READ,
           "List relationships, with at-risk flags", "relationships", ok_schema="SummaryPage",
           errors=("validation-error",),
-          params=(Param("phase", "query", {"type": "string", "enum": list(_PHASES)}),
+          params=(Param("phase", "query", {"type": "string", "enum": list(PHASES)}),
                   Param("mentee_id", "query", _TEXT), Param("mentor_id", "query", _TEXT),
                   Param("program_id", "query", _TEXT),
                   Param("at_risk", "query", {"type": "string", "enum": ["true", "false"]}),

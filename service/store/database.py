@@ -7,7 +7,6 @@ everything on a machine that has only Python.
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import re
@@ -95,22 +94,6 @@ async def connect(dsn: str, schema: str) -> asyncpg.Connection:
     conn = await asyncpg.connect(dsn, **connection_options(schema))
     await _init_connection(conn)
     return conn
-
-
-async def wait_until_reachable(dsn: str, timeout: float = 30.0) -> None:
-    """Retry connecting until the server accepts connections (start-up races)."""
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + timeout
-    while True:
-        try:
-            conn = await asyncpg.connect(dsn, timeout=CONNECT_TIMEOUT_S)
-        except (TimeoutError, OSError, asyncpg.PostgresError):
-            if loop.time() > deadline:
-                raise
-            await asyncio.sleep(0.2)
-        else:
-            await conn.close()
-            return
 
 
 _OPERATOR_INTERVENTION = (

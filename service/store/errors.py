@@ -46,6 +46,3 @@ class TrackingConflict(StoreError):
 class DuplicateEvent(StoreError):
     """An event id was already stored by another append."""
 
-
-class InvalidAppend(StoreError, ValueError):
-    """The append itself is malformed (for example versions not consecutive)."""

@@ -20,10 +20,6 @@ log = logging.getLogger(__name__)
 
 ROTATION_OVERLAP = timedelta(hours=24)
 
-_PUBLIC_COLUMNS = (
-    "id, url, event_types, description, enabled, disabled_reason, previous_expires_at,"
-    " failing_since, created_at, updated_at"
-)
 _CREATE = (
     "INSERT INTO webhook_endpoints (id, url, event_types, description, secret, created_position)"
     " VALUES ($1, $2, $3, $4, $5, (SELECT last_position FROM event_position))"
