@@ -117,3 +117,66 @@ def test_tokens_create_list_revoke(cli_env: dict[str, str]) -> None:
     assert admin.returncode == 2 and "program_ids" in admin.stderr
     bad = mentorflow(cli_env, "tokens", "create", "--role", "writer", "--name", "Bad Name")
     assert bad.returncode == 2 and "name" in bad.stderr
+
+
+def test_replay_beyond_the_head_fails_like_the_api(cli_env: dict[str, str]) -> None:
+    demo = mentorflow(cli_env, "demo")
+    rid = re.findall(r"^([0-9a-f-]{36})\s", demo.stdout, re.MULTILINE)[0]
+    beyond = mentorflow(cli_env, "replay", rid, "--version", "100000")
+    assert beyond.returncode == 1
+    assert "has no version 100000" in beyond.stderr
+    out_of_range = mentorflow(cli_env, "replay", rid, "--as-of", "0001-01-01T00:00:00+01:00")
+    assert out_of_range.returncode == 2 and "years 1 and 9999" in out_of_range.stderr
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ("verify", "--all"),
+        ("replay", "00000000-0000-0000-0000-000000000001"),
+        ("projections", "rebuild"),
+        ("tokens", "list"),
+    ],
+)
+def test_reading_commands_never_create_a_database(tmp_path: Path, command: tuple[str, ...]) -> None:
+    """Run from a directory with no data: it says where it looked and fails,
+    instead of starting an empty embedded database and answering "valid"."""
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env["MENTORFLOW_DATA_DIR"] = str(tmp_path / "nothing-here")
+    result = mentorflow(env, *command)
+    assert result.returncode == 3, (result.returncode, result.stderr)
+    assert str(tmp_path / "nothing-here") in result.stderr
+    assert not (tmp_path / "nothing-here").exists()
+
+
+def test_reading_commands_refuse_a_database_without_the_schema(dsn: str) -> None:
+    env = {**os.environ, "DATABASE_URL": dsn, "MENTORFLOW_DB_SCHEMA": new_schema_name("absent")}
+    result = mentorflow(env, "verify", "--all")
+    assert result.returncode == 3 and "no Mentorflow schema" in result.stderr
+
+
+def test_a_bad_cipher_key_is_one_line_before_any_database(tmp_path: Path) -> None:
+    env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+    env |= {"MENTORFLOW_DATA_DIR": str(tmp_path / "data"), "MENTORFLOW_CIPHER_KEY": "not base64!"}
+    result = mentorflow(env, "serve", "--port", "0")
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "mentorflow: MENTORFLOW_CIPHER_KEY must be base64"
+    ]
+    assert not (tmp_path / "data").exists()
+
+
+def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        env = {k: v for k, v in os.environ.items() if k != "DATABASE_URL"}
+        env["MENTORFLOW_DATA_DIR"] = str(tmp_path / "data")
+        result = mentorflow(env, "serve", "--port", str(port))
+    assert result.returncode == 4
+    (line,) = result.stderr.strip().splitlines()
+    assert line.startswith(f"mentorflow: cannot listen on 127.0.0.1:{port}")
+    assert not (tmp_path / "data").exists()
