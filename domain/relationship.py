@@ -144,12 +144,6 @@ class Relationship(Aggregate):
     def open_action_items(self) -> list[TrackedActionItem]:
         return list(self.open_items.values())
 
-    def to_dict(self) -> dict[str, Any]:
-        """The relationship as the API shows it (JSON-ready; see ``domain.view``)."""
-        from domain.view import relationship_view  # the view depends on this module
-
-        return relationship_view(self)
-
     def allowed_events(self) -> list[str]:
         """Event types accepted now (phase and pause; data-dependent guards aside)."""
         return workflows.allowed_events(self)

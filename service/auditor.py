@@ -19,7 +19,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TextIO
 from uuid import UUID
 
-from domain import Actor, Envelope, Relationship
+from domain import Actor, Envelope, Relationship, relationship_view
 from domain.samples import Clock, long_history, walk_to
 from projections.timeline import event_entry
 from service.codec import mapper_for
@@ -104,7 +104,7 @@ async def replay(
             return NO
         records = await session.store.read_stream(rid, to_version=relationship.version)
         timeline = [event_entry(projected_event(r, session.decode), redact=True) for r in records]
-    state = relationship.to_dict()
+    state = relationship_view(relationship)
     if fmt == "json":
         body = {"relationship": state, "timeline": timeline}
         print(json.dumps(body, indent=2, sort_keys=False), file=out)

@@ -8,7 +8,14 @@ from typing import Any
 
 from aiohttp import web
 
-from domain import ENVELOPE_KEYS, FieldError, Relationship, ValidationFailed, parse_envelope
+from domain import (
+    ENVELOPE_KEYS,
+    FieldError,
+    Relationship,
+    ValidationFailed,
+    parse_envelope,
+    relationship_view,
+)
 from service.application import Caller, IdempotencyKey
 from service.http.context import principal, services
 from service.http.idempotency import idempotent
@@ -38,7 +45,9 @@ def _etag(version: int) -> str:
 
 
 def _relationship_response(relationship: Relationship) -> web.Response:
-    return web.json_response(relationship.to_dict(), headers={"ETag": _etag(relationship.version)})
+    return web.json_response(
+        relationship_view(relationship), headers={"ETag": _etag(relationship.version)}
+    )
 
 
 def _redacted(request: web.Request) -> bool:
@@ -60,7 +69,7 @@ async def create_relationship(request: web.Request) -> web.Response:
         )
         relationship = opened.relationship
         return web.json_response(
-            {**relationship.to_dict(), "position": opened.position},
+            {**relationship_view(relationship), "position": opened.position},
             status=201,
             headers={
                 "ETag": _etag(relationship.version),

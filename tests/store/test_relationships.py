@@ -10,7 +10,7 @@ from uuid import uuid4
 
 import pytest
 
-from domain import Envelope, Relationship, create_cipher_key, rebuild
+from domain import Envelope, Relationship, create_cipher_key, rebuild, relationship_view
 from domain.samples import long_history, walk_to
 from service.codec import mapper_for
 from service.relationships import RelationshipRepository
@@ -34,7 +34,7 @@ async def repository(request: Any, store: EventStore) -> AsyncIterator[Relations
 
 
 def _states(relationship: Relationship) -> dict[str, Any]:
-    return relationship.to_dict()
+    return relationship_view(relationship)
 
 
 async def test_save_and_load_latest(repository: RelationshipRepository) -> None:

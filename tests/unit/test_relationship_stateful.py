@@ -34,6 +34,7 @@ from domain import (
     ValidationFailed,
     make_mapper,
     rebuild_from_stored,
+    relationship_view,
 )
 from domain.samples import Clock, agreement_data
 
@@ -160,7 +161,7 @@ class RelationshipLifecycle(RuleBasedStateMachine):
         self.relationship = Relationship.open({"mentee_id": "mentee-1"}, self.clock.envelope())
         self.events: list[Relationship.Event] = list(self.relationship.pending_events)
         self.states = {1: _state(self.relationship)}
-        self.views = {1: self.relationship.to_dict()}
+        self.views = {1: relationship_view(self.relationship)}
 
     def _attempt(self, event_type: str, data: Any) -> None:
         relationship = self.relationship
@@ -181,7 +182,7 @@ class RelationshipLifecycle(RuleBasedStateMachine):
             self._library_accepts(facts, event, data)
             self.events.append(event)
             self.states[relationship.version] = _state(relationship)
-            self.views[relationship.version] = relationship.to_dict()
+            self.views[relationship.version] = relationship_view(relationship)
             return
         assert _state(relationship) == before, "a refused command changes nothing"
 
@@ -248,7 +249,7 @@ class RelationshipLifecycle(RuleBasedStateMachine):
             rebuilt = rebuild_from_stored(mapper, stored, version=version)
             assert rebuilt is not None
             assert _state(rebuilt) == state, f"version {version}"
-            assert rebuilt.to_dict() == self.views[version]
+            assert relationship_view(rebuilt) == self.views[version]
 
 
 def _next_step(relationship: Relationship, renegotiate: bool) -> tuple[str, Any]:
