@@ -12,9 +12,8 @@ from __future__ import annotations
 import json
 import sys
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import asynccontextmanager
-from dataclasses import dataclass
+from collections.abc import Callable
+from contextlib import AbstractAsyncContextManager
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TextIO
 from uuid import UUID
@@ -22,42 +21,26 @@ from uuid import UUID
 from domain import Actor, Envelope, Relationship, relationship_view
 from domain.samples import Clock, long_history, walk_to
 from projections.timeline import event_entry
-from service.codec import mapper_for
+from service import composition
 from service.projection_runner import (
-    ProjectionRunner,
     RebuildFailed,
     RebuildProgress,
     projected_event,
 )
-from service.read_models import LogCheck, ReadModels, StreamCheck
-from service.relationships import RelationshipRepository
-from service.runtime import open_existing_store, open_store
+from service.read_models import LogCheck, StreamCheck
 from service.settings import Settings
-from service.store.eventstore import EventStore
-from service.store.records import StoredRecord
 from workflows import PHASES, Phase
 
 Format = Literal["json", "text"]
 OK, NO, USAGE = 0, 1, 2
 
 
-@dataclass
-class _Session:
-    store: EventStore
-    repository: RelationshipRepository
-
-    def decode(self, record: StoredRecord) -> Relationship.Event:
-        return self.repository.decode(record).event
-
-
-@asynccontextmanager
-async def _session(settings: Settings, *, existing: bool = True) -> AsyncIterator[_Session]:
-    """`existing`: the command reads, so it refuses to start with no database."""
-    _, store = await (open_existing_store(settings) if existing else open_store(settings))
-    try:
-        yield _Session(store, RelationshipRepository(store, mapper_for(settings)))
-    finally:
-        await store.close()
+def _session(
+    settings: Settings, *, existing: bool = True
+) -> AbstractAsyncContextManager[composition.Components]:
+    """The process's components; `existing`: the command reads, so it refuses
+    to start with no database."""
+    return composition.opened(settings, existing=existing)
 
 
 def _parse_id(raw: str | UUID, err: TextIO) -> UUID | None:
@@ -149,7 +132,7 @@ async def verify(
         print("mentorflow: verify needs a relationship id or --all (not both)", file=err)
         return USAGE
     async with _session(settings) as session:
-        models = ReadModels(session.store, session.decode)
+        models = session.read_models
         if all:
             report = await models.verify_all()
             _print_all(report, fmt, out)
@@ -233,12 +216,13 @@ async def rebuild(settings: Settings, name: str | None = None, *, err: TextIO = 
     swapped in once complete. A rebuild that fails leaves the serving tables
     as they were and makes the exit code 1, after saying where it failed."""
     async with _session(settings) as session:
-        runner = await ProjectionRunner.for_settings(settings, session.store)
-        names = runner.names if name is None else [name]
-        unknown = [n for n in names if n not in runner.names]
+        runner = session.runner
+        known = [p.name for p in runner.projections if p.rebuildable]
+        names = known if name is None else [name]
+        unknown = [n for n in names if n not in known]
         if unknown:
             print(
-                f"mentorflow: no projection {unknown[0]!r}; known: {', '.join(runner.names)}",
+                f"mentorflow: no projection {unknown[0]!r} to rebuild; known: {', '.join(known)}",
                 file=err,
             )
             return USAGE

@@ -17,7 +17,7 @@ from aiohttp import web
 
 import workflows
 from domain.schema import parse_datetime
-from service import auditor, logs
+from service import auditor, composition, logs
 from service.http.app import create_app
 from service.http.server import ServiceRunner
 from service.http.tokens import ROLES, TokenRegistry
@@ -38,6 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     serve = commands.add_parser("serve", help="run the HTTP service")
     serve.add_argument("--host", default="127.0.0.1")
     serve.add_argument("--port", type=int, default=8080)
+
+    commands.add_parser(
+        "worker", help="run projections and webhook dispatch, without HTTP (until SIGTERM)"
+    )
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
     token_commands = tokens.add_subparsers(dest="tokens_command", required=True)
@@ -97,10 +101,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         shutdown_timeout=SHUTDOWN_GRACE_S,
     )
     await runner.setup()
-    stop = asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        loop.add_signal_handler(signum, stop.set)
+    stop = _stop_on_signals()
     try:
         await web.SockSite(runner, sock).start()
         log.info("listening", extra={"url": f"http://{host}:{port}"})
@@ -110,6 +111,29 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
         await runner.cleanup()
         await store.close()
         log.info("stopped")
+
+
+async def _work(settings: Settings) -> None:
+    """The workers without HTTP, until SIGTERM or SIGINT: any number of
+    `worker` and `serve` processes may run against one database."""
+    stop = _stop_on_signals()
+    async with composition.opened(settings) as components:
+        await components.start_workers()
+        log.info("working")
+        try:
+            await stop.wait()
+            log.info("stopping")
+        finally:
+            await components.stop_workers()
+    log.info("stopped")
+
+
+def _stop_on_signals() -> asyncio.Event:
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        loop.add_signal_handler(signum, stop.set)
+    return stop
 
 
 def _listen(host: str, port: int) -> socket.socket:
@@ -170,6 +194,9 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
     command = args.command
     if command == "serve":
         asyncio.run(_serve(settings, args.host, args.port))
+        return 0
+    if command == "worker":
+        asyncio.run(_work(settings))
         return 0
     if command == "tokens":
         return asyncio.run(_tokens(args, settings))

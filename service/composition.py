@@ -1,0 +1,120 @@
+"""The one composition root: every component of a process, built from the settings.
+
+``serve`` (HTTP, and the workers unless ``MENTORFLOW_RUN_WORKERS=0``),
+``worker`` (the workers without HTTP), the auditor's commands, the tests and
+the benchmarks all get their store, codec, repository, application, read
+models, projection runner, webhook dispatcher and supervisor from here, so
+there is one wiring to read and to change.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+from domain import Relationship
+from projections import all_projections
+from projections.webhook_outbox import WebhookOutbox
+from service.application import Application
+from service.codec import mapper_for
+from service.http.idempotency import ResponseKeeper
+from service.http.metrics import Metrics
+from service.http.tokens import TokenRegistry
+from service.projection_runner import ProjectionRunner
+from service.read_models import ReadModels
+from service.relationships import RelationshipRepository
+from service.runtime import open_existing_store, open_store
+from service.settings import Settings
+from service.store.eventstore import EventStore
+from service.store.records import StoredRecord
+from service.supervisor import Supervisor
+from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from service.webhooks.sealing import SecretSealer
+
+
+@dataclass
+class Components:
+    """Everything a process runs on (one instance per process)."""
+
+    settings: Settings
+    store: EventStore
+    dsn: str
+    metrics: Metrics
+    repository: RelationshipRepository
+    application: Application
+    """Decides and saves every command (routes, CLI and workers only call it)."""
+    tokens: TokenRegistry
+    runner: ProjectionRunner
+    read_models: ReadModels
+    dispatcher: Dispatcher
+    sealer: SecretSealer
+    """Seals webhook secrets before they are stored."""
+    supervisor: Supervisor
+    """Runs every background task of this process (restarts them after a failure)."""
+    responses: ResponseKeeper
+    """Responses kept for Idempotency-Key replays (sealed, expiring)."""
+
+    def decode(self, record: StoredRecord) -> Relationship.Event:
+        return self.repository.decode(record).event
+
+    async def start_workers(self) -> None:
+        """Projections and webhook dispatch, under this process's supervisor
+        (every process may run them: they coordinate through PostgreSQL)."""
+        await self.runner.start(self.supervisor)
+        await self.dispatcher.start(self.supervisor)
+
+    async def stop_workers(self) -> None:
+        await self.supervisor.stop()
+        await self.dispatcher.stop()
+        await self.runner.stop()
+
+
+def build(settings: Settings, store: EventStore, dsn: str) -> Components:
+    metrics = Metrics()
+    repository = RelationshipRepository(store, mapper_for(settings))
+
+    def decode(record: StoredRecord) -> Relationship.Event:
+        return repository.decode(record).event
+
+    runner = ProjectionRunner(
+        store, dsn, decode, [*all_projections(), WebhookOutbox()], registry=metrics.registry
+    )
+    sealer = SecretSealer(settings.cipher_key)
+    dispatcher = Dispatcher(
+        store,
+        DispatcherConfig(
+            retry_schedule=settings.webhook_retry_schedule,
+            allow_private=settings.webhook_allow_private,
+            timeout_s=settings.webhook_timeout_s,
+            lease_s=3 * settings.webhook_timeout_s + 5,
+            sealer=sealer,
+        ),
+        on_attempt=metrics.webhook_attempt,
+    )
+    return Components(
+        settings=settings,
+        store=store,
+        dsn=dsn,
+        metrics=metrics,
+        repository=repository,
+        application=Application(repository, on_saved=metrics.saved),
+        tokens=TokenRegistry(store, settings.admin_token),
+        runner=runner,
+        read_models=ReadModels(store, decode, runner),
+        dispatcher=dispatcher,
+        sealer=sealer,
+        supervisor=Supervisor(on_failure=metrics.task_failed),
+        responses=ResponseKeeper(store, settings.cipher_key),
+    )
+
+
+@asynccontextmanager
+async def opened(settings: Settings, *, existing: bool = False) -> AsyncIterator[Components]:
+    """The components on the settings' database, the store closed afterwards.
+    ``existing``: the caller only reads, so no database or schema is created."""
+    dsn, store = await (open_existing_store(settings) if existing else open_store(settings))
+    try:
+        yield build(settings, store, dsn)
+    finally:
+        await store.close()
