@@ -47,12 +47,13 @@ _INSERT = (
     " SELECT * FROM unnest($1::uuid[], $2::uuid[], $3::bigint[], $4::uuid[], $5::text[],"
     " $6::jsonb[]) ON CONFLICT ON CONSTRAINT webhook_messages_once DO NOTHING"
 )
-_WAKE = "SELECT pg_notify('mentorflow_webhooks_' || current_schema(), '')"
+CHANNEL_PREFIX = "mentorflow_webhooks_"
+_WAKE = "SELECT pg_notify($1 || current_schema(), '')"
 
 
 def webhook_channel(schema: str) -> str:
-    """The channel a batch of new messages is announced on."""
-    return f"mentorflow_webhooks_{schema}"
+    """The channel a batch of new messages is announced on (one per schema)."""
+    return CHANNEL_PREFIX + schema
 
 
 def matches(patterns: Sequence[str], webhook_type: str) -> bool:
@@ -143,7 +144,7 @@ class WebhookOutbox(Projection):
         rows = list(_messages(events, endpoints))
         if rows:
             await conn.execute(_INSERT, *map(list, zip(*rows, strict=True)))
-            await conn.execute(_WAKE)
+            await conn.execute(_WAKE, CHANNEL_PREFIX)
 
     async def clear(self, conn: asyncpg.Connection) -> None:
         """Deliberately keeps every message (see the class docstring)."""

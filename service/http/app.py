@@ -10,7 +10,7 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service.composition import Components, build
-from service.http import ops_routes, read_routes, relationship_routes
+from service.http import ops_routes, read_routes, relationship_routes, webhook_routes
 from service.http.context import SERVICES
 from service.http.middleware import (
     authenticate,
@@ -24,7 +24,6 @@ from service.http.requests import MAX_BODY, STOPPING
 from service.http.routing import Route, register
 from service.settings import Settings
 from service.store.eventstore import EventStore
-from service.webhooks import routes as webhook_routes
 
 
 def all_routes() -> list[Route]:
