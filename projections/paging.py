@@ -10,8 +10,11 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, TypeVar
+
+T = TypeVar("T")
 
 DEFAULT_LIMIT = 50
 MAX_LIMIT = 500
@@ -70,9 +73,19 @@ def decode_cursor(cursor: str, *, kind: str, maximum: int = MAX_KEY) -> int:
     return after
 
 
+def one_page(
+    rows: Sequence[T], size: int, *, kind: str, key: Callable[[T], int]
+) -> tuple[Sequence[T], str | None]:
+    """A page of a list and its ``next_cursor``. ``rows`` was fetched with one
+    more than ``size``: the extra row only says that a next page exists, so an
+    exactly full last page gets no cursor (a client would follow it into an
+    empty page)."""
+    if len(rows) <= size:
+        return rows, None
+    kept = rows[:size]
+    return kept, encode_cursor(key(kept[-1]), kind=kind)
+
+
 def next_cursor(keys: list[int], request: PageRequest, *, kind: str) -> str | None:
-    """The cursor after a page. Queries fetch ``limit + 1`` rows: the extra one
-    only says that there is a next page (so a full last page gets no cursor)."""
-    if len(keys) <= request.limit:
-        return None
-    return encode_cursor(keys[request.limit - 1], kind=kind)
+    """The cursor after a page whose query fetched ``limit + 1`` keys."""
+    return one_page(keys, request.limit, kind=kind, key=int)[1]

@@ -16,6 +16,7 @@ from domain import (
     parse_envelope,
     relationship_view,
 )
+from projections.paging import one_page
 from service.application import Caller, IdempotencyKey
 from service.http.context import principal, services
 from service.http.idempotency import idempotent
@@ -30,7 +31,7 @@ from service.http.requests import (
     query_int,
 )
 from service.http.routing import READ, WRITE, Param, Route
-from service.http.views import decode_cursor, one_page, recorded_event
+from service.http.views import decode_cursor, recorded_event
 from service.store.records import StoredRecord
 
 EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS

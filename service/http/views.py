@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
 from typing import Any, TypeVar
 
 from domain import event_data, to_jsonable
@@ -35,19 +34,6 @@ def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]
         view["from_phase"] = event.from_phase
         view["to_phase"] = event.to_phase
     return view
-
-
-def one_page(
-    rows: Sequence[T], size: int, *, kind: str, key: Callable[[T], int]
-) -> tuple[Sequence[T], str | None]:
-    """A page of a list and its `next_cursor`. `rows` was fetched with one
-    more than `size`: the extra row only says that a next page exists, so an
-    exactly full last page gets no cursor (a client would follow it into an
-    empty page)."""
-    if len(rows) <= size:
-        return rows, None
-    kept = rows[:size]
-    return kept, paging.encode_cursor(key(kept[-1]), kind=kind)
 
 
 def decode_cursor(raw: str | None, *, kind: str, maximum: int = paging.MAX_KEY) -> int | None:
