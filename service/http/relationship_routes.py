@@ -30,7 +30,7 @@ from service.http.requests import (
     query_datetime,
     query_int,
 )
-from service.http.routing import READ, WRITE, Param, Route
+from service.http.routing import READ, WRITE, Param, Route, url_of
 from service.http.views import decode_cursor, recorded_event
 from service.store.records import StoredRecord
 
@@ -74,7 +74,7 @@ async def create_relationship(request: web.Request) -> web.Response:
             status=201,
             headers={
                 "ETag": _etag(relationship.version),
-                "Location": f"/v1/relationships/{relationship.id}",
+                "Location": url_of(request, get_relationship, id=str(relationship.id)),
             },
         )
 
@@ -116,8 +116,12 @@ async def post_event(request: web.Request) -> web.Response:
             status=201,
             headers={
                 "ETag": _etag(recorded.event.originator_version),
-                "Location": f"/v1/relationships/{relationship_id}/events"
-                f"?from_version={recorded.event.originator_version}",
+                "Location": url_of(
+                    request,
+                    list_relationship_events,
+                    {"from_version": str(recorded.event.originator_version)},
+                    id=str(relationship_id),
+                ),
             },
         )
 

@@ -71,9 +71,20 @@ def register(app: web.Application, routes: Iterable[Route]) -> None:
     the authentication middleware reads."""
     specs: dict[web.AbstractRoute, Route] = {}
     for route in routes:
-        registered = app.router.add_route(route.method, route.path, route.handler)
+        registered = app.router.add_route(
+            route.method, route.path, route.handler, name=route.operation_id
+        )
         specs[registered] = route
     app[ROUTE_SPEC] = specs
+
+
+def url_of(
+    request: web.Request, handler: Handler, query: dict[str, str] | None = None, **parts: str
+) -> str:
+    """The path of another route, by its handler: Location headers follow the
+    route table instead of repeating its paths."""
+    url = request.app.router[handler.__name__].url_for(**parts)
+    return str(url.with_query(query) if query else url)
 
 
 def route_of(request: web.Request) -> Route | None:

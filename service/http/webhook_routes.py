@@ -14,7 +14,7 @@ from projections.webhook_outbox import PHASE_CHANGED
 from service.http.context import services
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid
-from service.http.routing import ADMIN, Param, Route
+from service.http.routing import ADMIN, Param, Route, url_of
 from service.http.views import decode_cursor
 from service.webhooks import endpoints
 from service.webhooks.ssrf import UnsafeUrl, check_url
@@ -85,7 +85,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     return web.json_response(
         {**view, "secret": secret},
         status=201,
-        headers={"Location": f"/v1/webhooks/{view['id']}"},
+        headers={"Location": url_of(request, get_webhook, id=str(view["id"]))},
     )
 
 
