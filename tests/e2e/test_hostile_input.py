@@ -378,8 +378,15 @@ def test_opening_a_relationship_answers_with_its_position(server: ServerProcess)
     reply = post_json(server, "/v1/relationships", {"mentee_id": "positioned"})
     assert reply.status == 201
     body = reply.json()
+    assert reply.headers["location"] == f"/v1/relationships/{body['id']}"
     assert body["position"] == log_head(server)
-    feed = request(server, "GET", f"/v1/events?after={body['position'] - 1}&limit=1").json()
+    posted = post_json(
+        server,
+        f"/v1/relationships/{body['id']}/events",
+        {"type": "concern.raised", "data": {"category": "other", "severity": "low"}},
+    )
+    assert posted.headers["location"] == f"/v1/relationships/{body['id']}/events?from_version=2"
+    feed = request(server, "GET", f"/v1/events?after={body['position'] - 1}&limit=2").json()
     assert feed["items"][0]["relationship_id"] == body["id"]
 
 
