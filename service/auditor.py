@@ -22,13 +22,13 @@ from domain import Actor, Envelope, Relationship, relationship_view
 from domain.samples import Clock, long_history, walk_to
 from projections.timeline import event_entry
 from service import composition
+from service.platform.settings import Settings
 from service.projection_runner import (
     RebuildFailed,
     RebuildProgress,
     projected_event,
 )
 from service.read_models import LogCheck, StreamCheck
-from service.settings import Settings
 from workflows import PHASES, Phase
 
 Format = Literal["json", "text"]

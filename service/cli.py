@@ -17,13 +17,15 @@ from aiohttp import web
 
 import workflows
 from domain.schema import parse_datetime
-from service import auditor, composition, logs
+from service import auditor, composition
+from service.access.tokens import ROLES, TokenRegistry
 from service.http.app import create_app
 from service.http.server import ServiceRunner
-from service.http.tokens import ROLES, TokenRegistry
-from service.runtime import NoDatabase, open_existing_store, open_store, tune_gc
-from service.settings import Settings, SettingsError
+from service.platform import logs
+from service.platform.gc_tuning import tune_gc
+from service.platform.settings import Settings, SettingsError
 from service.store.errors import StoreUnavailable
+from service.store.opening import NoDatabase, open_existing_store, open_store
 
 log = logging.getLogger("mentorflow")
 SHUTDOWN_GRACE_S = 30.0

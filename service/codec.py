@@ -7,7 +7,7 @@ from typing import Any
 from eventsourcing.persistence import Mapper
 
 from domain import make_mapper
-from service.settings import Settings
+from service.platform.settings import Settings
 
 
 def mapper_for(settings: Settings) -> Mapper[Any]:

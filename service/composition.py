@@ -16,19 +16,18 @@ from dataclasses import dataclass
 from domain import Relationship
 from projections import all_projections
 from projections.webhook_outbox import WebhookOutbox
+from service.access.tokens import TokenRegistry
 from service.application import Application
 from service.codec import mapper_for
-from service.http.idempotency import ResponseKeeper
-from service.http.metrics import Metrics
-from service.http.tokens import TokenRegistry
+from service.platform.metrics import Metrics
+from service.platform.settings import Settings
+from service.platform.supervisor import Supervisor
 from service.projection_runner import ProjectionRunner
 from service.read_models import ReadModels
 from service.relationships import RelationshipRepository
-from service.runtime import open_existing_store, open_store
-from service.settings import Settings
 from service.store.eventstore import EventStore
+from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
-from service.supervisor import Supervisor
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from service.webhooks.sealing import SecretSealer
 
@@ -52,8 +51,6 @@ class Components:
     """Seals webhook secrets before they are stored."""
     supervisor: Supervisor
     """Runs every background task of this process (restarts them after a failure)."""
-    responses: ResponseKeeper
-    """Responses kept for Idempotency-Key replays (sealed, expiring)."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
@@ -98,14 +95,16 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         dsn=dsn,
         metrics=metrics,
         repository=repository,
-        application=Application(repository, on_saved=metrics.saved),
+        application=Application(
+            repository,
+            on_saved=lambda saved: metrics.appended(r.event.api_type for r in saved.events),
+        ),
         tokens=TokenRegistry(store, settings.admin_token),
         runner=runner,
         read_models=ReadModels(store, decode, runner),
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
-        responses=ResponseKeeper(store, settings.cipher_key),
     )
 
 

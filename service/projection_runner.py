@@ -1,7 +1,7 @@
 """Running the projections: one worker per projection across all processes.
 
 For each projection, every process runs a worker task (under the process's
-:class:`~service.supervisor.Supervisor`) that competes for a PostgreSQL
+:class:`~service.platform.supervisor.Supervisor`) that competes for a PostgreSQL
 advisory lock on a dedicated connection. The winner follows the global log
 from the projection's checkpoint and commits, per batch, the projection's
 rows and its checkpoint in one transaction *on that same connection*: if the
@@ -66,14 +66,14 @@ from prometheus_client import CollectorRegistry, Counter, Gauge
 from domain import Relationship
 from projections import ProjectedEvent, Projection, all_projections
 from service.codec import mapper_for
+from service.platform.settings import Settings
+from service.platform.supervisor import Supervisor
+from service.platform.tasks import cancel_and_wait
 from service.relationships import RelationshipRepository
-from service.settings import Settings
 from service.store import database
 from service.store.database import connect, quote_ident, resolve_database_url
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord, Tracking
-from service.supervisor import Supervisor
-from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

@@ -12,6 +12,7 @@ from aiohttp import web
 from service.composition import Components, build
 from service.http import ops_routes, read_routes, relationship_routes, webhook_routes
 from service.http.context import SERVICES
+from service.http.idempotency import RESPONSES, ResponseKeeper
 from service.http.middleware import (
     authenticate,
     declared_query,
@@ -22,7 +23,7 @@ from service.http.middleware import (
 from service.http.openapi import build_openapi
 from service.http.requests import MAX_BODY, STOPPING
 from service.http.routing import Route, register
-from service.settings import Settings
+from service.platform.settings import Settings
 from service.store.eventstore import EventStore
 
 
@@ -55,6 +56,7 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
         middlewares=[request_context, problems, utf8_headers, authenticate, declared_query],
     )
     app[SERVICES] = components
+    app[RESPONSES] = ResponseKeeper(components.store, components.settings.cipher_key)
     register(app, all_routes())
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from service.access.tokens import Principal
 from service.composition import Components
-from service.http.tokens import Principal
 
 SERVICES = web.AppKey("services", Components)
 

@@ -23,9 +23,9 @@ from typing import Any
 from aiohttp import web
 
 from domain import DomainError
+from service.access.tokens import Principal
 from service.application import IdempotencyKey
 from service.http.problems import Problem, problem_from_domain
-from service.http.tokens import Principal
 from service.store.eventstore import EventStore
 from service.webhooks.sealing import SecretSealer, SecretUnavailable
 
@@ -122,14 +122,18 @@ def fingerprint(request: web.Request, body: bytes) -> bytes:
     return digest.digest()
 
 
+RESPONSES = web.AppKey("responses", ResponseKeeper)
+"""The application's kept responses (sealed, expiring)."""
+
+
 async def idempotent(
     request: web.Request,
-    keeper: ResponseKeeper,
     who: Principal,
     body: bytes,
     handler: Callable[[IdempotencyKey | None], Awaitable[web.Response]],
 ) -> web.Response:
     """Run `handler` once per (token id, key); replay its response afterwards."""
+    keeper = request.app[RESPONSES]
     key = request.headers.get("Idempotency-Key")
     if key is None:
         return await handler(None)

@@ -10,11 +10,11 @@ from aiohttp import web
 
 import workflows
 from projections.paging import encode_cursor
+from service.access.tokens import Role, TokenRefused, check_token_request
 from service.http.context import services
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid, query_choice
 from service.http.routing import ADMIN, READ, Param, Route
-from service.http.tokens import Role, TokenRefused, check_token_request
 from service.http.views import decode_cursor
 
 OPENAPI = web.AppKey("openapi", dict)

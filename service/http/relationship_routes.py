@@ -78,7 +78,7 @@ async def create_relationship(request: web.Request) -> web.Response:
             },
         )
 
-    return await idempotent(request, s.responses, who, raw, handle)
+    return await idempotent(request, who, raw, handle)
 
 
 async def get_relationship(request: web.Request) -> web.Response:
@@ -125,7 +125,7 @@ async def post_event(request: web.Request) -> web.Response:
             },
         )
 
-    return await idempotent(request, s.responses, who, raw, handle)
+    return await idempotent(request, who, raw, handle)
 
 
 def _event_parts(body: dict[str, Any]) -> tuple[str, Any]:

@@ -18,7 +18,7 @@ from aiohttp import web
 
 from domain.schema import parse_datetime
 from service.http.problems import Problem
-from service.tasks import cancel_and_wait
+from service.platform.tasks import cancel_and_wait
 
 MAX_BODY = 64 * 1024
 MAX_INTEGER = 2**53  # beyond any version or position, and exact in JSON

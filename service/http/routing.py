@@ -9,7 +9,7 @@ from typing import Any
 
 from aiohttp import web
 
-from service.http.tokens import Role
+from service.access.tokens import Role
 
 Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 

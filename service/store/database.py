@@ -16,7 +16,7 @@ from typing import Any
 
 import asyncpg
 
-from service.settings import Settings
+from service.platform.settings import Settings
 
 log = logging.getLogger(__name__)
 

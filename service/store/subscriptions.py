@@ -18,10 +18,10 @@ from typing import Any
 
 import asyncpg
 
+from service.platform.tasks import cancel_and_wait
 from service.store.database import connect
 from service.store.errors import StoreUnavailable
 from service.store.records import StoredRecord
-from service.tasks import cancel_and_wait
 
 log = logging.getLogger(__name__)
 

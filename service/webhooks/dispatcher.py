@@ -31,10 +31,10 @@ import aiohttp
 import asyncpg
 
 from projections.webhook_outbox import webhook_channel, wire_id
+from service.platform.supervisor import Supervisor
+from service.platform.tasks import cancel_and_wait
 from service.store.errors import StoreUnavailable
 from service.store.eventstore import EventStore
-from service.supervisor import Supervisor
-from service.tasks import cancel_and_wait
 from service.webhooks import endpoints
 from service.webhooks.sealing import PLAIN, SecretSealer
 from service.webhooks.signing import signature_header

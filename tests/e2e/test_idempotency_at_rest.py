@@ -12,9 +12,9 @@ import asyncpg
 import pytest
 
 from domain import create_cipher_key
+from service.access.tokens import Principal
 from service.application import IdempotencyKey
 from service.http.idempotency import ResponseKeeper
-from service.http.tokens import Principal
 from service.store.eventstore import EventStore
 from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, TO_CULTIVATION

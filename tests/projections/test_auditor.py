@@ -11,10 +11,10 @@ import pytest
 from domain import REDACTED
 from domain.samples import walk_to
 from service import auditor
+from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
 from service.read_models import ReadModels
 from service.relationships import RelationshipRepository
-from service.settings import Settings
 from service.store.eventstore import EventStore
 from tests.projections.support import decoder, dump, save_all
 from workflows import PHASES

@@ -16,9 +16,9 @@ from domain.samples import long_history, walk_to
 from projections import PhaseStatistics, ProjectedEvent, RelationshipSummaries, Timeline
 from projections.webhook_outbox import WebhookOutbox
 from service import auditor
+from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner, RebuildFailed, shadow_schema
 from service.relationships import RelationshipRepository
-from service.settings import Settings
 from service.store.eventstore import EventStore
 from tests.projections.support import dump, runner_for, save_all
 

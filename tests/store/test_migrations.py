@@ -8,7 +8,7 @@ from uuid import uuid4
 import asyncpg
 import pytest
 
-from service.http.tokens import BOOTSTRAP_NAME, TokenRegistry, hash_token, new_token
+from service.access.tokens import BOOTSTRAP_NAME, TokenRegistry, hash_token, new_token
 from service.store.eventstore import EventStore
 from service.store.migrations import available_migrations, migrate, pending_migrations
 from service.store.records import NewEvent

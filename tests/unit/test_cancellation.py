@@ -19,10 +19,10 @@ from typing import Any
 
 import pytest
 
+from service.platform.tasks import cancel_and_wait
 from service.projection_runner import ProjectionRunner
 from service.store.records import StoredRecord
 from service.store.subscriptions import Notifier, Subscription
-from service.tasks import cancel_and_wait
 
 OFFSETS = range(8)
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 
-from service.supervisor import Supervisor
+from service.platform.supervisor import Supervisor
 
 
 async def test_a_failing_task_is_released_and_restarted_with_backoff() -> None:

@@ -22,9 +22,9 @@ from domain import Envelope, create_cipher_key
 from domain.samples import walk_to
 from projections.webhook_outbox import WebhookOutbox
 from service.codec import mapper_for
+from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
 from service.relationships import RelationshipRepository
-from service.settings import Settings
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig

@@ -4,9 +4,9 @@ own (lag, checkpoint, leader per projection) to the same registry."""
 
 from __future__ import annotations
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from collections.abc import Iterable
 
-from service.relationships import Saved
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -50,9 +50,9 @@ class Metrics:
     def task_failed(self, task: str, _error: BaseException | None) -> None:
         self.task_failures.labels(task).inc()
 
-    def saved(self, saved: Saved) -> None:
-        for recorded in saved.events:
-            self.appends.labels(recorded.event.api_type).inc()
+    def appended(self, event_types: Iterable[str]) -> None:
+        for event_type in event_types:
+            self.appends.labels(event_type).inc()
 
     def webhook_attempt(self, outcome: str) -> None:
         self.webhook_attempts.labels(outcome).inc()

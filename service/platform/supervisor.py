@@ -25,7 +25,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from service.tasks import cancel_and_wait
+from service.platform.tasks import cancel_and_wait
 
 log = logging.getLogger("mentorflow.supervisor")
 

@@ -1,0 +1,1 @@
+"""Who may call: API tokens (hashed, revocable, program-scoped) and their roles."""
