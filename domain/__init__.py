@@ -29,7 +29,9 @@ from domain.errors import (
     UnmetRule,
     ValidationFailed,
 )
+from domain.event_view import event_view
 from domain.jsonable import to_jsonable
+from domain.metadata import EventMetadata, event_metadata, metadata_of, read_metadata
 from domain.relationship import Relationship
 from domain.replay import rebuild, rebuild_from_stored, take_snapshot
 from domain.serialization import create_cipher_key, make_mapper, transcodings
@@ -48,6 +50,7 @@ __all__ = [
     "Cadence",
     "DomainError",
     "Envelope",
+    "EventMetadata",
     "FieldError",
     "Goal",
     "GuardFailed",
@@ -62,9 +65,13 @@ __all__ = [
     "envelope_schema",
     "event_class",
     "event_data",
+    "event_metadata",
+    "event_view",
     "make_mapper",
+    "metadata_of",
     "opening_schema",
     "parse_envelope",
+    "read_metadata",
     "rebuild",
     "rebuild_from_stored",
     "redact",

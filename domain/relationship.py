@@ -23,6 +23,7 @@ from eventsourcing.domain import Aggregate
 
 import workflows
 from domain.errors import FieldError, GuardFailed, InvalidTransition, UnmetRule, ValidationFailed
+from domain.metadata import ENVELOPE_FIELDS, changes_phase
 from domain.schema import validator_for
 from domain.state import (
     AgreementVersion,
@@ -61,23 +62,6 @@ from domain.values import (
     Text,
 )
 from workflows import AgreementFacts, LifecycleFacts, Phase
-
-ENVELOPE_FIELDS = frozenset(
-    {
-        "originator_id",
-        "originator_version",
-        "originator_topic",
-        "timestamp",
-        "actor",
-        "occurred_at",
-        "source",
-        "correlation_id",
-        "causation_id",
-        "from_phase",
-        "to_phase",
-    }
-)
-"""Fields every event carries besides its data (identity, envelope, phases)."""
 
 
 class Relationship(Aggregate):
@@ -278,7 +262,7 @@ class Relationship(Aggregate):
         def apply(self, aggregate: Any) -> None:
             relationship = cast(Relationship, aggregate)
             self.evolve(relationship)
-            if self.to_phase != self.from_phase:
+            if self.changes_phase:
                 relationship._enter(self.to_phase, self.occurred_at)
 
         def evolve(self, relationship: "Relationship") -> None:
@@ -314,7 +298,14 @@ class Relationship(Aggregate):
 
         @property
         def changes_phase(self) -> bool:
-            return self.from_phase != self.to_phase
+            return changes_phase(self.from_phase, self.to_phase)
+
+        def concluded_outcome(self) -> str | None:
+            """The outcome this event concludes the relationship with (None for
+            an event that does not conclude it). The one place that says what
+            a conclusion or a withdrawal means: the aggregate and the read
+            models ask the event."""
+            return None
 
         def data_fields(self) -> dict[str, Any]:
             """The event's data as typed values (not JSON-ready; see ``domain.event_data``)."""
@@ -748,8 +739,11 @@ class Relationship(Aggregate):
         outcome: Outcome
         summary: Text | None = None
 
+        def concluded_outcome(self) -> str:
+            return self.outcome
+
         def evolve(self, relationship: "Relationship") -> None:
-            relationship.outcome = self.outcome
+            relationship.outcome = self.concluded_outcome()
             relationship.outcome_summary = self.summary
 
     class RelationshipWithdrawn(Event):
@@ -761,8 +755,11 @@ class Relationship(Aggregate):
         safety_override: bool | None = None
         justification: Text | None = None
 
+        def concluded_outcome(self) -> str:
+            return "withdrawn"
+
         def evolve(self, relationship: "Relationship") -> None:
-            relationship.outcome = "withdrawn"
+            relationship.outcome = self.concluded_outcome()
             relationship.outcome_summary = self.reason_code
 
 

@@ -1,0 +1,142 @@
+"""An event's metadata: the envelope kept beside its payload in clear.
+
+One place builds it from a domain event when the event is recorded
+(:func:`event_metadata`) and one reads it back into a typed value
+(:func:`read_metadata`, an :class:`EventMetadata`): the type, when it
+happened, who posted it and from where, the correlation and causation ids,
+and the phase change. Never a confidential field. Readers of the log
+(projections, the audit trail, webhooks) see a phase change, and whether it
+concludes the relationship, from this alone, without decoding the payload.
+
+Pure, and below the aggregate: :mod:`domain.relationship` imports
+:data:`ENVELOPE_FIELDS` and :func:`changes_phase` from here.
+"""
+
+from collections.abc import Mapping
+from datetime import datetime
+from typing import Any, NamedTuple, Protocol
+
+from domain.jsonable import JSONValue, to_jsonable
+from workflows import Phase
+
+CONCLUDED: Phase = "concluded"
+
+ENVELOPE_FIELDS = frozenset(
+    {
+        "originator_id",
+        "originator_version",
+        "originator_topic",
+        "timestamp",
+        "actor",
+        "occurred_at",
+        "source",
+        "correlation_id",
+        "causation_id",
+        "from_phase",
+        "to_phase",
+    }
+)
+"""Fields every domain event carries besides its data (identity, envelope, phases)."""
+
+
+def changes_phase(from_phase: str | None, to_phase: str | None) -> bool:
+    """Whether an event moved its relationship to another phase (the one
+    definition, for domain events and for metadata read back alike)."""
+    return from_phase != to_phase
+
+
+class MetadataSource(Protocol):
+    """What :func:`metadata_of` reads of a domain event (``Relationship.Event``)."""
+
+    @property
+    def api_type(self) -> str: ...
+    @property
+    def occurred_at(self) -> datetime: ...
+    @property
+    def actor(self) -> Any: ...
+    @property
+    def source(self) -> str | None: ...
+    @property
+    def correlation_id(self) -> str | None: ...
+    @property
+    def causation_id(self) -> str | None: ...
+    @property
+    def from_phase(self) -> Phase: ...
+    @property
+    def to_phase(self) -> Phase: ...
+
+
+class EventMetadata(NamedTuple):
+    """An event's metadata as a typed value (``actor`` in its JSON form).
+    A tuple: cheap to make for every event a projection reads."""
+
+    type: str
+    occurred_at: datetime | None
+    actor: JSONValue
+    source: str | None
+    correlation_id: str | None
+    causation_id: str | None
+    from_phase: str | None
+    to_phase: str | None
+
+    @property
+    def changes_phase(self) -> bool:
+        return changes_phase(self.from_phase, self.to_phase)
+
+    @property
+    def concludes(self) -> bool:
+        """Whether the event concluded the relationship (a conclusion or a
+        withdrawal: the events whose ``concluded_outcome`` is set)."""
+        return self.to_phase == CONCLUDED and self.changes_phase
+
+    def stored(self) -> dict[str, Any]:
+        """The JSON object kept beside the payload (absent values left out)."""
+        metadata = {
+            "type": self.type,
+            "occurred_at": to_jsonable(self.occurred_at),
+            "actor": self.actor,
+            "source": self.source,
+            "correlation_id": self.correlation_id,
+            "causation_id": self.causation_id,
+            "from_phase": self.from_phase,
+            "to_phase": self.to_phase,
+        }
+        return {key: value for key, value in metadata.items() if value is not None}
+
+
+def metadata_of(event: MetadataSource) -> EventMetadata:
+    """The metadata of a domain event, as a typed value."""
+    return EventMetadata(
+        type=event.api_type,
+        occurred_at=event.occurred_at,
+        actor=to_jsonable(event.actor),
+        source=event.source,
+        correlation_id=event.correlation_id,
+        causation_id=event.causation_id,
+        from_phase=event.from_phase,
+        to_phase=event.to_phase,
+    )
+
+
+def event_metadata(event: MetadataSource) -> dict[str, Any]:
+    """The metadata of a domain event as the store keeps it (JSON)."""
+    return metadata_of(event).stored()
+
+
+def _text(value: Any) -> str | None:
+    return value if isinstance(value, str) else None
+
+
+def read_metadata(raw: Mapping[str, Any]) -> EventMetadata:
+    """Stored metadata read back (a member missing or of the wrong kind reads as None)."""
+    occurred_at = raw.get("occurred_at")
+    return EventMetadata(
+        type=str(raw.get("type", "")),
+        occurred_at=datetime.fromisoformat(occurred_at) if isinstance(occurred_at, str) else None,
+        actor=raw.get("actor"),
+        source=_text(raw.get("source")),
+        correlation_id=_text(raw.get("correlation_id")),
+        causation_id=_text(raw.get("causation_id")),
+        from_phase=_text(raw.get("from_phase")),
+        to_phase=_text(raw.get("to_phase")),
+    )
