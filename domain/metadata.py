@@ -123,20 +123,25 @@ def event_metadata(event: MetadataSource) -> dict[str, Any]:
     return metadata_of(event).stored()
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
+_new_metadata = tuple.__new__
+"""Makes an :class:`EventMetadata` from its values in field order, without the
+keyword handling of the class call (read once per event per projection)."""
 
 
 def read_metadata(raw: Mapping[str, Any]) -> EventMetadata:
     """Stored metadata read back (a member missing or of the wrong kind reads as None)."""
-    occurred_at = raw.get("occurred_at")
-    return EventMetadata(
-        type=str(raw.get("type", "")),
-        occurred_at=datetime.fromisoformat(occurred_at) if isinstance(occurred_at, str) else None,
-        actor=raw.get("actor"),
-        source=_text(raw.get("source")),
-        correlation_id=_text(raw.get("correlation_id")),
-        causation_id=_text(raw.get("causation_id")),
-        from_phase=_text(raw.get("from_phase")),
-        to_phase=_text(raw.get("to_phase")),
+    get = raw.get
+    occurred_at, source = get("occurred_at"), get("source")
+    correlation_id, causation_id = get("correlation_id"), get("causation_id")
+    from_phase, to_phase = get("from_phase"), get("to_phase")
+    values = (
+        str(get("type", "")),
+        datetime.fromisoformat(occurred_at) if isinstance(occurred_at, str) else None,
+        get("actor"),
+        source if isinstance(source, str) else None,
+        correlation_id if isinstance(correlation_id, str) else None,
+        causation_id if isinstance(causation_id, str) else None,
+        from_phase if isinstance(from_phase, str) else None,
+        to_phase if isinstance(to_phase, str) else None,
     )
+    return _new_metadata(EventMetadata, values)
