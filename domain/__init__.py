@@ -20,7 +20,7 @@ from domain.catalog import (
     opening_schema,
     redact,
 )
-from domain.envelope import ENVELOPE_KEYS, parse_envelope
+from domain.envelope import ENVELOPE_KEYS, EVENT_BODY_KEYS, parse_envelope
 from domain.errors import (
     DomainError,
     FieldError,
@@ -41,6 +41,7 @@ from domain.view import relationship_view
 __all__ = [
     "CONFIDENTIAL_FIELDS",
     "ENVELOPE_KEYS",
+    "EVENT_BODY_KEYS",
     "EVENT_CLASSES",
     "EVENT_TYPES_BY_CLASS",
     "RECORDABLE_TYPES",

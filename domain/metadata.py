@@ -9,7 +9,7 @@ and the phase change. Never a confidential field. Readers of the log
 concludes the relationship, from this alone, without decoding the payload.
 
 Pure, and below the aggregate: :mod:`domain.relationship` imports
-:data:`ENVELOPE_FIELDS` and :func:`changes_phase` from here.
+:data:`ENVELOPE_FIELDS`, :func:`changes_phase` and :func:`paused_after` from here.
 """
 
 from collections.abc import Mapping
@@ -20,6 +20,8 @@ from domain.jsonable import JSONValue, to_jsonable
 from workflows import Phase
 
 CONCLUDED: Phase = "concluded"
+PAUSED = "relationship.paused"
+RESUMED = "relationship.resumed"
 
 ENVELOPE_FIELDS = frozenset(
     {
@@ -43,6 +45,16 @@ def changes_phase(from_phase: str | None, to_phase: str | None) -> bool:
     """Whether an event moved its relationship to another phase (the one
     definition, for domain events and for metadata read back alike)."""
     return from_phase != to_phase
+
+
+def paused_after(paused: bool, event_type: str, phase_changed: bool) -> bool:
+    """Whether a relationship is paused after an event, given whether it was
+    before: a pause starts with ``relationship.paused`` and ends with
+    ``relationship.resumed`` or with any phase change (the one statement of
+    that rule: the aggregate and the read models apply it)."""
+    if phase_changed or event_type == RESUMED:
+        return False
+    return paused or event_type == PAUSED
 
 
 class MetadataSource(Protocol):
@@ -88,6 +100,10 @@ class EventMetadata(NamedTuple):
         """Whether the event concluded the relationship (a conclusion or a
         withdrawal: the events whose ``concluded_outcome`` is set)."""
         return self.to_phase == CONCLUDED and self.changes_phase
+
+    def paused_after(self, paused: bool) -> bool:
+        """Whether the relationship is paused after this event (see :func:`paused_after`)."""
+        return paused_after(paused, self.type, self.changes_phase)
 
     def stored(self) -> dict[str, Any]:
         """The JSON object kept beside the payload (absent values left out)."""

@@ -23,7 +23,7 @@ from eventsourcing.domain import Aggregate
 
 import workflows
 from domain.errors import FieldError, GuardFailed, InvalidTransition, UnmetRule, ValidationFailed
-from domain.metadata import ENVELOPE_FIELDS, changes_phase
+from domain.metadata import ENVELOPE_FIELDS, changes_phase, paused_after
 from domain.schema import validator_for
 from domain.state import (
     AgreementVersion,
@@ -227,7 +227,6 @@ class Relationship(Aggregate):
     def _enter(self, phase: Phase, at: datetime) -> None:
         self.phase = phase
         self.phase_entered_at[phase] = at
-        self.pause = None
         if phase == "establishment":
             self.establishment_round += 1
         if phase == "refinement":
@@ -262,7 +261,10 @@ class Relationship(Aggregate):
         def apply(self, aggregate: Any) -> None:
             relationship = cast(Relationship, aggregate)
             self.evolve(relationship)
-            if self.changes_phase:
+            phase_changed = self.changes_phase
+            if not paused_after(relationship.paused, self.api_type, phase_changed):
+                relationship.pause = None
+            if phase_changed:
                 relationship._enter(self.to_phase, self.occurred_at)
 
         def evolve(self, relationship: "Relationship") -> None:
@@ -710,9 +712,7 @@ class Relationship(Aggregate):
         """The pair carries on where it stopped."""
 
         api_type = "relationship.resumed"
-
-        def evolve(self, relationship: "Relationship") -> None:
-            relationship.pause = None
+        # The pause ends in ``Event.apply`` (``domain.metadata.paused_after``).
 
     class ReviewStarted(Event):
         """Time to look back: goals reached, circumstances changed, term ended..."""

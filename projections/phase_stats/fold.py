@@ -11,9 +11,10 @@ from dataclasses import dataclass
 from datetime import datetime
 from uuid import UUID
 
+from domain.metadata import PAUSED, RESUMED
 from projections.base import ProjectedEvent
 
-RELEVANT = frozenset({"relationship.opened", "relationship.paused", "relationship.resumed"})
+RELEVANT = frozenset({"relationship.opened", PAUSED, RESUMED})
 """Event types the fold reads besides those that change phase."""
 
 
@@ -70,12 +71,11 @@ def apply(changes: BatchChanges, event: ProjectedEvent) -> None:
     current = changes.current.get(rid)
     if current is None:
         return  # never opened: nothing to count
-    if event.type in ("relationship.paused", "relationship.resumed"):
-        current.paused = event.type == "relationship.paused"
     outcome = event.outcome  # the event says what outcome it concluded with
     if outcome is not None:
         current.outcome = outcome
     meta = event.meta
+    current.paused = meta.paused_after(current.paused)  # the aggregate's rule
     if meta.changes_phase and meta.to_phase is not None:
-        current.phase, current.paused = meta.to_phase, False
+        current.phase = meta.to_phase
         changes.change_phase(event, meta.to_phase)

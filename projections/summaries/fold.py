@@ -127,11 +127,11 @@ def _concern_raised(s: Summary, e: ProjectedEvent) -> None:
 
 
 def _paused(s: Summary, e: ProjectedEvent) -> None:
-    s.paused, s.paused_since = True, e.occurred_at
+    s.paused_since = e.occurred_at
 
 
 def _resumed(s: Summary, e: ProjectedEvent) -> None:
-    s.paused, s.paused_since, s.resumed_at = False, None, e.occurred_at
+    s.resumed_at = e.occurred_at
 
 
 _EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
@@ -159,10 +159,9 @@ def needs_payload(event: ProjectedEvent) -> bool:
 
 
 def _enter(s: Summary, phase: str, at: datetime) -> None:
-    """A phase change, as the aggregate's ``_enter``: it ends a pause, and here
-    it also settles the concerns raised in the phase that is left."""
+    """A phase change; here it also settles the concerns raised in the phase
+    that is left (the at-risk rule's notion of an open concern)."""
     s.phase, s.phase_entered_at = phase, at
-    s.paused, s.paused_since = False, None
     s.open_high_concerns = 0
     if phase == "cultivation":
         s.established_at = at
@@ -185,6 +184,10 @@ def apply(summary: Summary | None, event: ProjectedEvent) -> Summary | None:
     if outcome is not None:
         summary.outcome = outcome
     meta = event.meta
+    if summary.paused != (paused := meta.paused_after(summary.paused)):
+        summary.paused = paused  # started or ended, by the aggregate's rule
+        if not paused:
+            summary.paused_since = None
     if meta.changes_phase and meta.to_phase is not None:
         _enter(summary, meta.to_phase, event.occurred_at)
     return summary

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from domain import (
     ENVELOPE_KEYS,
+    EVENT_BODY_KEYS,
     FieldError,
     Relationship,
     ValidationFailed,
@@ -32,8 +33,6 @@ from service.http.requests import (
 from service.http.routing import READ, WRITE, Param, Route
 from service.http.views import decode_cursor, one_page, recorded_event
 from service.store.records import StoredRecord
-
-EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS
 
 
 def _now() -> datetime:
