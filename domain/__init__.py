@@ -20,7 +20,7 @@ from domain.catalog import (
     opening_schema,
     redact,
 )
-from domain.envelope import ENVELOPE_KEYS, parse_envelope
+from domain.envelope import ENVELOPE_KEYS, EVENT_BODY_KEYS, parse_envelope
 from domain.errors import (
     DomainError,
     FieldError,
@@ -29,7 +29,9 @@ from domain.errors import (
     UnmetRule,
     ValidationFailed,
 )
+from domain.event_view import event_view
 from domain.jsonable import to_jsonable
+from domain.metadata import EventMetadata, event_metadata, metadata_of, read_metadata
 from domain.relationship import Relationship
 from domain.replay import rebuild, rebuild_from_stored, take_snapshot
 from domain.serialization import create_cipher_key, make_mapper, transcodings
@@ -39,6 +41,7 @@ from domain.view import relationship_view
 __all__ = [
     "CONFIDENTIAL_FIELDS",
     "ENVELOPE_KEYS",
+    "EVENT_BODY_KEYS",
     "EVENT_CLASSES",
     "EVENT_TYPES_BY_CLASS",
     "RECORDABLE_TYPES",
@@ -48,6 +51,7 @@ __all__ = [
     "Cadence",
     "DomainError",
     "Envelope",
+    "EventMetadata",
     "FieldError",
     "Goal",
     "GuardFailed",
@@ -62,9 +66,13 @@ __all__ = [
     "envelope_schema",
     "event_class",
     "event_data",
+    "event_metadata",
+    "event_view",
     "make_mapper",
+    "metadata_of",
     "opening_schema",
     "parse_envelope",
+    "read_metadata",
     "rebuild",
     "rebuild_from_stored",
     "redact",

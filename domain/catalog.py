@@ -12,7 +12,8 @@ from typing import Any
 
 from domain.envelope import EnvelopeFields
 from domain.jsonable import JSONValue, to_jsonable
-from domain.relationship import ENVELOPE_FIELDS, EVENT_CLASSES, RECORDABLE_TYPES, Relationship
+from domain.metadata import ENVELOPE_FIELDS
+from domain.relationship import EVENT_CLASSES, RECORDABLE_TYPES, Relationship
 from domain.schema import ObjectValidator, dataclass_fields, validator_for
 
 CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {

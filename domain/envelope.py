@@ -22,6 +22,9 @@ class EnvelopeFields:
 ENVELOPE_KEYS = frozenset(validator_for(EnvelopeFields, kind="envelope").fields)
 """The members of a request body that belong to the envelope."""
 
+EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS
+"""The members of an event's request body: its type, its data and its envelope."""
+
 
 def parse_envelope(body: Mapping[str, Any], *, source: str | None, now: datetime) -> Envelope:
     """The envelope of a request: ``occurred_at`` (default ``now``), ``actor``,

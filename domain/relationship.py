@@ -23,6 +23,7 @@ from eventsourcing.domain import Aggregate
 
 import workflows
 from domain.errors import FieldError, GuardFailed, InvalidTransition, UnmetRule, ValidationFailed
+from domain.metadata import ENVELOPE_FIELDS, changes_phase, paused_after
 from domain.schema import validator_for
 from domain.state import (
     AgreementVersion,
@@ -61,23 +62,6 @@ from domain.values import (
     Text,
 )
 from workflows import AgreementFacts, LifecycleFacts, Phase
-
-ENVELOPE_FIELDS = frozenset(
-    {
-        "originator_id",
-        "originator_version",
-        "originator_topic",
-        "timestamp",
-        "actor",
-        "occurred_at",
-        "source",
-        "correlation_id",
-        "causation_id",
-        "from_phase",
-        "to_phase",
-    }
-)
-"""Fields every event carries besides its data (identity, envelope, phases)."""
 
 
 class Relationship(Aggregate):
@@ -243,7 +227,6 @@ class Relationship(Aggregate):
     def _enter(self, phase: Phase, at: datetime) -> None:
         self.phase = phase
         self.phase_entered_at[phase] = at
-        self.pause = None
         if phase == "establishment":
             self.establishment_round += 1
         if phase == "refinement":
@@ -278,7 +261,10 @@ class Relationship(Aggregate):
         def apply(self, aggregate: Any) -> None:
             relationship = cast(Relationship, aggregate)
             self.evolve(relationship)
-            if self.to_phase != self.from_phase:
+            phase_changed = self.changes_phase
+            if not paused_after(relationship.paused, self.api_type, phase_changed):
+                relationship.pause = None
+            if phase_changed:
                 relationship._enter(self.to_phase, self.occurred_at)
 
         def evolve(self, relationship: "Relationship") -> None:
@@ -314,7 +300,14 @@ class Relationship(Aggregate):
 
         @property
         def changes_phase(self) -> bool:
-            return self.from_phase != self.to_phase
+            return changes_phase(self.from_phase, self.to_phase)
+
+        def concluded_outcome(self) -> str | None:
+            """The outcome this event concludes the relationship with (None for
+            an event that does not conclude it). The one place that says what
+            a conclusion or a withdrawal means: the aggregate and the read
+            models ask the event."""
+            return None
 
         def data_fields(self) -> dict[str, Any]:
             """The event's data as typed values (not JSON-ready; see ``domain.event_data``)."""
@@ -719,9 +712,7 @@ class Relationship(Aggregate):
         """The pair carries on where it stopped."""
 
         api_type = "relationship.resumed"
-
-        def evolve(self, relationship: "Relationship") -> None:
-            relationship.pause = None
+        # The pause ends in ``Event.apply`` (``domain.metadata.paused_after``).
 
     class ReviewStarted(Event):
         """Time to look back: goals reached, circumstances changed, term ended..."""
@@ -748,8 +739,11 @@ class Relationship(Aggregate):
         outcome: Outcome
         summary: Text | None = None
 
+        def concluded_outcome(self) -> str:
+            return self.outcome
+
         def evolve(self, relationship: "Relationship") -> None:
-            relationship.outcome = self.outcome
+            relationship.outcome = self.concluded_outcome()
             relationship.outcome_summary = self.summary
 
     class RelationshipWithdrawn(Event):
@@ -761,8 +755,11 @@ class Relationship(Aggregate):
         safety_override: bool | None = None
         justification: Text | None = None
 
+        def concluded_outcome(self) -> str:
+            return "withdrawn"
+
         def evolve(self, relationship: "Relationship") -> None:
-            relationship.outcome = "withdrawn"
+            relationship.outcome = self.concluded_outcome()
             relationship.outcome_summary = self.reason_code
 
 

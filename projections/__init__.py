@@ -1,7 +1,10 @@
 """Read models built from the global log.
 
-Each module owns its tables (DDL in ``service/store/migrations``), its event
-handlers and its queries:
+Each module owns its tables (DDL in ``service/store/migrations``), its fold
+(events -> row changes, pure) and its queries (SQL); the larger ones are
+packages with a ``fold`` and a ``queries`` module. A fold reads what the
+events say (their metadata, ``concluded_outcome``) and never re-derives what
+the aggregate decided:
 
 - :mod:`projections.summaries`: relationship summaries with at-risk flags
   (``GET /v1/relationships``);

@@ -10,33 +10,39 @@ from __future__ import annotations
 
 from typing import Any
 
-from domain import event_data, to_jsonable
+from domain import Relationship, event_view
 from projections.base import ProjectedEvent
-
-ENVELOPE = ("occurred_at", "actor", "source", "correlation_id", "causation_id")
 
 
 def audit_entry(event: ProjectedEvent, *, redact: bool) -> dict[str, Any]:
-    """One event as the auditor reads it. The data is decoded from the stored
-    payload; a payload that no longer decodes (altered in the database) is
+    """One event as the auditor reads it: the one view of a recorded event
+    (:func:`domain.event_view`) with its topic, chain hash and stored
+    metadata. A payload that no longer decodes (altered in the database) is
     reported as such instead of failing the whole trail."""
-    meta = event.metadata
-    body: dict[str, Any] = {
-        "position": event.position,
-        "version": event.version,
-        "event_id": str(event.event_id),
-        "type": event.type,
-        "topic": event.topic,
-        "recorded_at": to_jsonable(event.recorded_at),
-        **{key: meta.get(key) for key in ENVELOPE},
-        "from_phase": event.from_phase,
-        "to_phase": event.to_phase,
-        "chain_hash": event.chain_hash.hex(),
-        "metadata": dict(meta),
-    }
+
+    def view(decoded: Relationship.Event | None) -> dict[str, Any]:
+        return event_view(
+            event_id=event.event_id,
+            version=event.version,
+            position=event.position,
+            recorded_at=event.recorded_at,
+            meta=event.meta,
+            event=decoded,
+            redacted=redact,
+        )
+
+    decode_error: str | None = None
     try:
-        body["data"] = event_data(event.event, redacted=redact)
+        body = view(event.event)
     except Exception as exc:  # any decoding failure: the payload is not what was stored
-        body["data"] = None
-        body["decode_error"] = f"{type(exc).__name__}: {exc}"
+        body, decode_error = view(None), f"{type(exc).__name__}: {exc}"
+    data = body.pop("data", None)
+    body |= {
+        "topic": event.topic,
+        "chain_hash": event.chain_hash.hex(),
+        "metadata": dict(event.metadata),
+        "data": data,
+    }
+    if decode_error is not None:
+        body["decode_error"] = decode_error
     return body

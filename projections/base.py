@@ -27,7 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
-from domain import EVENT_CLASSES, Relationship
+from domain import EVENT_CLASSES, EventMetadata, Relationship, read_metadata
 from projections.sql import quote_ident
 
 Decoder = Callable[[], Relationship.Event]
@@ -43,6 +43,7 @@ class ProjectedEvent:
         "_event",
         "chain_hash",
         "event_id",
+        "meta",
         "metadata",
         "position",
         "prepared",
@@ -72,9 +73,11 @@ class ProjectedEvent:
         self.event_id = event_id
         self.topic = topic
         self.metadata = metadata
-        self.type = str(metadata.get("type", ""))
-        """The API event type (``meeting.held``), from the envelope (read once:
-        every projection asks, several times per event)."""
+        """The metadata as stored (JSON), for the audit trail."""
+        self.meta: EventMetadata = read_metadata(metadata)
+        """The metadata read back (see :mod:`domain.metadata`)."""
+        self.type = self.meta.type
+        """The API event type (``meeting.held``)."""
         self.recorded_at = recorded_at
         self.chain_hash = chain_hash
         self._decode = decode
@@ -98,25 +101,23 @@ class ProjectedEvent:
 
     @property
     def occurred_at(self) -> datetime:
-        """When it happened in the world (the envelope's ``occurred_at``)."""
-        raw = self.metadata.get("occurred_at")
-        return datetime.fromisoformat(raw) if isinstance(raw, str) else self.recorded_at
+        """When it happened in the world (the metadata's ``occurred_at``)."""
+        return self.meta.occurred_at or self.recorded_at
 
     @property
     def from_phase(self) -> str | None:
-        value = self.metadata.get("from_phase")
-        return value if isinstance(value, str) else None
+        return self.meta.from_phase
 
     @property
     def to_phase(self) -> str | None:
-        value = self.metadata.get("to_phase")
-        return value if isinstance(value, str) else None
+        return self.meta.to_phase
 
     @property
-    def changes_phase(self) -> bool:
-        """True for transitions, and for ``relationship.opened`` (which enters
-        ``reflection``): both start a stay in a phase."""
-        return self.type == "relationship.opened" or self.from_phase != self.to_phase
+    def outcome(self) -> str | None:
+        """The outcome the event concluded the relationship with (None unless
+        it concluded it): the event says it (``concluded_outcome``); only
+        such events are decoded to ask."""
+        return self.event.concluded_outcome() if self.meta.concludes else None
 
 
 class Projection(ABC):

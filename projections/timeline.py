@@ -27,7 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
-from domain import Relationship, confidential_fields, event_data, to_jsonable
+from domain import EventMetadata, Relationship, confidential_fields, event_view, to_jsonable
 from projections.base import ProjectedEvent, Projection, relationship_events
 from projections.paging import next_cursor as _next_cursor
 from projections.paging import page_request
@@ -95,56 +95,61 @@ _SELECT = (
 )
 
 
-def _text(value: Any) -> str | None:
-    return value if isinstance(value, str) else None
-
-
 def timeline_row(event: ProjectedEvent) -> TimelineRow:
-    """The row of one event: its place and its clear-text envelope (no decoding)."""
-    meta = event.metadata
+    """The row of one event: its place and its clear-text metadata (no decoding)."""
+    meta = event.meta
     return TimelineRow(
         relationship_id=event.relationship_id,
         version=event.version,
         position=event.position,
         event_id=event.event_id,
-        type=event.type,
+        type=meta.type,
         occurred_at=event.occurred_at,
         recorded_at=event.recorded_at,
-        actor=meta.get("actor"),
-        source=_text(meta.get("source")),
-        correlation_id=_text(meta.get("correlation_id")),
-        causation_id=_text(meta.get("causation_id")),
-        from_phase=event.from_phase,
-        to_phase=event.to_phase,
+        actor=meta.actor,
+        source=meta.source,
+        correlation_id=meta.correlation_id,
+        causation_id=meta.causation_id,
+        from_phase=meta.from_phase,
+        to_phase=meta.to_phase,
+    )
+
+
+def _meta(row: TimelineRow) -> EventMetadata:
+    return EventMetadata(
+        type=row.type,
+        occurred_at=row.occurred_at,
+        actor=row.actor,
+        source=row.source,
+        correlation_id=row.correlation_id,
+        causation_id=row.causation_id,
+        from_phase=row.from_phase,
+        to_phase=row.to_phase,
     )
 
 
 def entry(row: TimelineRow, event: Relationship.Event | None, *, redact: bool) -> dict[str, Any]:
-    """An entry as the API shows it: the row's envelope, with the sentence and
-    the data of its decoded event (confidential fields replaced when
-    ``redact``). Without the event (its payload no longer decodes, which
-    ``verify`` reports) the entry says so and shows no data."""
-    body: dict[str, Any] = {
-        "position": row.position,
-        "version": row.version,
-        "event_id": str(row.event_id),
-        "type": row.type,
-        "occurred_at": to_jsonable(row.occurred_at),
-        "recorded_at": to_jsonable(row.recorded_at),
-        "actor": row.actor,
-        "source": row.source,
-        "correlation_id": row.correlation_id,
-        "causation_id": row.causation_id,
-        "from_phase": row.from_phase,
-        "to_phase": row.to_phase,
-    }
+    """An entry as the API shows it: the one view of a recorded event
+    (:func:`domain.event_view`) with the sentence of its decoded event and
+    the names of the fields hidden when ``redact``. Without the event (its
+    payload no longer decodes, which ``verify`` reports) the entry says so
+    and shows no data."""
+    body = event_view(
+        event_id=row.event_id,
+        version=row.version,
+        position=row.position,
+        recorded_at=row.recorded_at,
+        meta=_meta(row),
+        event=event,
+        redacted=redact,
+    )
     if event is None:
         return body | {
             "summary": f"{row.type} (stored payload does not decode)",
             "data": {},
             "redacted": [],
         }
-    data = event_data(event, redacted=redact)
+    data = body.pop("data")
     hidden = sorted(confidential_fields(row.type) & data.keys()) if redact else []
     return body | {"summary": describe(event), "data": data, "redacted": hidden}
 
@@ -321,7 +326,7 @@ def describe(event: Relationship.Event) -> str:
     Never quotes a confidential field."""
     sentence_of = _SENTENCES.get(event.api_type)
     sentence = event.api_type if sentence_of is None else sentence_of(event)
-    if event.changes_phase and not isinstance(event, Relationship.Opened):
+    if event.changes_phase:  # an opening enters reflection from nowhere: no change
         sentence += f"; relationship moves to {event.to_phase}"
     return sentence
 

@@ -65,7 +65,7 @@ def matches(patterns: Sequence[str], webhook_type: str) -> bool:
 
 def webhook_types(event: ProjectedEvent) -> list[str]:
     types = [f"relationship.{event.type}"]
-    if event.from_phase != event.to_phase:
+    if event.meta.changes_phase:
         types.insert(0, PHASE_CHANGED)
     return types
 
@@ -76,12 +76,13 @@ def message_id(endpoint_id: uuid.UUID, position: int, webhook_type: str) -> uuid
 
 
 def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
+    meta = event.meta  # the event's common fields, read back in one place
     if webhook_type == PHASE_CHANGED:
         return {
             "relationship_id": str(event.relationship_id),
-            "from_phase": event.from_phase,
-            "to_phase": event.to_phase,
-            "event_type": event.type,
+            "from_phase": meta.from_phase,
+            "to_phase": meta.to_phase,
+            "event_type": meta.type,
             "version": event.version,
             "at": to_jsonable(event.occurred_at),
         }
@@ -93,9 +94,9 @@ def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
     }
     return {
         "relationship_id": str(event.relationship_id),
-        "event_type": event.type,
+        "event_type": meta.type,
         "version": event.version,
-        "phase": event.to_phase,
+        "phase": meta.to_phase,
         **fields,
     }
 

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from domain import Relationship, api_type_of, rebuild_from_stored, take_snapshot, to_jsonable
+from domain import Relationship, event_metadata, rebuild_from_stored, take_snapshot
 from service.store.errors import StoreError
 from service.store.eventstore import EventStore
 from service.store.records import AppendResult, NewEvent, StoredRecord
@@ -52,22 +52,6 @@ class Saved:
 
     events: list[RecordedEvent]
     replayed: bool
-
-
-def event_metadata(event: Relationship.Event) -> dict[str, Any]:
-    """The envelope, kept beside the payload in clear: who, when, from where,
-    and the phase change. Never a confidential field."""
-    metadata = {
-        "type": api_type_of(event),
-        "occurred_at": to_jsonable(event.occurred_at),
-        "actor": to_jsonable(event.actor),
-        "source": event.source,
-        "correlation_id": event.correlation_id,
-        "causation_id": event.causation_id,
-        "from_phase": event.from_phase,
-        "to_phase": event.to_phase,
-    }
-    return {key: value for key, value in metadata.items() if value is not None}
 
 
 class RelationshipRepository:

@@ -50,10 +50,6 @@ class Accepted:
     from_phase: Phase
     to_phase: Phase
 
-    @property
-    def changes_phase(self) -> bool:
-        return self.from_phase != self.to_phase
-
 
 @dataclass(frozen=True, slots=True)
 class NotAccepted:

@@ -10,6 +10,7 @@ from aiohttp import web
 
 from domain import (
     ENVELOPE_KEYS,
+    EVENT_BODY_KEYS,
     FieldError,
     Relationship,
     ValidationFailed,
@@ -33,8 +34,6 @@ from service.http.requests import (
 from service.http.routing import READ, WRITE, Param, Route, url_of
 from service.http.views import decode_cursor, recorded_event
 from service.store.records import StoredRecord
-
-EVENT_BODY_KEYS = frozenset({"type", "data"}) | ENVELOPE_KEYS
 
 
 def _now() -> datetime:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Any, TypeVar
 
-from domain import event_data, to_jsonable
+from domain import event_view, metadata_of
 from projections import paging
 from service.http.problems import Problem
 from service.relationships import RecordedEvent
@@ -13,27 +13,43 @@ T = TypeVar("T")
 
 
 def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]:
-    """A recorded event as API.md describes it; `redacted` hides confidential
-    fields (for auditors)."""
+    """A recorded event as API.md describes it: the one view of a recorded
+    event (:func:`domain.event_view`) under the API's names; `redacted` hides
+    confidential fields (for auditors)."""
     event = recorded.event
-    view: dict[str, Any] = {
-        "id": str(recorded.event_id),
-        "type": event.api_type,
+    meta = metadata_of(event)
+    view = event_view(
+        event_id=recorded.event_id,
+        version=event.originator_version,
+        position=recorded.position,
+        recorded_at=recorded.recorded_at,
+        meta=meta,
+        event=event,
+        redacted=redacted,
+    )
+    body = {
+        "id": view["event_id"],
+        "type": view["type"],
         "relationship_id": str(event.originator_id),
-        "version": event.originator_version,
-        "position": recorded.position,
-        "occurred_at": to_jsonable(event.occurred_at),
-        "recorded_at": to_jsonable(recorded.recorded_at),
-        "actor": to_jsonable(event.actor),
-        "source": event.source,
-        "correlation_id": event.correlation_id,
-        "causation_id": event.causation_id,
-        "data": event_data(event, redacted=redacted),
     }
-    if event.changes_phase:
-        view["from_phase"] = event.from_phase
-        view["to_phase"] = event.to_phase
-    return view
+    body |= {key: view[key] for key in _RECORDED_EVENT_KEYS}
+    if meta.changes_phase:
+        body["from_phase"] = meta.from_phase
+        body["to_phase"] = meta.to_phase
+    return body
+
+
+_RECORDED_EVENT_KEYS = (
+    "version",
+    "position",
+    "occurred_at",
+    "recorded_at",
+    "actor",
+    "source",
+    "correlation_id",
+    "causation_id",
+    "data",
+)
 
 
 def decode_cursor(raw: str | None, *, kind: str, maximum: int = paging.MAX_KEY) -> int | None:

@@ -18,7 +18,7 @@ from domain import (
     relationship_view,
     take_snapshot,
 )
-from domain.relationship import ENVELOPE_FIELDS
+from domain.metadata import ENVELOPE_FIELDS
 from domain.samples import agreement_data
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)

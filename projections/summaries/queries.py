@@ -1,28 +1,6 @@
-"""Read model: relationship summaries, for listing and searching relationships.
-
-One row per relationship (table ``relationship_summaries``, DDL in migration
-0011) with what a list needs (phase, people, program) and the facts the
-at-risk rules look at. Whether a relationship is at risk depends on "now", so
-the rows hold facts only and :func:`list_relationships` evaluates the rules
-at query time against a clock the caller passes in: a relationship becomes
-at risk by time passing, without any event, timer or rewrite.
-
-The rules (:class:`RiskPolicy`), each reported with its reason:
-
-- ``no_recent_meeting``: in cultivation and not paused, no meeting held
-  within the agreed cadence plus some grace, counted from the latest of the
-  last meeting, the (re-)establishment and the last resumption;
-- ``no_first_meeting``: in cultivation and not paused, no meeting held since
-  it was established (or resumed) 30 days ago;
-- ``overdue_action_items``: an open action item's due date has passed;
-- ``open_high_concern``: a high-severity concern was raised in the current
-  phase. The API has no "concern resolved" event: the workflow answers a
-  concern by moving on (a review, a refinement, a conclusion), so a concern
-  counts as open until the relationship changes phase;
-- ``paused_too_long``: paused for more than 30 days.
-
-A concluded relationship is never at risk.
-"""
+"""The SQL of the relationship summaries: loading and writing rows, and
+the list of ``GET /v1/relationships`` with its at-risk rules, evaluated at
+query time (see :mod:`projections.summaries`)."""
 
 from __future__ import annotations
 
@@ -36,11 +14,11 @@ from uuid import UUID
 
 import asyncpg
 
-from domain import Relationship, to_jsonable
-from projections.base import ProjectedEvent, Projection, relationship_events
+from domain import to_jsonable
 from projections.paging import InvalidQuery, page_request
 from projections.paging import next_cursor as _next_cursor
 from projections.sql import aware, capped
+from projections.summaries.fold import Summary
 from workflows import PHASES
 
 NAME = "relationship_summary"
@@ -83,41 +61,6 @@ RISK_CODES = (
     "open_high_concern",
     "paused_too_long",
 )
-
-
-# --- the row, and how events change it -----------------------------------------------
-
-
-@dataclass(slots=True)
-class Summary:
-    """One row of ``relationship_summaries`` (field order = column order)."""
-
-    relationship_id: UUID
-    opened_position: int
-    version: int
-    last_position: int
-    mentee_id: str
-    mentee_name: str | None
-    program_id: str | None
-    predecessor_id: UUID | None
-    mentor_id: str | None
-    phase: str
-    paused: bool
-    paused_since: datetime | None
-    resumed_at: datetime | None
-    opened_at: datetime
-    phase_entered_at: datetime
-    last_event_at: datetime
-    established_at: datetime | None
-    cadence: str | None
-    last_meeting_at: datetime | None
-    meetings_held: int
-    meetings_since_established: int
-    open_action_items: dict[str, str | None]
-    earliest_open_due: date | None
-    concerns: int
-    open_high_concerns: int
-    outcome: str | None
 
 
 _COLUMN_TYPES: Mapping[str, str] = {
@@ -173,150 +116,6 @@ _UPSERT = _upsert_sql()
 _LOAD = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE relationship_id = ANY($1::uuid[])"  # noqa: S608
 
 
-def _opened(event: ProjectedEvent) -> Summary:
-    opened = event.event
-    assert isinstance(opened, Relationship.Opened)
-    at = event.occurred_at
-    return Summary(
-        relationship_id=event.relationship_id,
-        opened_position=event.position,
-        version=event.version,
-        last_position=event.position,
-        mentee_id=opened.mentee_id,
-        mentee_name=opened.mentee_name,
-        program_id=opened.program_id,
-        predecessor_id=opened.predecessor_id,
-        mentor_id=None,
-        phase="reflection",
-        paused=False,
-        paused_since=None,
-        resumed_at=None,
-        opened_at=at,
-        phase_entered_at=at,
-        last_event_at=at,
-        established_at=None,
-        cadence=None,
-        last_meeting_at=None,
-        meetings_held=0,
-        meetings_since_established=0,
-        open_action_items={},
-        earliest_open_due=None,
-        concerns=0,
-        open_high_concerns=0,
-        outcome=None,
-    )
-
-
-def _earliest_due(items: Mapping[str, str | None]) -> date | None:
-    dues = [date.fromisoformat(due) for due in items.values() if due is not None]
-    return min(dues) if dues else None
-
-
-def _mentor_selected(s: Summary, e: ProjectedEvent) -> None:
-    event = e.event
-    assert isinstance(event, Relationship.MentorSelected)
-    s.mentor_id = event.mentor_id
-
-
-def _agreement_proposed(s: Summary, e: ProjectedEvent) -> None:
-    event = e.event
-    assert isinstance(event, Relationship.AgreementProposed)
-    s.cadence = event.cadence.frequency
-
-
-def _meeting_held(s: Summary, e: ProjectedEvent) -> None:
-    event = e.event
-    assert isinstance(event, Relationship.MeetingHeld)
-    last = s.last_meeting_at
-    s.last_meeting_at = event.held_at if last is None else max(last, event.held_at)
-    s.meetings_held += 1
-    s.meetings_since_established += 1
-    for item in event.action_items or ():
-        s.open_action_items[item.id] = None if item.due_date is None else item.due_date.isoformat()
-    s.earliest_open_due = _earliest_due(s.open_action_items)
-
-
-def _action_item_completed(s: Summary, e: ProjectedEvent) -> None:
-    event = e.event
-    assert isinstance(event, Relationship.ActionItemCompleted)
-    s.open_action_items.pop(event.action_item_id, None)
-    s.earliest_open_due = _earliest_due(s.open_action_items)
-
-
-def _concern_raised(s: Summary, e: ProjectedEvent) -> None:
-    event = e.event
-    assert isinstance(event, Relationship.ConcernRaised)
-    s.concerns += 1
-    if event.severity == "high":
-        s.open_high_concerns += 1
-
-
-def _paused(s: Summary, e: ProjectedEvent) -> None:
-    s.paused, s.paused_since = True, e.occurred_at
-
-
-def _resumed(s: Summary, e: ProjectedEvent) -> None:
-    s.paused, s.paused_since, s.resumed_at = False, None, e.occurred_at
-
-
-def _concluded(s: Summary, e: ProjectedEvent) -> None:
-    event = e.event
-    assert isinstance(event, Relationship.RelationshipConcluded)
-    s.outcome = event.outcome
-
-
-def _withdrawn(s: Summary, e: ProjectedEvent) -> None:
-    s.outcome = "withdrawn"  # as the aggregate records it
-
-
-_EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
-    "mentor.selected": _mentor_selected,
-    "agreement.proposed": _agreement_proposed,
-    "meeting.held": _meeting_held,
-    "action_item.completed": _action_item_completed,
-    "concern.raised": _concern_raised,
-    "relationship.paused": _paused,
-    "relationship.resumed": _resumed,
-    "relationship.concluded": _concluded,
-    "relationship.withdrawn": _withdrawn,
-}
-"""Only these event types need their payload decoded; the others change the
-row through their envelope alone (version, time, phase)."""
-_DECODED = frozenset({"relationship.opened", *_EVOLVE}) - {
-    "relationship.paused",
-    "relationship.resumed",
-    "relationship.withdrawn",
-}
-
-
-def _enter(s: Summary, phase: str, at: datetime) -> None:
-    """A phase change, as the aggregate's ``_enter``: it ends a pause, and here
-    it also settles the concerns raised in the phase that is left."""
-    s.phase, s.phase_entered_at = phase, at
-    s.paused, s.paused_since = False, None
-    s.open_high_concerns = 0
-    if phase == "cultivation":
-        s.established_at = at
-        s.meetings_since_established = 0
-
-
-def apply(summary: Summary | None, event: ProjectedEvent) -> Summary | None:
-    """The row after ``event`` (None while the relationship was never opened:
-    its later events have nothing to summarise)."""
-    if event.type == "relationship.opened":
-        return _opened(event)
-    if summary is None:
-        return None
-    summary.version, summary.last_position = event.version, event.position
-    summary.last_event_at = event.occurred_at
-    evolve = _EVOLVE.get(event.type)
-    if evolve is not None:
-        evolve(summary, event)
-    if event.changes_phase and event.to_phase is not None:
-        _enter(summary, event.to_phase, event.occurred_at)
-    return summary
-
-
 def _from_row(row: asyncpg.Record) -> Summary:
     values = {key: aware(value) for key, value in row.items()}
     values["relationship_id"] = UUID(bytes=row["relationship_id"].bytes)
@@ -336,32 +135,15 @@ def _columns(rows: Sequence[Summary]) -> list[list[Any]]:
     return columns
 
 
-class RelationshipSummaries(Projection):
-    """Folds a batch in memory, one row per relationship touched, then writes
-    those rows with one upsert: two round trips per batch, whatever its size."""
+async def load_rows(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, Summary]:
+    """The stored rows of these relationships (those that have one)."""
+    rows = [_from_row(row) for row in await conn.fetch(_LOAD, list(ids))]
+    return {row.relationship_id: row for row in rows}
 
-    name = NAME
-    tables = (TABLE,)
 
-    def prepare(self, event: ProjectedEvent) -> None:
-        """Decode ahead the events whose payload the fold reads."""
-        if event.type in _DECODED:
-            event.event  # noqa: B018 - decoded now, cached on the event
-
-    async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
-        events = relationship_events(batch)
-        if not events:
-            return
-        ids = list(dict.fromkeys(event.relationship_id for event in events))
-        rows: dict[UUID, Summary | None] = dict.fromkeys(ids)
-        for row in await conn.fetch(_LOAD, ids):
-            summary = _from_row(row)
-            rows[summary.relationship_id] = summary
-        for event in events:
-            rows[event.relationship_id] = apply(rows[event.relationship_id], event)
-        changed = [row for row in rows.values() if row is not None]
-        if changed:
-            await conn.execute(_UPSERT, *_columns(changed))
+async def upsert_rows(conn: asyncpg.Connection, rows: Sequence[Summary]) -> None:
+    """Write these rows with one set-based upsert."""
+    await conn.execute(_UPSERT, *_columns(rows))
 
 
 # --- queries -----------------------------------------------------------------------------

@@ -1,0 +1,253 @@
+"""Running a projection: follow the log from the checkpoint in batches,
+commit rows and checkpoint together, and isolate an event that fails."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+import asyncpg
+
+from projections import ProjectedEvent, Projection
+from service.platform.tasks import cancel_and_wait
+from service.projection_runner.monitoring import Monitoring
+from service.projection_runner.state import (
+    CLEAR_FAILURE,
+    ENSURE_STATE,
+    FENCE,
+    GENERATION,
+    RECORD_FAILURE,
+    STATE,
+    Apply,
+    BatchFailed,
+    EventFailed,
+    GenerationChanged,
+    Worker,
+    describe,
+    projected_event,
+    tracking_name,
+)
+from service.store import database
+from service.store.eventstore import EventStore
+from service.store.records import StoredRecord, Tracking
+
+log = logging.getLogger("service.projection_runner")
+
+
+class Running(Monitoring):
+    """The catch-up loop of a worker that holds its projection's lock."""
+
+    async def _project(self, conn: asyncpg.Connection, worker: Worker) -> None:
+        """Follow the log for ever from the checkpoint of the serving
+        generation, starting again whenever a rebuild swaps in a new one."""
+        name = worker.projection.name
+        await conn.execute(ENSURE_STATE, name)
+        while True:
+            state = await conn.fetchrow(STATE, name)
+            generation: int = state["generation"]
+            worker.stuck = state["failed_position"]
+            start = await self.store.tracking_position(tracking_name(name, generation)) or 0
+            worker.announce(generation, start)
+            try:
+                await self._follow(conn, worker, generation, start)
+            except GenerationChanged:
+                log.info("projection %s: a rebuild swapped in a new generation", name)
+
+    async def _follow(
+        self, conn: asyncpg.Connection, worker: Worker, generation: int, position: int
+    ) -> None:
+        """Commit batches from ``position`` for ever."""
+        projection = worker.projection
+        queue: asyncio.Queue[list[ProjectedEvent]] = asyncio.Queue(maxsize=2 * self.batch_size)
+        reader = asyncio.create_task(self._read_live(projection, position, queue))
+
+        async def apply(events: Sequence[ProjectedEvent]) -> None:
+            await self._commit(conn, worker, generation, events)
+
+        try:
+            while True:
+                events = await self._next_batch(queue, reader)
+                if events is None:
+                    if await conn.fetchval(GENERATION, projection.name) != generation:
+                        raise GenerationChanged
+                    continue
+                careful = worker.careful_until is not None
+                try:
+                    await self._apply_batch(
+                        projection, events, apply, one_by_one=careful, count=True
+                    )
+                except BatchFailed as failed:
+                    worker.careful_until = failed.last
+                    log.warning(
+                        "projection %s: a batch (positions %d to %d) failed: %s; its events"
+                        " are tried one at a time after a back-off",
+                        projection.name,
+                        failed.first,
+                        failed.last,
+                        describe(failed.error),
+                    )
+                    raise
+                except EventFailed as failed:
+                    await self._record_failure(conn, worker, failed)
+                    raise
+                if careful and events[-1].position >= (worker.careful_until or 0):
+                    worker.careful_until = None
+        finally:
+            await cancel_and_wait(reader)
+
+    async def _apply_batch(
+        self,
+        projection: Projection,
+        events: Sequence[ProjectedEvent],
+        apply: Apply,
+        *,
+        one_by_one: bool = False,
+        count: bool = False,
+    ) -> None:
+        """Commit ``events`` as one batch, or ``one_by_one`` (each event in a
+        transaction of its own, to find the one that fails: those before it
+        are kept). Raises :class:`EventFailed` naming the event when a single
+        event fails, :class:`BatchFailed` when a batch of several does; errors
+        of the connection go through as they are. ``count`` counts failures."""
+        batches = [[event] for event in events] if one_by_one else [events]
+        for batch in batches:
+            try:
+                await apply(batch)
+            except (GenerationChanged, asyncio.CancelledError):
+                raise
+            except Exception as exc:
+                if database.is_connection_error(exc) or isinstance(exc, asyncpg.InterfaceError):
+                    raise
+                if count:
+                    self.metrics.failures.labels(projection.name).inc()
+                if len(batch) == 1:
+                    raise EventFailed(projection.name, batch[0].position, exc) from exc
+                raise BatchFailed(projection.name, batch, exc) from exc
+
+    async def _apply_isolating(
+        self, projection: Projection, events: Sequence[ProjectedEvent], apply: Apply
+    ) -> None:
+        """Commit ``events`` as one batch; when that fails, at once one event
+        at a time, so that :class:`EventFailed` names the event (a rebuild's
+        way: it has no back-off to wait for)."""
+        try:
+            await self._apply_batch(projection, events, apply)
+        except BatchFailed:
+            await self._apply_batch(projection, events, apply, one_by_one=True)
+
+    async def _record_failure(
+        self, conn: asyncpg.Connection, worker: Worker, failed: EventFailed
+    ) -> None:
+        """Say it loudly: a log line naming the projection and the position,
+        the stuck-position gauge, and the record ``/readyz`` reads."""
+        name = failed.name
+        log.error(
+            "projection %s failed at position %d: %s (other projections go on;"
+            " retrying after a back-off)",
+            name,
+            failed.position,
+            describe(failed.error),
+            extra={"projection": name, "position": failed.position},
+        )
+        self.metrics.stuck.labels(name).set(failed.position)
+        worker.stuck = failed.position
+        try:
+            await conn.execute(RECORD_FAILURE, name, failed.position, describe(failed.error))
+        except Exception as exc:  # the database may be away: the log line has it
+            log.warning("projection %s: the failure could not be recorded: %s", name, exc)
+
+    async def _read_live(
+        self, projection: Projection, position: int, queue: asyncio.Queue[list[ProjectedEvent]]
+    ) -> None:
+        """The reader task of a running worker: follows the store's subscription
+        (woken by NOTIFY, polling as the fallback). It prepares events and fills
+        the queue while the worker writes, so reading, preparing and writing
+        overlap; it waits when the queue is full."""
+        async with self.store.subscribe(after=position, poll_interval=self.poll_interval) as sub:
+            async for record in sub:
+                await queue.put([self._prepared(projection, record)])
+
+    async def _read_until(
+        self,
+        projection: Projection,
+        position: int,
+        until: int,
+        queue: asyncio.Queue[list[ProjectedEvent]],
+    ) -> None:
+        """The reader task of a rebuild: the log up to ``until`` in whole
+        batches (no waiting for appends), then an empty batch to say "done"."""
+        while position < until:
+            records = await self.store.read_log(position, self.batch_size, until=until)
+            if not records:
+                break  # the rest was deleted from the table: verify will say so
+            await queue.put([self._prepared(projection, record) for record in records])
+            position = records[-1].position
+        await queue.put([])
+
+    def _prepared(self, projection: Projection, record: StoredRecord) -> ProjectedEvent:
+        event = projected_event(record, self._decode)
+        try:
+            event.prepared = projection.prepare(event)
+        except Exception:  # handle() meets it again, at this event's position
+            event.prepared = None
+        return event
+
+    async def _next_batch(
+        self, queue: asyncio.Queue[list[ProjectedEvent]], reader: asyncio.Task[None]
+    ) -> list[ProjectedEvent] | None:
+        """What the reader has queued, about ``batch_size`` events (an empty
+        list when a bounded reader is done); None after ``poll_interval`` with
+        nothing (the caller then checks its generation)."""
+        try:
+            # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
+            # arrives with a batch, and this worker would then never stop.
+            async with asyncio.timeout(self.poll_interval):
+                events = await queue.get()
+        except TimeoutError:
+            if reader.done():
+                reader.result()  # the reader failed: raise its error
+                raise RuntimeError("the log reader stopped") from None
+            return None
+        while events and len(events) < self.batch_size and not queue.empty():
+            more = queue.get_nowait()
+            if not more:
+                queue.put_nowait(more)  # "done" comes after this batch
+                break
+            events += more
+        return events
+
+    async def _commit(
+        self,
+        conn: asyncpg.Connection,
+        worker: Worker,
+        generation: int,
+        events: Sequence[ProjectedEvent],
+    ) -> None:
+        """Rows and checkpoint in one transaction: applied exactly once."""
+        projection = worker.projection
+        position = events[-1].position
+        async with conn.transaction():
+            if await conn.fetchval(FENCE, projection.name) != generation:
+                raise GenerationChanged
+            await self._apply(conn, projection, tracking_name(projection.name, generation), events)
+            if worker.stuck is not None and position >= worker.stuck:
+                await conn.execute(CLEAR_FAILURE, projection.name, position)
+        if worker.stuck is not None and position >= worker.stuck:
+            worker.stuck = None
+            self.metrics.stuck.labels(projection.name).set(0)
+            log.info("projection %s: moved past position %d", projection.name, position)
+        worker.announce(generation, position)
+        self.metrics.events.labels(projection.name).inc(len(events))
+        self.metrics.checkpoint.labels(projection.name).set(position)
+
+    @staticmethod
+    async def _apply(
+        conn: asyncpg.Connection,
+        projection: Projection,
+        checkpoint: str,
+        events: Sequence[ProjectedEvent],
+    ) -> None:
+        """The batch's rows and the checkpoint (in the caller's transaction)."""
+        await projection.handle(conn, events)
+        await EventStore.advance_tracking(conn, Tracking(checkpoint, events[-1].position))
