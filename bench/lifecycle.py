@@ -145,7 +145,7 @@ def store_loading_costs(report: Report, events: list[Any], repeat: int) -> None:
 
 
 async def _store_loading_costs(report: Report, events: list[Any], repeat: int) -> None:
-    from service.relationships import RelationshipRepository
+    from service.relationships.repository import RelationshipRepository
     from service.store.eventstore import EventStore
     from tests.support.database import database_url_for_tests, drop_schema
 

@@ -34,11 +34,11 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from domain import Relationship, create_cipher_key
 from domain.samples import Clock, long_history, walk_to
-from service.codec import mapper_for
 from service.platform.gc_tuning import tune_gc
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
-from service.relationships import RelationshipRepository
+from service.relationships.codec import mapper_for
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.store.records import NewEvent
 from tests.support.database import database_url_for_tests, drop_schema, new_schema_name

@@ -35,11 +35,11 @@ from aiohttp import web  # noqa: E402
 from domain import Envelope, Relationship, create_cipher_key  # noqa: E402
 from domain.samples import walk_to  # noqa: E402
 from projections.webhook_outbox import WebhookOutbox  # noqa: E402
-from service.codec import mapper_for  # noqa: E402
 from service.platform.settings import Settings  # noqa: E402
 from service.platform.supervisor import Supervisor  # noqa: E402
 from service.projection_runner import ProjectionRunner  # noqa: E402
-from service.relationships import RelationshipRepository  # noqa: E402
+from service.relationships.codec import mapper_for  # noqa: E402
+from service.relationships.repository import RelationshipRepository  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
 from service.webhooks import endpoints  # noqa: E402
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig  # noqa: E402

@@ -21,14 +21,14 @@ from uuid import UUID
 from domain import Actor, Envelope, Relationship, relationship_view
 from domain.samples import Clock, long_history, walk_to
 from projections.timeline import event_entry
-from service import composition
+from service.composition import components as composition
 from service.platform.settings import Settings
 from service.projection_runner import (
     RebuildFailed,
     RebuildProgress,
     projected_event,
 )
-from service.read_models import LogCheck, StreamCheck
+from service.relationships.read_models import LogCheck, StreamCheck
 from workflows import PHASES, Phase
 
 Format = Literal["json", "text"]

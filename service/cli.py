@@ -17,8 +17,9 @@ from aiohttp import web
 
 import workflows
 from domain.schema import parse_datetime
-from service import auditor, composition
+from service import auditor
 from service.access.tokens import ROLES, TokenRegistry
+from service.composition import components as composition
 from service.http.app import create_app
 from service.http.server import ServiceRunner
 from service.platform import logs

@@ -9,7 +9,7 @@ from collections.abc import AsyncIterator
 
 from aiohttp import web
 
-from service.composition import Components, build
+from service.composition.components import Components, build
 from service.http import ops_routes, read_routes, relationship_routes, webhook_routes
 from service.http.context import SERVICES
 from service.http.idempotency import RESPONSES, ResponseKeeper

@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from service.access.tokens import Principal
-from service.composition import Components
+from service.composition.components import Components
 
 SERVICES = web.AppKey("services", Components)
 

@@ -24,8 +24,8 @@ from aiohttp import web
 
 from domain import DomainError
 from service.access.tokens import Principal
-from service.application import IdempotencyKey
 from service.http.problems import Problem, problem_from_domain
+from service.relationships.application import IdempotencyKey
 from service.store.eventstore import EventStore
 from service.webhooks.sealing import SecretSealer, SecretUnavailable
 

@@ -13,10 +13,10 @@ from aiohttp import web
 
 from domain import DomainError
 from service.access.tokens import Principal
-from service.application import ApplicationError
 from service.http.context import services
 from service.http.problems import Problem, problem_from_application, problem_from_domain
 from service.http.routing import RELATIONSHIP_PATH, Handler, Route, route_of
+from service.relationships.application import ApplicationError
 from service.store.errors import StoreUnavailable
 
 log = logging.getLogger("mentorflow.http")

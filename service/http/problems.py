@@ -12,7 +12,7 @@ from typing import Any
 from aiohttp import web
 
 from domain import DomainError, GuardFailed, InvalidTransition, ValidationFailed
-from service.application import (
+from service.relationships.application import (
     ApplicationError,
     Contended,
     NotPermitted,

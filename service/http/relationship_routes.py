@@ -18,7 +18,6 @@ from domain import (
     relationship_view,
 )
 from projections.paging import one_page
-from service.application import Caller, IdempotencyKey
 from service.http.context import principal, services
 from service.http.idempotency import idempotent
 from service.http.problems import Problem
@@ -33,6 +32,7 @@ from service.http.requests import (
 )
 from service.http.routing import READ, WRITE, Param, Route, url_of
 from service.http.views import decode_cursor, recorded_event
+from service.relationships.application import Caller, IdempotencyKey
 from service.store.records import StoredRecord
 
 

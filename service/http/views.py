@@ -7,7 +7,7 @@ from typing import Any, TypeVar
 from domain import event_view, metadata_of
 from projections import paging
 from service.http.problems import Problem
-from service.relationships import RecordedEvent
+from service.relationships.repository import RecordedEvent
 
 T = TypeVar("T")
 

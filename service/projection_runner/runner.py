@@ -7,20 +7,15 @@ import asyncio
 import contextlib
 import functools
 from collections.abc import Callable, Sequence
-from typing import Any
 
 from prometheus_client import CollectorRegistry
 
 from domain import Relationship
 from projections import Projection, all_projections
-from service.codec import mapper_for
-from service.platform.settings import Settings
 from service.platform.supervisor import Supervisor
 from service.projection_runner.metrics import ProjectionMetrics
 from service.projection_runner.rebuild import Rebuilding
 from service.projection_runner.state import Worker
-from service.relationships import RelationshipRepository
-from service.store.database import resolve_database_url
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
 
@@ -29,8 +24,8 @@ class ProjectionRunner(Rebuilding):
     """Start with ``await runner.start(supervisor)``, stop with ``await runner.stop()``.
 
     ``dsn`` is the database URL the store was opened with (the worker locks
-    live on dedicated connections, outside the store's pool);
-    :meth:`for_settings` finds it from the settings.
+    live on dedicated connections, outside the store's pool); the process's
+    composition root (service.composition) builds the service's runner.
     """
 
     def __init__(
@@ -60,15 +55,6 @@ class ProjectionRunner(Rebuilding):
         self._supervisor: Supervisor | None = None
         self._owns_supervisor = False
         self._spawned: list[str] = []
-
-    @classmethod
-    async def for_settings(
-        cls, settings: Settings, store: EventStore, **options: Any
-    ) -> ProjectionRunner:
-        """A runner for the service's store and codec (``options`` as ``__init__``)."""
-        dsn = await asyncio.to_thread(resolve_database_url, settings)
-        repository = RelationshipRepository(store, mapper_for(settings))
-        return cls(store, dsn, lambda record: repository.decode(record).event, **options)
 
     @property
     def names(self) -> list[str]:

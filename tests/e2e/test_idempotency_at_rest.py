@@ -13,8 +13,8 @@ import pytest
 
 from domain import create_cipher_key
 from service.access.tokens import Principal
-from service.application import IdempotencyKey
 from service.http.idempotency import ResponseKeeper
+from service.relationships.application import IdempotencyKey
 from service.store.eventstore import EventStore
 from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, TO_CULTIVATION

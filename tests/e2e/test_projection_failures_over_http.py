@@ -17,7 +17,7 @@ from domain import make_mapper
 from domain.samples import walk_to
 from service import auditor
 from service.platform.settings import Settings
-from service.relationships import RelationshipRepository
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.e2e.conftest import Api
 from tests.projections.support import save_all

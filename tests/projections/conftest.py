@@ -6,7 +6,7 @@ import pytest
 
 from domain import make_mapper
 from service.projection_runner import ProjectionRunner
-from service.relationships import RelationshipRepository
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import runner_for
 

@@ -14,7 +14,7 @@ import asyncpg
 from domain import Relationship
 from projections import ProjectedEvent, Projection, all_projections
 from service.projection_runner import ProjectionRunner
-from service.relationships import RelationshipRepository
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 
 APPLIED_DDL = (

@@ -13,8 +13,8 @@ from domain.samples import walk_to
 from service import auditor
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
-from service.read_models import ReadModels
-from service.relationships import RelationshipRepository
+from service.relationships.read_models import ReadModels
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import decoder, dump, save_all
 from workflows import PHASES

@@ -18,7 +18,7 @@ from projections.webhook_outbox import WebhookOutbox
 from service import auditor
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner, RebuildFailed, shadow_schema
-from service.relationships import RelationshipRepository
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import dump, runner_for, save_all
 

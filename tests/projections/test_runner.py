@@ -20,7 +20,7 @@ from domain import make_mapper
 from domain.samples import long_history, walk_to
 from projections import ProjectedEvent, Timeline, all_projections
 from service.projection_runner import ProjectionRunner, RebuildProgress
-from service.relationships import RelationshipRepository
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.store.records import NewEvent
 from tests.projections.histories import History, build, steps

@@ -9,8 +9,8 @@ import pytest
 from domain import Relationship
 from domain.samples import Clock, walk_to
 from service.projection_runner import ProjectionRunner
-from service.read_models import ReadModels
-from service.relationships import RelationshipRepository
+from service.relationships.read_models import ReadModels
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import decoder, save_all
 

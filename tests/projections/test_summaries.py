@@ -12,8 +12,8 @@ from domain import Actor, Envelope, Relationship
 from domain.samples import Clock, walk_to
 from projections import InvalidQuery
 from service.projection_runner import ProjectionRunner
-from service.read_models import ReadModels
-from service.relationships import RelationshipRepository
+from service.relationships.read_models import ReadModels
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import decoder
 

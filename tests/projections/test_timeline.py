@@ -10,11 +10,11 @@ import pytest
 from domain import REDACTED, create_cipher_key
 from domain.samples import walk_to
 from projections import InvalidQuery
-from service.codec import mapper_for
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
-from service.read_models import ReadModels
-from service.relationships import RelationshipRepository
+from service.relationships.codec import mapper_for
+from service.relationships.read_models import ReadModels
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import decoder, runner_for, table_text
 

@@ -28,8 +28,8 @@ from domain.samples import Clock, long_history, walk_to
 from projections import all_projections
 from projections.webhook_outbox import WebhookOutbox
 from service.http.requests import MAX_BODY, _unstorable_text
-from service.read_models import ReadModels
-from service.relationships import RelationshipRepository
+from service.relationships.read_models import ReadModels
+from service.relationships.repository import RelationshipRepository
 from tests.projections import histories
 from tests.projections.support import decoder, dump, runner_for, save_all
 from tests.projections.test_runner import fresh_store

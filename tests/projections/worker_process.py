@@ -11,7 +11,7 @@ import asyncio
 import sys
 
 from domain import make_mapper
-from service.relationships import RelationshipRepository
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import Counter, runner_for
 

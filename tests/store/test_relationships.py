@@ -12,9 +12,9 @@ import pytest
 
 from domain import Envelope, Relationship, create_cipher_key, rebuild, relationship_view
 from domain.samples import long_history, walk_to
-from service.codec import mapper_for
 from service.platform.settings import Settings
-from service.relationships import RelationshipRepository
+from service.relationships.codec import mapper_for
+from service.relationships.repository import RelationshipRepository
 from service.store.errors import VersionConflict
 from service.store.eventstore import EventStore
 

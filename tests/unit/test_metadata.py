@@ -16,9 +16,8 @@ from domain import (
 )
 from domain.metadata import paused_after
 from domain.samples import Clock, walk_to
-from projections import ProjectedEvent
-from projections.phase_stats import fold as stats_fold
-from projections.summaries import fold as summaries_fold
+from projections import ProjectedEvent, summaries_fold
+from projections import phase_stats_fold as stats_fold
 
 RECORDED_AT = datetime(2026, 1, 1, tzinfo=UTC)
 

@@ -21,10 +21,10 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 from domain import Envelope, create_cipher_key
 from domain.samples import walk_to
 from projections.webhook_outbox import WebhookOutbox
-from service.codec import mapper_for
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
-from service.relationships import RelationshipRepository
+from service.relationships.codec import mapper_for
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig

@@ -30,11 +30,11 @@ from hypothesis import strategies as st
 
 from domain.samples import walk_to
 from projections.webhook_outbox import WebhookOutbox
-from service.codec import mapper_for
 from service.platform.settings import Settings
 from service.platform.supervisor import Supervisor
 from service.projection_runner import ProjectionRunner
-from service.relationships import RelationshipRepository
+from service.relationships.codec import mapper_for
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.webhooks import dispatcher as dispatcher_module
 from service.webhooks import endpoints

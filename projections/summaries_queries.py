@@ -18,7 +18,7 @@ from domain import to_jsonable
 from projections.paging import InvalidQuery, page_request
 from projections.paging import next_cursor as _next_cursor
 from projections.sql import aware, capped
-from projections.summaries.fold import Summary
+from projections.summaries_fold import Summary
 from workflows import PHASES
 
 NAME = "relationship_summary"

@@ -23,8 +23,8 @@ from typing import Any
 from uuid import UUID
 
 from domain import Envelope, FieldError, Relationship, ValidationFailed
-from service.relationships import RelationshipRepository, Saved
-from service.serialise import KeyedLocks
+from service.relationships.repository import RelationshipRepository, Saved
+from service.relationships.serialise import KeyedLocks
 from service.store.errors import VersionConflict
 
 DECISION_ATTEMPTS = 20

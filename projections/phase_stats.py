@@ -20,8 +20,8 @@ Figures (see :func:`phase_stats`):
   straight from the phase it was in), with the share of all relationships;
 - ``outcomes``: concluded relationships per outcome (``withdrawn`` included).
 
-The module is split in two: :mod:`projections.phase_stats.fold` (events ->
-row changes, pure) and :mod:`projections.phase_stats.queries` (SQL).
+The module is split in two: :mod:`projections.phase_stats_fold` (events ->
+row changes, pure) and :mod:`projections.phase_stats_queries` (SQL).
 """
 
 from __future__ import annotations
@@ -31,8 +31,8 @@ from collections.abc import Sequence
 import asyncpg
 
 from projections.base import ProjectedEvent, Projection, relationship_events
-from projections.phase_stats.fold import apply, relevant
-from projections.phase_stats.queries import NAME, RELATIONSHIPS, STAYS, load, phase_stats, write
+from projections.phase_stats_fold import apply, relevant
+from projections.phase_stats_queries import NAME, RELATIONSHIPS, STAYS, load, phase_stats, write
 
 
 class PhaseStatistics(Projection):

@@ -17,14 +17,14 @@ from domain import Relationship
 from projections import all_projections
 from projections.webhook_outbox import WebhookOutbox
 from service.access.tokens import TokenRegistry
-from service.application import Application
-from service.codec import mapper_for
 from service.platform.metrics import Metrics
 from service.platform.settings import Settings
 from service.platform.supervisor import Supervisor
 from service.projection_runner import ProjectionRunner
-from service.read_models import ReadModels
-from service.relationships import RelationshipRepository
+from service.relationships.application import Application
+from service.relationships.codec import mapper_for
+from service.relationships.read_models import ReadModels
+from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord

@@ -9,7 +9,7 @@ from uuid import UUID
 
 import asyncpg
 
-from projections.phase_stats.fold import BatchChanges, Current
+from projections.phase_stats_fold import BatchChanges, Current
 from projections.sql import finite_epoch
 from workflows import PHASES
 

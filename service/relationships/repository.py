@@ -65,7 +65,7 @@ class RelationshipRepository:
         self._latest: OrderedDict[UUID, Relationship] = OrderedDict()
         """The latest state of relationships this process wrote or read
         recently, so a write does not replay history first. Only ever mutated
-        by a writer holding the relationship's lock (see service.serialise)."""
+        by a writer holding the relationship's lock (see service.relationships.serialise)."""
         self._programs: OrderedDict[UUID, str | None] = OrderedDict()
         """Programs of relationships (they never change), for access checks."""
 

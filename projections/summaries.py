@@ -23,8 +23,8 @@ The rules (:class:`RiskPolicy`), each reported with its reason:
 
 A concluded relationship is never at risk.
 
-The module is split in two: :mod:`projections.summaries.fold` (events ->
-row changes, pure) and :mod:`projections.summaries.queries` (SQL).
+The module is split in two: :mod:`projections.summaries_fold` (events ->
+row changes, pure) and :mod:`projections.summaries_queries` (SQL).
 """
 
 from __future__ import annotations
@@ -35,8 +35,8 @@ from uuid import UUID
 import asyncpg
 
 from projections.base import ProjectedEvent, Projection, relationship_events
-from projections.summaries.fold import Summary, apply, needs_payload
-from projections.summaries.queries import (
+from projections.summaries_fold import Summary, apply, needs_payload
+from projections.summaries_queries import (
     COLUMNS,
     CURSOR_KIND,
     NAME,

@@ -1,0 +1,1 @@
+"""The one composition root: every component of a process, built from the settings."""
