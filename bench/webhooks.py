@@ -34,7 +34,6 @@ from aiohttp import web  # noqa: E402
 
 from domain import Envelope, Relationship, create_cipher_key  # noqa: E402
 from domain.samples import walk_to  # noqa: E402
-from projections.webhook_outbox import WebhookOutbox  # noqa: E402
 from service.platform.settings import Settings  # noqa: E402
 from service.platform.supervisor import Supervisor  # noqa: E402
 from service.projection_runner import ProjectionRunner  # noqa: E402
@@ -43,6 +42,7 @@ from service.relationships.repository import RelationshipRepository  # noqa: E40
 from service.store.eventstore import EventStore  # noqa: E402
 from service.webhooks import endpoints  # noqa: E402
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig  # noqa: E402
+from service.webhooks.outbox import WebhookOutbox  # noqa: E402
 from service.webhooks.sealing import SecretSealer  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
 from tests.support.receiver import serving  # noqa: E402

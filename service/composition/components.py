@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from domain import Relationship
 from projections import all_projections
-from projections.webhook_outbox import WebhookOutbox
 from service.access.tokens import TokenRegistry
 from service.platform.metrics import Metrics
 from service.platform.settings import Settings
@@ -29,6 +28,7 @@ from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sealing import SecretSealer
 
 

@@ -10,13 +10,13 @@ from aiohttp import web
 
 from domain import RECORDABLE_TYPES
 from projections.paging import one_page
-from projections.webhook_outbox import PHASE_CHANGED
 from service.http.context import services
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid
 from service.http.routing import ADMIN, Param, Route, url_of
 from service.http.views import decode_cursor
 from service.webhooks import endpoints
+from service.webhooks.outbox import PHASE_CHANGED
 from service.webhooks.ssrf import UnsafeUrl, check_url
 
 WEBHOOK_TYPES = frozenset({PHASE_CHANGED, "relationship.relationship.opened"}) | {

@@ -30,12 +30,12 @@ from uuid import UUID
 import aiohttp
 import asyncpg
 
-from projections.webhook_outbox import webhook_channel, wire_id
 from service.platform.supervisor import Supervisor
 from service.platform.tasks import cancel_and_wait
 from service.store.errors import StoreUnavailable
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
+from service.webhooks.outbox import webhook_channel, wire_id
 from service.webhooks.sealing import PLAIN, SecretSealer
 from service.webhooks.signing import signature_header
 from service.webhooks.ssrf import GuardedResolver, refuse_private_literal

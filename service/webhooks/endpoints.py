@@ -11,8 +11,8 @@ from uuid import UUID, uuid4
 
 import asyncpg
 
-from projections.webhook_outbox import wire_id
 from service.store.eventstore import EventStore
+from service.webhooks.outbox import wire_id
 from service.webhooks.sealing import SecretSealer, SecretUnavailable
 from service.webhooks.signing import new_secret
 

@@ -14,12 +14,12 @@ import pytest
 
 from domain.samples import long_history, walk_to
 from projections import PhaseStatistics, ProjectedEvent, RelationshipSummaries, Timeline
-from projections.webhook_outbox import WebhookOutbox
 from service import auditor
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner, RebuildFailed, shadow_schema
 from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
+from service.webhooks.outbox import WebhookOutbox
 from tests.projections.support import dump, runner_for, save_all
 
 pytestmark = pytest.mark.db

@@ -26,10 +26,10 @@ from hypothesis import strategies as st
 from domain import DomainError, Relationship, parse_envelope
 from domain.samples import Clock, long_history, walk_to
 from projections import all_projections
-from projections.webhook_outbox import WebhookOutbox
 from service.http.requests import MAX_BODY, _unstorable_text
 from service.relationships.read_models import ReadModels
 from service.relationships.repository import RelationshipRepository
+from service.webhooks.outbox import WebhookOutbox
 from tests.projections import histories
 from tests.projections.support import decoder, dump, runner_for, save_all
 from tests.projections.test_runner import fresh_store

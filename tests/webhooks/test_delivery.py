@@ -20,7 +20,6 @@ from cloudevents.core.bindings.http import HTTPMessage, from_http_event
 
 from domain import Envelope, create_cipher_key
 from domain.samples import walk_to
-from projections.webhook_outbox import WebhookOutbox
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner
 from service.relationships.codec import mapper_for
@@ -28,6 +27,7 @@ from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.webhooks import endpoints
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
+from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sealing import SecretSealer
 from tests.support.receiver import serving
 

@@ -29,7 +29,6 @@ from hypothesis import HealthCheck, example, given, settings
 from hypothesis import strategies as st
 
 from domain.samples import walk_to
-from projections.webhook_outbox import WebhookOutbox
 from service.platform.settings import Settings
 from service.platform.supervisor import Supervisor
 from service.projection_runner import ProjectionRunner
@@ -45,6 +44,7 @@ from service.webhooks.dispatcher import (
     DispatcherConfig,
     _retry_after,
 )
+from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sealing import PLAIN
 from tests.support.receiver import raw_serving, read_request, reset, serving
 
