@@ -1,0 +1,72 @@
+"""`mentorflow verify`: check hash chains, one relationship's or the whole log's."""
+
+from __future__ import annotations
+
+import json
+import sys
+from typing import TextIO
+from uuid import UUID
+
+from service.auditor.common import NO, OK, USAGE, Format, components_for, parse_id
+from service.platform.settings import Settings
+from service.relationships.read_models import LogCheck, StreamCheck
+
+
+async def verify(
+    settings: Settings,
+    relationship_id: str | UUID | None = None,
+    all: bool = False,
+    *,
+    fmt: Format = "text",
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
+    """Check hash chains: one relationship's, or with ``all`` every one plus
+    the global positions that went missing. Exit 1 naming the first broken
+    event (version and id) if anything was altered or removed."""
+    if (relationship_id is None) == (not all):
+        print("mentorflow: verify needs a relationship id or --all (not both)", file=err)
+        return USAGE
+    async with components_for(settings) as session:
+        models = session.read_models
+        if all:
+            report = await models.verify_all()
+            _print_all(report, fmt, out)
+            return OK if report.valid else NO
+        rid = parse_id(relationship_id or "", err)
+        if rid is None:
+            return USAGE
+        check = await models.verify(rid)
+    if check is None:
+        print(f"mentorflow: no relationship {rid}", file=err)
+        return NO
+    print(json.dumps(check.to_dict(), indent=2) if fmt == "json" else _line(check), file=out)
+    return OK if check.valid else NO
+
+
+def _line(check: StreamCheck) -> str:
+    if check.valid:
+        return f"relationship {check.relationship_id}: valid ({check.checked} events checked)"
+    event = f" (event {check.first_invalid_event_id})" if check.first_invalid_event_id else ""
+    return (
+        f"relationship {check.relationship_id}: BROKEN at version "
+        f"{check.first_invalid_version}{event}: {check.reason}"
+    )
+
+
+def _print_all(report: LogCheck, fmt: Format, out: TextIO) -> None:
+    if fmt == "json":
+        print(json.dumps(report.to_dict(), indent=2), file=out)
+        return
+    for broken in report.broken:
+        print(_line(broken), file=out)
+    missing = report.missing_positions
+    if missing:
+        shown = ", ".join(str(p) for p in missing[:20]) + (" ..." if len(missing) > 20 else "")
+        print(f"global log: positions missing (events deleted): {shown}", file=out)
+    verdict = "valid" if report.valid else "BROKEN"
+    print(
+        f"{verdict}: {report.streams_checked} relationships, "
+        f"{report.events_checked} events checked",
+        file=out,
+    )
