@@ -28,8 +28,7 @@ class ProgressBar:
 
     def update(self, progress: RebuildProgress) -> None:
         self._bar.total = progress.target
-        self._bar.n = progress.position
-        self._bar.refresh()
+        self._bar.update(progress.position - self._bar.n)  # tqdm measures the rate
 
     def finish(self, progress: RebuildProgress) -> None:
         self._bar.close()
