@@ -21,7 +21,7 @@ async def demo(settings: Settings, *, now: datetime | None = None, out: TextIO =
     samples = demo_relationships(now)
     async with components_for(settings, existing=False) as session:
         for relationship in samples:
-            await session.repository.save(relationship)
+            await session.application.save_decided(relationship)
     for r in samples:
         print(f"{r.id}  {r.phase:<15} {'paused ' if r.paused else ''}{r.mentee_id}", file=out)
     print(f"loaded {len(samples)} relationships", file=out)

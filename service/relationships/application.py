@@ -144,6 +144,11 @@ class Application:
                         raise VersionMismatch(expected_version, conflict.current_version) from None
         raise Contended("the relationship is changing too fast to record this event; retry")
 
+    async def save_decided(self, relationship: Relationship) -> Saved:
+        """A relationship whose events were decided in memory, through the
+        aggregate's own rules (sample data, imports), saved in one append."""
+        return await self._save(relationship, None)
+
     async def load(
         self,
         relationship_id: UUID,
