@@ -19,7 +19,7 @@ import asyncpg
 
 from service.store import database
 from service.store.errors import StoreUnavailable, TrackingConflict
-from service.store.group_commit import GroupCommitter, append_on
+from service.store.group_commit import GroupCommitter
 from service.store.migrations import migrate, pending_migrations
 from service.store.records import (
     AppendRequest,
@@ -150,20 +150,6 @@ class EventStore:
         request = AppendRequest(tuple(events), idempotency_key, fingerprint, tracking)
         return await self._committer.submit(request)
 
-    async def append_in_transaction(
-        self,
-        conn: asyncpg.Connection,
-        events: Sequence[NewEvent],
-        *,
-        idempotency_key: str | None = None,
-        fingerprint: bytes | None = None,
-        tracking: Tracking | None = None,
-    ) -> AppendResult:
-        """Like `append`, but inside the caller's transaction (no group commit).
-        The position lock is held until that transaction ends: keep it short."""
-        request = AppendRequest(tuple(events), idempotency_key, fingerprint, tracking)
-        return await append_on(conn, request, self.channel)
-
     # --- reading ---------------------------------------------------------------
 
     async def read_stream(
@@ -269,20 +255,6 @@ class EventStore:
         projection's rows and its checkpoint commit together."""
         if not await conn.fetchval(_ADVANCE_TRACKING, tracking.name, tracking.position):
             raise TrackingConflict(tracking.name, tracking.position)
-
-    async def wait_for_tracking(self, name: str, position: int, timeout: float = 5.0) -> bool:
-        """Wait until checkpoint `name` reaches `position` (read-your-writes)."""
-        loop = asyncio.get_running_loop()
-        deadline = loop.time() + timeout
-        delay = 0.005
-        while True:
-            current = await self.tracking_position(name)
-            if current is not None and current >= position:
-                return True
-            if loop.time() >= deadline:
-                return False
-            await asyncio.sleep(min(delay, max(0.0, deadline - loop.time())))
-            delay = min(delay * 2, 0.2)
 
     @asynccontextmanager
     async def transaction(self) -> AsyncIterator[asyncpg.Connection]:

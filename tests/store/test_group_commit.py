@@ -18,6 +18,7 @@ from service.store.errors import (
     VersionConflict,
 )
 from service.store.eventstore import EventStore
+from service.store.group_commit import append_on
 from service.store.records import AppendRequest, NewEvent, Tracking
 from tests.support.database import drop_schema
 
@@ -138,7 +139,7 @@ async def test_an_append_rolled_back_with_its_transaction_leaves_no_position(
 
     with pytest.raises(Boom):
         async with store.transaction() as conn:
-            await store.append_in_transaction(conn, [event(uuid4(), 1)])
+            await append_on(conn, AppendRequest((event(uuid4(), 1),)), store.channel)
             raise Boom
     assert await store.max_position() == 0
     assert (await store.append([event(uuid4(), 1)])).positions == (1,)

@@ -8,7 +8,8 @@ from uuid import uuid4
 import pytest
 
 from service.store.eventstore import EventStore
-from service.store.records import NewEvent, StoredRecord
+from service.store.group_commit import append_on
+from service.store.records import AppendRequest, NewEvent, StoredRecord
 from service.store.subscriptions import Subscription
 
 pytestmark = pytest.mark.db
@@ -43,7 +44,7 @@ async def test_polling_finds_events_when_no_notification_arrives(store: EventSto
     async with store.subscribe(after=0, poll_interval=0.1) as subscription:
         await store._notifier.stop()  # as if the LISTEN connection were lost
         async with store.pool.acquire() as conn, conn.transaction():
-            await store.append_in_transaction(conn, [NewEvent(uuid4(), 1, "t", b"{}")])
+            await append_on(conn, AppendRequest((NewEvent(uuid4(), 1, "t", b"{}"),)), store.channel)
         assert [r.position for r in await _take(subscription, 1, timeout=5)] == [1]
 
 
@@ -56,7 +57,9 @@ async def test_a_late_commit_is_not_skipped(store: EventStore) -> None:
         transaction = conn.transaction()
         await transaction.start()
         try:
-            held = await store.append_in_transaction(conn, [NewEvent(first, 1, "t", b"{}")])
+            held = await append_on(
+                conn, AppendRequest((NewEvent(first, 1, "t", b"{}"),)), store.channel
+            )
             assert held.positions == (1,)
             later = asyncio.create_task(store.append([NewEvent(second, 1, "t", b"{}")]))
             await asyncio.sleep(0.3)
