@@ -58,6 +58,7 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     app[SERVICES] = components
     app[RESPONSES] = ResponseKeeper(components.store, components.settings.cipher_key)
     register(app, all_routes())
+    ops_routes.add_docs_static(app)
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()
     app.on_shutdown.append(_stopping)

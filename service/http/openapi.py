@@ -3,11 +3,14 @@ below, so it describes exactly the routes that exist."""
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterable
 from typing import Any
 
 import workflows
-from domain import RECORDABLE_TYPES
+from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES
+from domain.catalog import data_schema, envelope_schema, opening_schema
+from domain.samples import DATA_SAMPLES
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 from service.http.routing import Route
 
@@ -49,20 +52,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "current_version": {"type": ["integer", "null"]},
         },
     },
-    "RelationshipCreate": {
-        "type": "object",
-        "required": ["mentee_id"],
-        "properties": {
-            "mentee_id": {"type": "string", "minLength": 1},
-            "program_id": {"type": "string"},
-            "mentee_name": {"type": "string"},
-            "predecessor_id": {"type": "string", "format": "uuid"},
-            "actor": _ACTOR,
-            "occurred_at": _TIMESTAMP,
-            "correlation_id": {"type": "string"},
-            "causation_id": {"type": "string"},
-        },
-    },
     "Relationship": {
         "type": "object",
         "required": ["id", "phase", "paused", "version", "mentee_id", "allowed_events"],
@@ -98,19 +87,6 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                 },
             },
         ],
-    },
-    "EventPost": {
-        "type": "object",
-        "required": ["type"],
-        "properties": {
-            "type": {"type": "string", "enum": sorted(RECORDABLE_TYPES)},
-            "data": {"type": "object"},
-            "occurred_at": _TIMESTAMP,
-            "actor": _ACTOR,
-            "correlation_id": {"type": "string"},
-            "causation_id": {"type": "string"},
-        },
-        "additionalProperties": False,
     },
     "RecordedEvent": {
         "type": "object",
@@ -216,6 +192,8 @@ def build_openapi(
     paths: dict[str, dict[str, Any]] = {}
     for route in routes:
         paths.setdefault(route.path, {})[route.method.lower()] = _operation(route)
+    schemas: dict[str, Any] = {**SCHEMAS, **(extra_schemas or {})}
+    schemas.update(_generated_schemas(schemas))
     return {
         "openapi": "3.1.0",
         "info": {
@@ -225,8 +203,9 @@ def build_openapi(
             "events, read state and history at any version, audit, subscribe to webhooks.",
         },
         "paths": paths,
+        "webhooks": _webhooks(),
         "components": {
-            "schemas": {**SCHEMAS, **(extra_schemas or {})},
+            "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
         },
     }
@@ -288,3 +267,175 @@ def _responses(route: Route) -> dict[str, Any]:
 
 def _ref(name: str) -> dict[str, str]:
     return {"$ref": f"#/components/schemas/{name}"}
+
+
+# --- Generated from the declarations the service validates requests with ---------------
+
+
+def _component_name(api_type: str) -> str:
+    """``meeting.held`` -> ``MeetingHeld``."""
+    return "".join(part.capitalize() for part in api_type.replace("_", ".").split("."))
+
+
+def _hoist(schema: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
+    """``schema`` with pydantic's ``$defs`` moved into ``into`` (components/schemas)
+    and every ``$ref`` rewritten to point there. A name already taken by a
+    different schema is an error: the document must stay unambiguous."""
+    schema = copy.deepcopy(schema)
+    defs = schema.pop("$defs", {})
+    _rewrite_refs(schema)
+    for name, definition in defs.items():
+        _rewrite_refs(definition)
+        if name in into and into[name] != definition:
+            raise ValueError(f"two different schemas named {name}")
+        into[name] = definition
+    return schema
+
+
+def _rewrite_refs(node: Any) -> None:
+    if isinstance(node, dict):
+        ref = node.get("$ref")
+        if isinstance(ref, str) and ref.startswith("#/$defs/"):
+            node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
+        for value in node.values():
+            _rewrite_refs(value)
+    elif isinstance(node, list):
+        for value in node:
+            _rewrite_refs(value)
+
+
+def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
+    """The request bodies of the two writes, from the event classes: one
+    component per event type (its ``data`` and an example), the ``EventPost``
+    union discriminated by ``type``, and ``RelationshipCreate``."""
+    out: dict[str, Any] = {}
+    envelope = _hoist(envelope_schema(), out)
+    envelope_properties = envelope.get("properties", {})
+    mapping: dict[str, str] = {}
+    for api_type in sorted(RECORDABLE_TYPES):
+        name = "Data" + _component_name(api_type)
+        out[name] = _hoist(data_schema(api_type), out)
+        post = "Post" + _component_name(api_type)
+        out[post] = {
+            "type": "object",
+            "required": ["type"],
+            "properties": {
+                "type": {"type": "string", "const": api_type},
+                "data": _ref(name),
+                **envelope_properties,
+            },
+            "additionalProperties": False,
+            "example": {"type": api_type, "data": DATA_SAMPLES[api_type]},
+        }
+        mapping[api_type] = f"#/components/schemas/{post}"
+    out["EventPost"] = {
+        "oneOf": [{"$ref": ref} for ref in mapping.values()],
+        "discriminator": {"propertyName": "type", "mapping": mapping},
+    }
+    out["RelationshipCreate"] = _hoist(opening_schema(), out)
+    out["RelationshipCreate"]["example"] = {
+        "mentee_id": "mentee-1",
+        "program_id": "program-1",
+        "actor": {"id": "mentee-1", "role": "mentee"},
+    }
+    for name in out:
+        if name in existing:
+            raise ValueError(f"generated schema {name} clashes with a declared one")
+    return out
+
+
+_CLOUDEVENT_REQUIRED = [
+    "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
+]  # fmt: skip
+
+
+def _cloudevent(webhook_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX
+
+    return {
+        "type": "object",
+        "required": _CLOUDEVENT_REQUIRED,
+        "properties": {
+            "specversion": {"const": "1.0"},
+            "id": {"type": "string", "description": "the webhook-id header"},
+            "source": {"type": "string"},
+            "type": {"const": CLOUDEVENT_TYPE_PREFIX + webhook_type},
+            "subject": {"type": "string"},
+            "time": _TIMESTAMP,
+            "datacontenttype": {"const": "application/json"},
+            "sequence": {"type": "integer"},
+            "data": data,
+        },
+    }
+
+
+_PHASE_CHANGED_REQUIRED = [
+    "relationship_id", "from_phase", "to_phase", "event_type", "version", "at",
+]  # fmt: skip
+
+
+def _webhook_data() -> dict[str, dict[str, Any]]:
+    """The ``data`` of each webhook type, as service.webhooks.outbox.thin_data builds it."""
+    from service.webhooks.outbox import PHASE_CHANGED, THIN_FIELDS
+
+    phase = {"type": "string", "enum": list(workflows.PHASES)}
+    uuid = {"type": "string", "format": "uuid"}
+    shapes: dict[str, dict[str, Any]] = {
+        PHASE_CHANGED: {
+            "type": "object",
+            "required": _PHASE_CHANGED_REQUIRED,
+            "properties": {
+                "relationship_id": uuid,
+                "from_phase": phase,
+                "to_phase": phase,
+                "event_type": {"type": "string"},
+                "version": {"type": "integer"},
+                "at": _TIMESTAMP,
+            },
+        }
+    }
+    for api_type in sorted(RECORDABLE_TYPES):
+        hidden = CONFIDENTIAL_FIELDS.get(api_type, frozenset())
+        schema = data_schema(api_type)
+        out: dict[str, Any] = {}
+        fields = {
+            key: _hoist({**value, "$defs": schema.get("$defs", {})}, out)
+            for key, value in schema.get("properties", {}).items()
+            if key in THIN_FIELDS and key not in hidden
+        }
+        shapes["relationship." + api_type] = {
+            "type": "object",
+            "required": ["relationship_id", "event_type", "version", "phase"],
+            "properties": {
+                "relationship_id": uuid,
+                "event_type": {"const": api_type},
+                "version": {"type": "integer"},
+                "phase": phase,
+                **fields,
+            },
+        }
+    shapes["webhook.test"] = {"type": "object"}
+    return shapes
+
+
+def _webhooks() -> dict[str, Any]:
+    return {
+        name: {
+            "post": {
+                "summary": f"{name} (CloudEvents 1.0, structured mode)",
+                "operationId": "webhook_" + name.replace(".", "_"),
+                "parameters": [
+                    {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
+                    for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
+                ],
+                "requestBody": {
+                    "required": True,
+                    "content": {
+                        "application/cloudevents+json": {"schema": _cloudevent(name, data)}
+                    },
+                },
+                "responses": {"2XX": {"description": "received; any other answer is retried"}},
+            }
+        }
+        for name, data in _webhook_data().items()
+    }

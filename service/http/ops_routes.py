@@ -4,6 +4,8 @@ the lifecycle description and diagram, and token administration."""
 from __future__ import annotations
 
 import html
+from importlib import resources
+from pathlib import Path
 from typing import cast
 
 from aiohttp import web
@@ -14,7 +16,7 @@ from service.access.tokens import Role, TokenRefused, check_token_request
 from service.http.context import services
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid, query_choice
-from service.http.routing import ADMIN, READ, Param, Route
+from service.http.routing import ADMIN, READ, Handler, Param, Route
 from service.http.views import decode_cursor
 
 OPENAPI = web.AppKey("openapi", dict)
@@ -76,8 +78,73 @@ async def openapi(request: web.Request) -> web.Response:
     return web.json_response(request.app[OPENAPI])
 
 
+DOCS_STATIC = "/docs/static"
+SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
+DOCS_CSP = (
+    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
+    "frame-ancestors 'none'"
+)
+"""Everything /docs loads comes from this service, and no script runs inline.
+(Swagger UI sets some element styles from script, which `style-src 'self'`
+blocks only cosmetically.)"""
+
+
+def swagger_ui_dir() -> Path:
+    """Swagger UI's static files (5.x, which renders OpenAPI 3.1), as shipped by
+    the swagger-ui-py package: served offline, never from a CDN."""
+    return Path(str(resources.files("swagger_ui") / "static"))
+
+
+def docs_assets_dir() -> Path:
+    """This service's own /docs files (the initializer script), package data."""
+    return Path(__file__).parent / "docs_assets"
+
+
+def add_docs_static(app: web.Application) -> None:
+    """`/docs/static/...`: the few Swagger UI files the page loads, and our
+    initializer. Served without a token, like /docs itself."""
+    ui = swagger_ui_dir()
+    for name in SWAGGER_UI_FILES:
+        app.router.add_get(f"{DOCS_STATIC}/{name}", _file_handler(ui / name))
+    app.router.add_get(f"{DOCS_STATIC}/init.js", _file_handler(docs_assets_dir() / "init.js"))
+
+
+def _file_handler(path: Path) -> Handler:
+    async def serve(request: web.Request) -> web.StreamResponse:
+        return web.FileResponse(
+            path,
+            headers={
+                "Cache-Control": "public, max-age=3600",
+                "X-Content-Type-Options": "nosniff",
+            },
+        )
+
+    return serve
+
+
 async def docs(request: web.Request) -> web.Response:
-    """A self-contained page (no scripts from elsewhere) listing every operation."""
+    """Swagger UI over /openapi.json: read every operation and try it with a
+    token (Authorize). Offline: every asset is served by this service."""
+    page = f"""<!doctype html><html lang="en"><head><meta charset="utf-8">
+<title>Mentorflow API</title>
+<link rel="icon" href="{DOCS_STATIC}/favicon-32x32.png">
+<link rel="stylesheet" href="{DOCS_STATIC}/swagger-ui.css"></head>
+<body><p><a href="/docs/routes">Route summary</a> ·
+<a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1)</p>
+<div id="swagger-ui"></div>
+<script src="{DOCS_STATIC}/swagger-ui-bundle.js"></script>
+<script src="{DOCS_STATIC}/init.js"></script>
+</body></html>"""
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"},
+    )
+
+
+async def docs_routes(request: web.Request) -> web.Response:
+    """A self-contained page (no scripts) listing every operation."""
     spec = request.app[OPENAPI]
     rows = []
     for path, operations in spec["paths"].items():
@@ -94,10 +161,15 @@ async def docs(request: web.Request) -> web.Response:
 td,th{{border-bottom:1px solid #ddd;padding:4px 8px;text-align:left}}</style></head>
 <body><h1>Mentorflow API {html.escape(spec["info"]["version"])}</h1>
 <p>{html.escape(spec["info"]["description"])}</p>
-<p>The full description: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1).</p>
+<p>The full description: <a href="/openapi.json">/openapi.json</a> (OpenAPI 3.1);
+try it: <a href="/docs">/docs</a>.</p>
 <table><tr><th>method</th><th>path</th><th>what</th><th>roles</th><th>statuses</th></tr>
 {"".join(rows)}</table></body></html>"""
-    return web.Response(text=page, content_type="text/html")
+    return web.Response(
+        text=page,
+        content_type="text/html",
+        headers={"Content-Security-Policy": "default-src 'none'; style-src 'unsafe-inline'"},
+    )
 
 
 async def workflow(request: web.Request) -> web.Response:
@@ -223,7 +295,17 @@ ROUTES = [
         "/docs",
         docs,
         None,
-        "Read the API documentation",
+        "Read and try the API (Swagger UI)",
+        "operations",
+        ok_content="text/html",
+        ok_headers=("Content-Security-Policy",),
+    ),
+    Route(
+        "GET",
+        "/docs/routes",
+        docs_routes,
+        None,
+        "Read a summary of the routes",
         "operations",
         ok_content="text/html",
     ),

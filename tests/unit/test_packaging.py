@@ -21,7 +21,7 @@ def source_files() -> set[str]:
     return {
         path.relative_to(REPO).as_posix()
         for top in TOP_LEVEL
-        for pattern in ("*.py", "*.sql")
+        for pattern in ("*.py", "*.sql", "*.js")
         for path in (REPO / top).rglob(pattern)
         if "__pycache__" not in path.parts
     }

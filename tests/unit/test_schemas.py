@@ -7,63 +7,12 @@ import pytest
 
 from domain import RECORDABLE_TYPES, ValidationFailed, event_class
 from domain.catalog import data_schema, envelope_schema, opening_schema
-from domain.samples import agreement_data
+from domain.samples import DATA_SAMPLES as SAMPLES
+from domain.samples import HELD_AT
 from domain.schema import NON_BLANK_PATTERN
 
 jsonschema = pytest.importorskip("jsonschema")
 
-HELD_AT = "2025-02-10T15:00:00Z"
-
-SAMPLES: dict[str, dict[str, Any]] = {
-    "reflection.recorded": {
-        "author_role": "mentee",
-        "kind": "initial",
-        "development_areas": ["grant writing"],
-        "values": "candour",
-        "work_style": "written first",
-        "notes": "n",
-    },
-    "identification.started": {},
-    "candidate.proposed": {
-        "mentor_id": "m1",
-        "proposed_by": "matching",
-        "match_score": 0.9,
-        "rationale": "r",
-    },
-    "candidate.met": {"mentor_id": "m1", "met_at": HELD_AT, "notes": "n"},
-    "candidate.declined": {"mentor_id": "m1", "by": "mentor", "reason_code": "schedule"},
-    "mentor.selected": {"mentor_id": "m1", "mentor_consent": True},
-    "agreement.proposed": {**agreement_data(), "boundaries": "no weekend messages"},
-    "agreement.signed": {"by": "mentee", "agreement_version": 1},
-    "relationship.established": {},
-    "meeting.scheduled": {"meeting_id": "m1", "scheduled_for": HELD_AT, "agenda": ["a"]},
-    "meeting.held": {
-        "held_at": HELD_AT,
-        "meeting_id": "m1",
-        "duration_minutes": 60,
-        "agenda_set_by": "mentee",
-        "topics": ["t"],
-        "action_items": [
-            {"id": "a1", "description": "d", "owner": "mentee", "due_date": "2025-03-01"}
-        ],
-        "notes": "n",
-    },
-    "meeting.missed": {"scheduled_for": HELD_AT, "meeting_id": "m1", "reason_code": "ill"},
-    "action_item.completed": {"action_item_id": "a1"},
-    "goal.progressed": {"goal_id": "g1", "status": "at_risk", "note": "n"},
-    "feedback.given": {"from_role": "mentor", "rating": 5, "comment": "c"},
-    "concern.raised": {"category": "wellbeing", "severity": "high", "detail": "d"},
-    "relationship.paused": {"reason": "leave", "expected_resume": "2025-05-01"},
-    "relationship.resumed": {},
-    "review.started": {"trigger": "term_ended"},
-    "relationship.refined": {"reason": "new goals"},
-    "relationship.concluded": {"outcome": "goals_achieved", "summary": "s"},
-    "relationship.withdrawn": {
-        "reason_code": "safety",
-        "safety_override": True,
-        "justification": "j",
-    },
-}
 
 # (event type, a change to its sample that both the schema and the validator refuse)
 BROKEN: list[tuple[str, dict[str, Any]]] = [
