@@ -29,21 +29,60 @@ _ACTOR = {
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Any": {},
-    "Status": {"type": "object", "properties": {"status": {"type": "string"}}},
+    "Status": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {"status": {"const": "ok"}},
+    },
+    "Readiness": {
+        "type": "object",
+        "required": ["status"],
+        "properties": {
+            "status": {"type": "string", "enum": ["ready", "degraded"]},
+            "failing": {
+                "type": "array",
+                "description": "degraded: the projections stuck at an event",
+                "items": {
+                    "type": "object",
+                    "required": ["projection", "position", "error", "since"],
+                    "properties": {
+                        "projection": {"type": "string"},
+                        "position": {"type": "integer"},
+                        "error": {"type": "string"},
+                        "since": _TIMESTAMP,
+                    },
+                },
+            },
+        },
+    },
     "Problem": {
         "type": "object",
         "required": ["type", "title", "status", "detail"],
         "properties": {
-            "type": {"type": "string"},
+            "type": {"type": "string", "enum": sorted(PROBLEM_BASE + name for name in TITLES)},
             "title": {"type": "string"},
             "status": {"type": "integer"},
             "detail": {"type": "string"},
+            "request_id": {"type": "string"},
+            "event_type": {"type": "string", "description": "invalid-transition, guard-failed"},
+            "unmet_guards": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "guard-failed: the unmet guards' names",
+            },
+            "required_roles": {
+                "type": "array",
+                "items": {"type": "string"},
+                "description": "forbidden: the roles that may",
+            },
             "errors": {
                 "type": "array",
                 "items": {
                     "type": "object",
+                    "required": ["path", "message"],
                     "properties": {"path": {"type": "string"}, "message": {"type": "string"}},
                 },
+                "description": "validation-error: one entry per wrong field",
             },
             "current_phase": {"type": "string"},
             "paused": {"type": "boolean"},

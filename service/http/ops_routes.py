@@ -270,7 +270,7 @@ ROUTES = [
         None,
         "Check the service is ready",
         "operations",
-        ok_schema="Status",
+        ok_schema="Readiness",
     ),
     Route(
         "GET",
