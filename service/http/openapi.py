@@ -27,15 +27,143 @@ _ACTOR = {
     },
 }
 
+_NULLABLE_TIMESTAMP = {"type": ["string", "null"], "format": "date-time"}
+_COUNT = {"type": "integer", "minimum": 0}
+_OBJECTS = {"type": "array", "items": {"type": "object"}}
+_STRINGS = {"type": "array", "items": {"type": "string"}}
+_PHASE = {"type": "string", "enum": list(workflows.PHASES)}
+_AGREEMENT = {
+    "type": "object",
+    "required": ["signed_by", "fully_signed"],
+    "properties": {
+        "signed_by": {"type": "array", "items": {"enum": ["mentee", "mentor"]}},
+        "fully_signed": {"type": "boolean"},
+    },
+}
+_RELATIONSHIP_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "format": "uuid"},
+    "version": {"type": "integer", "minimum": 1},
+    "phase": _PHASE,
+    "paused": {"type": "boolean"},
+    "pause": {"type": ["object", "null"]},
+    "allowed_events": {"type": "array", "items": {"enum": sorted(RECORDABLE_TYPES)}},
+    "mentee_id": {"type": "string"},
+    "mentee_name": _NULLABLE_STRING,
+    "mentor_id": _NULLABLE_STRING,
+    "program_id": _NULLABLE_STRING,
+    "predecessor_id": {"type": ["string", "null"], "format": "uuid"},
+    "opened_at": _NULLABLE_TIMESTAMP,
+    "modified_at": _NULLABLE_TIMESTAMP,
+    "phase_entered_at": {
+        "type": "object",
+        "propertyNames": {"enum": list(workflows.PHASES)},
+        "additionalProperties": _TIMESTAMP,
+    },
+    "current_phase_entered_at": _NULLABLE_TIMESTAMP,
+    "agreement": {"anyOf": [_AGREEMENT, {"type": "null"}]},
+    "agreement_versions": {"type": "array", "items": _AGREEMENT},
+    "goals": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["id", "status", "status_note", "status_updated_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "status": {"type": "string"},
+                "status_note": _NULLABLE_STRING,
+                "status_updated_at": _NULLABLE_TIMESTAMP,
+            },
+        },
+    },
+    "open_action_items": {
+        "type": "array",
+        "items": {
+            "type": "object",
+            "required": ["id", "meeting_id", "assigned_at"],
+            "properties": {
+                "id": {"type": "string"},
+                "meeting_id": _NULLABLE_STRING,
+                "assigned_at": _NULLABLE_TIMESTAMP,
+            },
+        },
+    },
+    "completed_action_items": _COUNT,
+    "meetings_held": _COUNT,
+    "meetings": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["held", "missed", "scheduled", "last_held_at"],
+        "properties": {
+            "held": _COUNT,
+            "missed": _COUNT,
+            "scheduled": _OBJECTS,
+            "last_held_at": _NULLABLE_TIMESTAMP,
+        },
+    },
+    "candidates": _OBJECTS,
+    "reflections": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["count", "mentee_initial_development_areas", "items", "this_refinement"],
+        "properties": {
+            "count": _COUNT,
+            "mentee_initial_development_areas": _STRINGS,
+            "items": _OBJECTS,
+            "this_refinement": _OBJECTS,
+        },
+    },
+    "feedback": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["count", "by_role"],
+        "properties": {
+            "count": _COUNT,
+            "by_role": {
+                "type": "object",
+                "additionalProperties": False,
+                "properties": {
+                    role: {
+                        "type": "object",
+                        "required": ["count", "average_rating"],
+                        "properties": {
+                            "count": _COUNT,
+                            "average_rating": {"type": ["number", "null"]},
+                        },
+                    }
+                    for role in ("mentee", "mentor")
+                },
+            },
+        },
+    },
+    "concerns": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["count", "high_severity", "items"],
+        "properties": {"count": _COUNT, "high_severity": _COUNT, "items": _OBJECTS},
+    },
+    "review_trigger": _NULLABLE_STRING,
+    "outcome": _NULLABLE_STRING,
+    "outcome_summary": _NULLABLE_STRING,
+}
+_RELATIONSHIP: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": sorted(_RELATIONSHIP_PROPERTIES),
+    "properties": _RELATIONSHIP_PROPERTIES,
+    "description": "domain.view.relationship_view",
+}
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Any": {},
     "Status": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["status"],
         "properties": {"status": {"const": "ok"}},
     },
     "Readiness": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["status"],
         "properties": {
             "status": {"type": "string", "enum": ["ready", "degraded"]},
@@ -91,48 +219,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "current_version": {"type": ["integer", "null"]},
         },
     },
-    "Relationship": {
-        "type": "object",
-        "required": ["id", "phase", "paused", "version", "mentee_id", "allowed_events"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "phase": {"type": "string", "enum": list(workflows.PHASES)},
-            "paused": {"type": "boolean"},
-            "version": {"type": "integer"},
-            "mentee_id": {"type": "string"},
-            "mentor_id": _NULLABLE_STRING,
-            "program_id": _NULLABLE_STRING,
-            "opened_at": {"type": ["string", "null"]},
-            "phase_entered_at": {"type": "object"},
-            "agreement": {"type": ["object", "null"]},
-            "goals": {"type": "array"},
-            "open_action_items": {"type": "array"},
-            "meetings_held": {"type": "integer"},
-            "outcome": {"type": ["string", "null"]},
-            "allowed_events": {"type": "array", "items": {"type": "string"}},
-        },
-    },
+    "Relationship": _RELATIONSHIP,
     "RelationshipCreated": {
-        "allOf": [
-            {"$ref": "#/components/schemas/Relationship"},
-            {
-                "type": "object",
-                "required": ["position"],
-                "properties": {
-                    "position": {
-                        "type": "integer",
-                        "description": "the opening event's place in the global log",
-                    }
-                },
+        **_RELATIONSHIP,
+        "required": [*_RELATIONSHIP["required"], "position"],
+        "properties": {
+            **_RELATIONSHIP["properties"],
+            "position": {
+                "type": "integer",
+                "description": "the opening event's place in the global log",
             },
-        ],
+        },
     },
     "RecordedEvent": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["id", "type", "relationship_id", "version", "position", "data"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "type": {"type": "string"},
+            "type": {"type": "string", "enum": ["relationship.opened", *sorted(RECORDABLE_TYPES)]},
             "relationship_id": {"type": "string", "format": "uuid"},
             "version": {"type": "integer"},
             "position": {"type": "integer"},
@@ -149,6 +254,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "EventPage": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["items", "next_cursor"],
         "properties": {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedEvent"}},
@@ -157,6 +263,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "FeedPage": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["items", "next_cursor", "next_after"],
         "properties": {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedEvent"}},
@@ -183,6 +290,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "TokenCreated": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["id", "name", "role", "program_ids", "created_at", "token"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
@@ -195,6 +303,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Token": {
         "type": "object",
+        "additionalProperties": False,
         "required": [
             "id",
             "name",
@@ -216,6 +325,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "TokenPage": {
         "type": "object",
+        "additionalProperties": False,
         "required": ["items", "next_cursor"],
         "properties": {
             "items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}},
