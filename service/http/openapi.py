@@ -13,7 +13,9 @@ from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 from service.http.routing import Route
+from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX, PHASE_CHANGED, THIN_FIELDS
 
+OPENED = "relationship.opened"
 COMMON_PROBLEMS = ("unavailable",)
 AUTH_PROBLEMS = ("unauthorized", "forbidden")
 
@@ -237,7 +239,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "required": ["id", "type", "relationship_id", "version", "position", "data"],
         "properties": {
             "id": {"type": "string", "format": "uuid"},
-            "type": {"type": "string", "enum": ["relationship.opened", *sorted(RECORDABLE_TYPES)]},
+            "type": {"type": "string", "enum": [OPENED, *sorted(RECORDABLE_TYPES)]},
             "relationship_id": {"type": "string", "format": "uuid"},
             "version": {"type": "integer"},
             "position": {"type": "integer"},
@@ -499,8 +501,6 @@ _CLOUDEVENT_REQUIRED = [
 
 
 def _cloudevent(webhook_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX
-
     return {
         "type": "object",
         "required": _CLOUDEVENT_REQUIRED,
@@ -525,8 +525,6 @@ _PHASE_CHANGED_REQUIRED = [
 
 def _webhook_data() -> dict[str, dict[str, Any]]:
     """The ``data`` of each webhook type, as service.webhooks.outbox.thin_data builds it."""
-    from service.webhooks.outbox import PHASE_CHANGED, THIN_FIELDS
-
     phase = {"type": "string", "enum": list(workflows.PHASES)}
     uuid = {"type": "string", "format": "uuid"}
     shapes: dict[str, dict[str, Any]] = {
@@ -543,9 +541,10 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
             },
         }
     }
-    for api_type in sorted(RECORDABLE_TYPES):
+    # the opening event is sent too (as relationship.relationship.opened)
+    sources = {OPENED: opening_schema(), **{t: data_schema(t) for t in sorted(RECORDABLE_TYPES)}}
+    for api_type, schema in sources.items():
         hidden = CONFIDENTIAL_FIELDS.get(api_type, frozenset())
-        schema = data_schema(api_type)
         out: dict[str, Any] = {}
         fields = {
             key: _hoist({**value, "$defs": schema.get("$defs", {})}, out)

@@ -4,7 +4,9 @@ parts come from the event classes, so they cannot drift from validation."""
 
 from __future__ import annotations
 
-from typing import Any
+from datetime import UTC, datetime
+from typing import Any, cast
+from uuid import uuid4
 
 import pytest
 from jsonschema import Draft202012Validator
@@ -12,10 +14,12 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES
+from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES, Relationship, event_metadata
 from domain.catalog import data_schema
-from domain.samples import DATA_SAMPLES
+from domain.samples import DATA_SAMPLES, walk_to
+from projections import ProjectedEvent
 from service.http.app import openapi_document
+from service.webhooks.outbox import cloudevent, webhook_types
 from tests.e2e.journey import MENTEE, TO_CONCLUDED, TO_CULTIVATION
 from tests.e2e.test_guards_over_http import SCENARIOS
 
@@ -115,7 +119,7 @@ def test_the_event_schema_refuses_what_validation_refuses(body: dict[str, Any]) 
 def test_every_webhook_type_is_described() -> None:
     webhooks = DOC["webhooks"]
     expected = {"relationship.phase_changed", "webhook.test"} | {
-        f"relationship.{t}" for t in RECORDABLE_TYPES
+        f"relationship.{t}" for t in {*RECORDABLE_TYPES, "relationship.opened"}
     }
     assert set(webhooks) == expected
     for name, item in webhooks.items():
@@ -125,3 +129,35 @@ def test_every_webhook_type_is_described() -> None:
             data = content["schema"]["properties"]["data"]["properties"]
             api_type = name.removeprefix("relationship.")
             assert not set(data) & CONFIDENTIAL_FIELDS.get(api_type, frozenset())
+
+
+def _projected(relationship: Relationship) -> list[ProjectedEvent]:
+    events = cast(list[Relationship.Event], relationship.collect_events())
+    return [
+        ProjectedEvent(
+            position=index,
+            relationship_id=event.originator_id,
+            version=event.originator_version,
+            event_id=uuid4(),
+            topic="",
+            metadata=event_metadata(event),
+            recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
+            chain_hash=b"",
+            decode=lambda event=event: event,
+        )
+        for index, event in enumerate(events, 1)
+    ]
+
+
+def test_every_webhook_body_the_outbox_builds_validates() -> None:
+    """The bodies service.webhooks.outbox builds for a whole sample life
+    validate against the `webhooks` section."""
+    seen = set()
+    for event in _projected(walk_to("concluded")):
+        for webhook_type in webhook_types(event):
+            body = cloudevent(event, webhook_type, uuid4())
+            item = DOC["webhooks"][webhook_type]["post"]["requestBody"]
+            _resolving(item["content"]["application/cloudevents+json"]["schema"]).validate(body)
+            seen.add(webhook_type)
+    assert {"relationship.phase_changed", "relationship.relationship.opened"} <= seen
+    assert len(seen) > 10
