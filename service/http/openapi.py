@@ -545,6 +545,8 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
     sources = {OPENED: opening_schema(), **{t: data_schema(t) for t in sorted(RECORDABLE_TYPES)}}
     for api_type, schema in sources.items():
         hidden = CONFIDENTIAL_FIELDS.get(api_type, frozenset())
+        # the definitions these fields refer to are already components (hoisted
+        # with the request bodies): only the rewritten references are kept here
         out: dict[str, Any] = {}
         fields = {
             key: _hoist({**value, "$defs": schema.get("$defs", {})}, out)
