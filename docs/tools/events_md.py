@@ -341,13 +341,28 @@ def render() -> str:
                 *(f"- {c}." for c in checks),
                 "",
             ]
-        guard_lines = []
+        guard_lines, pause_lines = [], []
         for src, dst, listed in guards.get(event_type, []):
+            where = f"{src} → {dst}" if src != dst else src
             for g in listed:
-                where = f"{src} → {dst}" if src != dst else src
-                guard_lines.append(f'- ({where}) {g["rule"]}. Unmet: "{g["unmet"]}".')
+                if g["kind"] == "pause":
+                    pause_lines.append(f"- ({where}) only when {g['rule']}.")
+                else:
+                    guard_lines.append(f'- ({where}) {g["rule"]}. Unmet: "{g["unmet"]}".')
+        if pause_lines:
+            out += [
+                "Pause (otherwise not accepted: 409 `invalid-transition`, `paused` true):",
+                "",
+                *pause_lines,
+                "",
+            ]
         if guard_lines:
-            out += ["Guards (unmet: 422 `guard-failed`):", "", *guard_lines, ""]
+            out += [
+                "Guards (unmet: 422 `guard-failed`, each listed in `unmet`):",
+                "",
+                *guard_lines,
+                "",
+            ]
         thin = sorted(
             f for f in schema.get("properties", {}) if f in THIN_FIELDS and f not in confidential
         )

@@ -80,6 +80,11 @@ async def test_every_documented_example_is_accepted_in_its_phase(writer: Api) ->
             body = examples[step] if isinstance(step, str) else step
             status, answer, _ = await writer.post(f"/v1/relationships/{opened['id']}/events", body)
             assert status == 201, (step, answer)
+            if step == "relationship.paused":  # as events.md says: refused while paused
+                status, answer, _ = await writer.post(
+                    f"/v1/relationships/{opened['id']}/events", examples["agreement.signed"]
+                )
+                assert status == 409 and answer["paused"] is True, answer
             if isinstance(step, str):
                 posted.add(step)
     assert posted == set(RECORDABLE_TYPES)
