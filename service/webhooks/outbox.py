@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -113,6 +114,26 @@ def cloudevent(event: ProjectedEvent, webhook_type: str, message: uuid.UUID) -> 
         "datacontenttype": "application/json",
         "sequence": event.version,
         "data": thin_data(event, webhook_type),
+    }
+
+
+TEST_TYPE = "webhook.test"
+"""The webhook type of the message `POST /v1/webhooks/{id}/test` sends."""
+
+
+def test_cloudevent(
+    endpoint_id: uuid.UUID, message: uuid.UUID, sent_at: datetime
+) -> dict[str, Any]:
+    """The CloudEvent of a test message: sent to one endpoint whatever its
+    event types, about no relationship."""
+    return {
+        "specversion": "1.0",
+        "id": wire_id(message),
+        "source": f"/webhooks/{endpoint_id}",
+        "type": CLOUDEVENT_TYPE_PREFIX + TEST_TYPE,
+        "time": to_jsonable(sent_at),
+        "datacontenttype": "application/json",
+        "data": {"webhook_id": str(endpoint_id), "sent_at": to_jsonable(sent_at)},
     }
 
 
