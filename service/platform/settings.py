@@ -1,6 +1,6 @@
 """Settings read once from the environment, so every entry point agrees on them.
 
-The variable names are part of the public contract (API.md, "Running").
+The variable names are part of the public contract (docs/api.md, "Running").
 """
 
 from __future__ import annotations
