@@ -29,7 +29,7 @@ MESSAGE_NAMESPACE = uuid.UUID("8f5c2b1e-4a8e-4f55-9d55-6f0b0b8f1d2a")
 THIN_FIELDS = frozenset(
     {
         "mentor_id", "proposed_by", "match_score", "by", "reason_code", "mentor_consent",
-        "agreement_version", "version", "meeting_id", "scheduled_for", "held_at",
+        "agreement_version", "meeting_id", "scheduled_for", "held_at",
         "duration_minutes", "action_item_id", "goal_id", "status", "from_role", "rating",
         "category", "severity", "trigger", "outcome", "kind", "author_role", "met_at",
         "expected_resume", "safety_override",
@@ -88,11 +88,10 @@ def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
             "at": to_jsonable(event.occurred_at),
         }
     confidential = CONFIDENTIAL_FIELDS.get(event.type, frozenset())
-    fields = {
-        key: value
-        for key, value in event_data(event.event).items()
-        if key in THIN_FIELDS and key not in confidential
-    }
+    data = event_data(event.event)
+    fields = {key: value for key, value in data.items() if key in THIN_FIELDS - confidential}
+    if "version" in data:  # an agreement's own version: not the stream's `version` below
+        fields["agreement_version"] = data["version"]
     return {
         "relationship_id": str(event.relationship_id),
         "event_type": meta.type,
