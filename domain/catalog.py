@@ -23,7 +23,7 @@ CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {
     "feedback.given": frozenset({"comment"}),
     "concern.raised": frozenset({"detail"}),
 }
-"""Per event type, the data fields marked ``(c)`` in API.md."""
+"""Per event type, the data fields marked ``(c)`` in docs/api.md."""
 
 REDACTED = "[redacted]"
 

@@ -7,6 +7,7 @@ rules as the API; nothing here writes events directly.
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from typing import Any
+from uuid import UUID
 
 from domain.relationship import Relationship
 from domain.values import Actor, Envelope
@@ -169,10 +170,11 @@ def walk_to(
     mentee_id: str = "mentee-1",
     mentor_id: str = "mentor-1",
     clock: Clock | None = None,
+    id: UUID | None = None,
 ) -> Relationship:
     """A relationship opened and taken, event by event, to ``phase``."""
     clock = clock or Clock()
-    relationship = Relationship.open({"mentee_id": mentee_id}, clock.envelope(mentee_id))
+    relationship = Relationship.open({"mentee_id": mentee_id}, clock.envelope(mentee_id), id=id)
     target = PHASES.index(phase)
     for reached, event_type, data in _steps(mentor_id):
         if PHASES.index(reached) > target:
@@ -181,11 +183,13 @@ def walk_to(
     return relationship
 
 
-def long_history(events: int = 1000, *, clock: Clock | None = None) -> Relationship:
+def long_history(
+    events: int = 1000, *, clock: Clock | None = None, id: UUID | None = None
+) -> Relationship:
     """A relationship in cultivation with ``events`` events: meetings, action items,
     goal progress and feedback, as a long-running pair would accumulate."""
     clock = clock or Clock(step=timedelta(hours=6))
-    relationship = walk_to("cultivation", clock=clock)
+    relationship = walk_to("cultivation", clock=clock, id=id)
     number = 0
     while relationship.version < events:
         number += 1

@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from typing import Annotated, Literal
 
-# --- vocabularies (API.md, "Event types and their data") ---------------------------
+# --- vocabularies (docs/api.md, "Event types and their data") ---------------------------
 
 ActorRole = Literal["mentee", "mentor", "program_admin", "system"]
 PartyRole = Literal["mentee", "mentor"]

@@ -17,6 +17,7 @@ from aiohttp import web
 
 import workflows
 from domain.schema import parse_datetime
+from projections import all_projections
 from service import auditor
 from service.access.tokens import ROLES, TokenRegistry
 from service.composition import components as composition
@@ -78,12 +79,22 @@ def _parser() -> argparse.ArgumentParser:
     projections = commands.add_parser("projections", help="manage read models")
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)
     rebuild = projection_commands.add_parser("rebuild", help="rebuild read models from the log")
-    rebuild.add_argument("name", nargs="?")
+    rebuild.add_argument(
+        "name",
+        nargs="?",
+        choices=[p.name for p in all_projections()],
+        help="one read model (default: every one)",
+    )
 
     diagram = commands.add_parser("diagram", help="the lifecycle diagram")
     diagram.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
 
-    commands.add_parser("demo", help="load sample relationships across all phases")
+    demo = commands.add_parser(
+        "demo", help="load sample relationships across all phases (once)"
+    )
+    demo.add_argument(
+        "--force", action="store_true", help="add them even to a database that holds other data"
+    )
     return parser
 
 
@@ -217,15 +228,20 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(auditor.rebuild(settings, args.name))
     if command == "diagram":
         return _diagram(args.format)
-    return asyncio.run(auditor.demo(settings))
+    return asyncio.run(auditor.demo(settings, force=args.force))
 
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    logs.configure()
+    try:
+        settings = Settings.from_env()
+    except SettingsError as exc:
+        print(f"mentorflow: {exc}", file=sys.stderr)
+        return 2
+    logs.configure(settings.log_format)
     tune_gc()
     try:
-        return _run(args, Settings.from_env())
+        return _run(args, settings)
     except (SettingsError, ValueError) as exc:
         print(f"mentorflow: {exc}", file=sys.stderr)
         return 2

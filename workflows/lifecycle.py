@@ -1,6 +1,6 @@
 """The lifecycle of a mentoring relationship, as one python-statemachine machine.
 
-This class is the single source of truth for what may happen when (DESIGN.md
+This class is the single source of truth for what may happen when (docs/architecture.md
 section 2). It reads like the tables there:
 
 - the six phases are its states;

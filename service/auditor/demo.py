@@ -3,29 +3,65 @@
 from __future__ import annotations
 
 import sys
+import uuid
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import TextIO
 
 from domain import Actor, Envelope, Relationship
 from domain.samples import Clock, long_history, walk_to
-from service.auditor.common import OK, components_for
+from service.auditor.common import NO, OK, components_for
 from service.platform.settings import Settings
 from workflows import PHASES, Phase
 
+DEMO_IDS = uuid.UUID("6d656e74-6f72-666c-6f77-2d64656d6f00")
+"""The namespace of the demo relationships' ids: the same ids on every load,
+so a second `demo` finds the first one's data instead of adding a copy."""
 
-async def demo(settings: Settings, *, now: datetime | None = None, out: TextIO = sys.stdout) -> int:
+
+def demo_id(index: int) -> uuid.UUID:
+    return uuid.uuid5(DEMO_IDS, f"demo-{index}")
+
+
+async def demo(
+    settings: Settings,
+    *,
+    now: datetime | None = None,
+    force: bool = False,
+    out: TextIO = sys.stdout,
+    err: TextIO = sys.stderr,
+) -> int:
     """Load sample relationships across all phases (and a few at risk), made
-    through the aggregate's rules like any posted event."""
+    through the aggregate's rules like any posted event. Loaded once: a second
+    run says so. A database that holds other data is refused unless `force`."""
     now = now or datetime.now(UTC)
     samples = demo_relationships(now)
     async with components_for(settings, existing=False) as session:
+        loaded = [r for r in samples if await session.store.stream_version(r.id) is not None]
+        if loaded:
+            _print(out, loaded)
+            print(
+                f"the demo data is already loaded ({len(loaded)} relationships); nothing added",
+                file=out,
+            )
+            return OK
+        if await session.store.max_position() > 0 and not force:
+            print(
+                "mentorflow: this database already holds other data; run demo with --force"
+                " to add the sample relationships to it anyway",
+                file=err,
+            )
+            return NO
         for relationship in samples:
             await session.application.save_decided(relationship)
-    for r in samples:
-        print(f"{r.id}  {r.phase:<15} {'paused ' if r.paused else ''}{r.mentee_id}", file=out)
+    _print(out, samples)
     print(f"loaded {len(samples)} relationships", file=out)
     return OK
+
+
+def _print(out: TextIO, relationships: list[Relationship]) -> None:
+    for r in relationships:
+        print(f"{r.id}  {r.phase:<15} {'paused ' if r.paused else ''}{r.mentee_id}", file=out)
 
 
 def demo_relationships(now: datetime) -> list[Relationship]:
@@ -37,10 +73,13 @@ def demo_relationships(now: datetime) -> list[Relationship]:
             mentee_id=f"demo-mentee-{i}",
             mentor_id=f"demo-mentor-{i}",
             clock=Clock(months_ago, timedelta(days=3)),
+            id=demo_id(i),
         )
         for i, phase in enumerate(PHASES, 1)
     ]
-    made.append(long_history(120, clock=Clock(now - timedelta(days=40), timedelta(hours=8))))
+    made.append(
+        long_history(120, clock=Clock(now - timedelta(days=40), timedelta(hours=8)), id=demo_id(10))
+    )
     made.append(_then(now - timedelta(days=80), 20, "cultivation", _paused_long))
     made.append(_then(now - timedelta(days=20), 21, "cultivation", _high_concern))
     made.append(_then(now - timedelta(days=30), 22, "cultivation", _refined))
@@ -55,7 +94,9 @@ def _then(made_at: datetime, index: int, phase: Phase, steps: Steps) -> Relation
     """A relationship walked to ``phase`` a day per event from ``made_at``, then ``steps``."""
     clock = Clock(made_at, timedelta(days=1))
     mentee = f"demo-mentee-{index}"
-    relationship = walk_to(phase, mentee_id=mentee, mentor_id=f"demo-mentor-{index}", clock=clock)
+    relationship = walk_to(
+        phase, mentee_id=mentee, mentor_id=f"demo-mentor-{index}", clock=clock, id=demo_id(index)
+    )
     steps(relationship, lambda: clock.envelope(mentee), clock.now)
     return relationship
 

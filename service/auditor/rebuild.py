@@ -7,6 +7,7 @@ import sys
 from typing import TextIO
 
 from tqdm import tqdm
+from tqdm.contrib.logging import logging_redirect_tqdm
 
 from service.auditor.common import NO, OK, USAGE, components_for
 from service.platform.settings import Settings
@@ -59,14 +60,16 @@ async def rebuild(settings: Settings, name: str | None = None, *, err: TextIO = 
             )
             return USAGE
         failed = False
-        for each in names:
-            bar = ProgressBar(err, each)
-            try:
-                report = await runner.rebuild(each, bar.update)
-            except RebuildFailed as exc:
-                bar.abandon()
-                print(f"mentorflow: {exc}", file=err)
-                failed = True
-                continue
-            bar.finish(RebuildProgress(each, report.events, report.events, report.seconds))
+        # Log lines go through tqdm while a bar is drawn, so the two never interleave.
+        with logging_redirect_tqdm():
+            for each in names:
+                bar = ProgressBar(err, each)
+                try:
+                    report = await runner.rebuild(each, bar.update)
+                except RebuildFailed as exc:
+                    bar.abandon()
+                    print(f"mentorflow: {exc}", file=err)
+                    failed = True
+                    continue
+                bar.finish(RebuildProgress(each, report.events, report.events, report.seconds))
     return NO if failed else OK

@@ -39,7 +39,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "diagram-unavailable": (406, "Diagram format not available here"),
     "internal-error": (500, "Internal error"),
 }
-"""Each problem type: its status and title (API.md, "HTTP conventions")."""
+"""Each problem type: its status and title (docs/api.md, "HTTP conventions")."""
 
 
 class Problem(Exception):

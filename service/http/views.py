@@ -13,7 +13,7 @@ T = TypeVar("T")
 
 
 def recorded_event(recorded: RecordedEvent, *, redacted: bool) -> dict[str, Any]:
-    """A recorded event as API.md describes it: the one view of a recorded
+    """A recorded event as docs/api.md describes it: the one view of a recorded
     event (:func:`domain.event_view`) under the API's names; `redacted` hides
     confidential fields (for auditors)."""
     event = recorded.event

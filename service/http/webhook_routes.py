@@ -16,7 +16,7 @@ from service.http.requests import json_object, limit, path_uuid
 from service.http.routing import ADMIN, Param, Route, url_of
 from service.http.views import decode_cursor
 from service.webhooks import endpoints
-from service.webhooks.outbox import PHASE_CHANGED
+from service.webhooks.outbox import PHASE_CHANGED, wire_id
 from service.webhooks.ssrf import UnsafeUrl, check_url
 
 WEBHOOK_TYPES = frozenset({PHASE_CHANGED, "relationship.relationship.opened"}) | {
@@ -182,6 +182,18 @@ async def recover_deliveries(request: web.Request) -> web.Response:
     return web.json_response({"requeued": requeued}, status=202)
 
 
+async def test_webhook(request: web.Request) -> web.Response:
+    endpoint_id = path_uuid(request, "id", "webhook")
+    message = await endpoints.send_test(services(request).store, endpoint_id)
+    if message is None:
+        raise Problem("not-found", f"no webhook {endpoint_id}")
+    _wake_dispatcher(request)
+    return web.json_response(
+        {"delivery_id": str(message), "webhook_id": wire_id(message), "state": "pending"},
+        status=202,
+    )
+
+
 def _wake_dispatcher(request: web.Request) -> None:
     services(request).dispatcher.wake()
 
@@ -216,6 +228,10 @@ ROUTES = [
     Route("POST", "/v1/webhooks/{id}/rotate-secret", rotate_webhook_secret, ADMIN,
           "Rotate a webhook endpoint's secret", "webhooks", ok_schema="SecretRotated",
           errors=("not-found",), params=(WEBHOOK_ID,)),
+    Route("POST", "/v1/webhooks/{id}/test", test_webhook, ADMIN,
+          "Send a webhook.test message to an endpoint now, whatever its event types",
+          "webhooks", ok_status=202, ok_schema="WebhookTestQueued", errors=("not-found",),
+          params=(WEBHOOK_ID,)),
     Route("GET", "/v1/webhooks/{id}/deliveries", list_deliveries, ADMIN,
           "Read a webhook endpoint's delivery log", "webhooks", ok_schema="DeliveryPage",
           errors=("not-found", "validation-error"), params=(WEBHOOK_ID, *PAGING)),
@@ -288,6 +304,15 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "properties": {
             "secret": {"type": "string"},
             "previous_secret_expires_at": {"type": "string"},
+        },
+    },
+    "WebhookTestQueued": {
+        "type": "object",
+        "required": ["delivery_id", "webhook_id", "state"],
+        "properties": {
+            "delivery_id": {"type": "string", "format": "uuid"},
+            "webhook_id": {"type": "string"},
+            "state": {"const": "pending"},
         },
     },
     "DeliveryPage": {

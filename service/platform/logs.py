@@ -30,9 +30,30 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, default=str)
 
 
-def configure(level: int = logging.INFO) -> None:
+class TextFormatter(logging.Formatter):
+    """For a person at a terminal: time, level, logger, message, then the
+    same `extra` fields as the JSON lines, as key=value."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        moment = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
+        extra = " ".join(
+            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD
+        )
+        line = f"{moment} {record.levelname.lower():<7} {record.name}: {record.getMessage()}"
+        if extra:
+            line += f"  {extra}"
+        if record.exc_info:
+            line += "\n" + self.formatException(record.exc_info)
+        return line
+
+
+def configure(form: str = "auto", level: int = logging.INFO) -> None:
+    """Logs on stderr: `json` (one object per line), `text`, or `auto`
+    (text on a terminal, JSON otherwise). MENTORFLOW_LOG_FORMAT chooses."""
+    if form == "auto":
+        form = "text" if sys.stderr.isatty() else "json"
     handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(JsonFormatter())
+    handler.setFormatter(TextFormatter() if form == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -1,6 +1,6 @@
 """Settings read once from the environment, so every entry point agrees on them.
 
-The variable names are part of the public contract (API.md, "Running").
+The variable names are part of the public contract (docs/api.md, "Running").
 """
 
 from __future__ import annotations
@@ -33,6 +33,8 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_s: float = 10.0
     run_workers: bool = True
+    log_format: str = "auto"
+    """`text`, `json`, or `auto`: text on a terminal, JSON lines otherwise."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -54,6 +56,7 @@ class Settings:
             webhook_retry_schedule=_schedule(env.get("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE")),
             webhook_timeout_s=_seconds(env, "MENTORFLOW_WEBHOOK_TIMEOUT", 10.0),
             run_workers=_flag(env, "MENTORFLOW_RUN_WORKERS", default=True),
+            log_format=_choice(env, "MENTORFLOW_LOG_FORMAT", ("auto", "text", "json")),
         )
 
 
@@ -71,6 +74,13 @@ def _cipher_key(key: str | None) -> str | None:
             f"MENTORFLOW_CIPHER_KEY must decode to 16, 24 or 32 bytes, got {len(raw)}"
         )
     return key
+
+
+def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:
+    value = env.get(name, "").strip().lower() or choices[0]
+    if value not in choices:
+        raise SettingsError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+    return value
 
 
 def _flag(env: Mapping[str, str], name: str, *, default: bool = False) -> bool:

@@ -12,7 +12,7 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from service.store.eventstore import EventStore
-from service.webhooks.outbox import wire_id
+from service.webhooks.outbox import CHANNEL_PREFIX, TEST_TYPE, test_cloudevent, wire_id
 from service.webhooks.sealing import SecretSealer, SecretUnavailable
 from service.webhooks.signing import new_secret
 
@@ -85,6 +85,13 @@ _RECOVER = (
     "UPDATE webhook_messages SET state = 'pending', next_attempt_at = now(), lease_until = NULL"
     " WHERE endpoint_id = $1 AND state = 'failed' AND failed_at >= $2"
 )
+_LOCK_ENDPOINT = "SELECT id FROM webhook_endpoints WHERE id = $1 AND deleted_at IS NULL FOR UPDATE"
+_INSERT_TEST = (
+    "INSERT INTO webhook_messages (id, endpoint_id, position, relationship_id, webhook_type, body)"
+    " SELECT $1, $2, least(coalesce(min(position), 0), 0) - 1, $1, $3, $4::jsonb"
+    " FROM webhook_messages WHERE endpoint_id = $2 AND position < 0"
+)
+_WAKE = "SELECT pg_notify($1 || current_schema(), '')"
 
 
 @dataclass(frozen=True)
@@ -110,6 +117,7 @@ def endpoint_view(row: asyncpg.Record) -> dict[str, Any]:
 
 
 def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
+    test = row["webhook_type"] == TEST_TYPE
     return {
         "id": row["id"],
         "delivery_id": str(row["message_id"]),
@@ -121,8 +129,8 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
         "error": row["error"],
         "next_retry_at": _iso(row["next_retry_at"]),
         "webhook_type": row["webhook_type"],
-        "position": row["position"],
-        "relationship_id": str(row["relationship_id"]),
+        "position": None if test else row["position"],
+        "relationship_id": None if test else str(row["relationship_id"]),
         "state": row["state"],
     }
 
@@ -250,3 +258,26 @@ async def recover(store: EventStore, endpoint_id: UUID, since: datetime) -> int:
     """Send again every message that failed for good since `since`."""
     status = await store.with_connection(lambda c: c.execute(_RECOVER, endpoint_id, since))
     return int(status.split()[-1])
+
+
+async def send_test(store: EventStore, endpoint_id: UUID) -> UUID | None:
+    """Queue a `webhook.test` message for one endpoint (whatever its event
+    types), delivered like any message; None if there is no such endpoint.
+
+    A test message belongs to no relationship and to no position of the log:
+    it is its own ordering group (its `relationship_id` column is its own
+    id), so it waits behind nothing, and its `position` is negative (-1, -2,
+    ... per endpoint, under the endpoint's row lock), clear of every log
+    position and of the outbox's uniqueness constraint."""
+    message = uuid4()
+    body = test_cloudevent(endpoint_id, message, datetime.now(UTC))
+
+    async def queue(conn: asyncpg.Connection) -> bool:
+        async with conn.transaction():
+            if await conn.fetchval(_LOCK_ENDPOINT, endpoint_id) is None:
+                return False
+            await conn.execute(_INSERT_TEST, message, endpoint_id, TEST_TYPE, body)
+            await conn.execute(_WAKE, CHANNEL_PREFIX)
+            return True
+
+    return message if await store.with_connection(queue) else None

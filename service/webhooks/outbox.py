@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator, Sequence
+from datetime import datetime
 from typing import Any
 
 import asyncpg
@@ -28,7 +29,7 @@ MESSAGE_NAMESPACE = uuid.UUID("8f5c2b1e-4a8e-4f55-9d55-6f0b0b8f1d2a")
 THIN_FIELDS = frozenset(
     {
         "mentor_id", "proposed_by", "match_score", "by", "reason_code", "mentor_consent",
-        "agreement_version", "version", "meeting_id", "scheduled_for", "held_at",
+        "agreement_version", "meeting_id", "scheduled_for", "held_at",
         "duration_minutes", "action_item_id", "goal_id", "status", "from_role", "rating",
         "category", "severity", "trigger", "outcome", "kind", "author_role", "met_at",
         "expected_resume", "safety_override",
@@ -87,11 +88,10 @@ def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
             "at": to_jsonable(event.occurred_at),
         }
     confidential = CONFIDENTIAL_FIELDS.get(event.type, frozenset())
-    fields = {
-        key: value
-        for key, value in event_data(event.event).items()
-        if key in THIN_FIELDS and key not in confidential
-    }
+    data = event_data(event.event)
+    fields = {key: value for key, value in data.items() if key in THIN_FIELDS - confidential}
+    if "version" in data:  # an agreement's own version: not the stream's `version` below
+        fields["agreement_version"] = data["version"]
     return {
         "relationship_id": str(event.relationship_id),
         "event_type": meta.type,
@@ -113,6 +113,26 @@ def cloudevent(event: ProjectedEvent, webhook_type: str, message: uuid.UUID) -> 
         "datacontenttype": "application/json",
         "sequence": event.version,
         "data": thin_data(event, webhook_type),
+    }
+
+
+TEST_TYPE = "webhook.test"
+"""The webhook type of the message `POST /v1/webhooks/{id}/test` sends."""
+
+
+def test_cloudevent(
+    endpoint_id: uuid.UUID, message: uuid.UUID, sent_at: datetime
+) -> dict[str, Any]:
+    """The CloudEvent of a test message: sent to one endpoint whatever its
+    event types, about no relationship."""
+    return {
+        "specversion": "1.0",
+        "id": wire_id(message),
+        "source": f"/webhooks/{endpoint_id}",
+        "type": CLOUDEVENT_TYPE_PREFIX + TEST_TYPE,
+        "time": to_jsonable(sent_at),
+        "datacontenttype": "application/json",
+        "data": {"webhook_id": str(endpoint_id), "sent_at": to_jsonable(sent_at)},
     }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
 import os
 import re
@@ -14,6 +15,10 @@ from pathlib import Path
 import asyncpg
 import pytest
 
+from domain import make_mapper
+from domain.samples import walk_to
+from service.relationships.repository import RelationshipRepository
+from service.store.eventstore import EventStore
 from tests.support.database import drop_schema_sync, new_schema_name
 
 pytestmark = pytest.mark.db
@@ -180,3 +185,30 @@ def test_a_port_in_use_is_one_line(tmp_path: Path) -> None:
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith(f"mentorflow: cannot listen on 127.0.0.1:{port}")
     assert not (tmp_path / "data").exists()
+
+
+async def test_demo_loads_once_and_refuses_a_database_with_other_data(dsn: str) -> None:
+    schema = new_schema_name("demo")
+    env = {**os.environ, "DATABASE_URL": dsn, "MENTORFLOW_DB_SCHEMA": schema}
+    try:
+        first = await asyncio.to_thread(mentorflow, env, "demo")
+        assert first.returncode == 0 and "loaded 11 relationships" in first.stdout, first.stderr
+        again = await asyncio.to_thread(mentorflow, env, "demo")
+        assert again.returncode == 0 and "already loaded (11 relationships)" in again.stdout
+        assert sorted(again.stdout.splitlines()[:-1]) == sorted(first.stdout.splitlines()[:-1])
+    finally:
+        await asyncio.to_thread(drop_schema_sync, dsn, schema)
+
+    other = new_schema_name("other")
+    env = {**env, "MENTORFLOW_DB_SCHEMA": other}
+    store = await EventStore.open(dsn, other)
+    try:
+        await RelationshipRepository(store, make_mapper()).save(walk_to("cultivation"))
+        refused = await asyncio.to_thread(mentorflow, env, "demo")
+        assert refused.returncode == 1 and "--force" in refused.stderr
+        assert await store.max_position() == walk_to("cultivation").version
+        forced = await asyncio.to_thread(mentorflow, env, "demo", "--force")
+        assert forced.returncode == 0 and "loaded 11 relationships" in forced.stdout
+    finally:
+        await store.close()
+        await asyncio.to_thread(drop_schema_sync, dsn, other)

@@ -1,6 +1,6 @@
 """No input gives a 500, and a refused request records nothing.
 
-Each class of hostile input from API.md's "HTTP conventions" is sent to the
+Each class of hostile input from docs/api.md's "HTTP conventions" is sent to the
 real server over a raw socket (so nothing on the client side tidies it up
 first): date-times out of range after conversion to UTC, deep JSON, JSON
 constants, forged cursors, undeclared query parameters, header bytes that

@@ -1,4 +1,4 @@
-"""The lifecycle against the tables of DESIGN.md section 2.
+"""The lifecycle against the tables of docs/events.md (phases and transitions).
 
 The expectations here are written out from the design document, not derived
 from the machine, so a change to the machine that departs from the design
@@ -35,7 +35,7 @@ GOOD_AGREEMENT = AgreementFacts(
     proposed_in_current_establishment=True,
 )
 
-# --- DESIGN.md: transitions (event type, from, to, facts and data meeting the guard) ---
+# --- docs/events.md: transitions (event type, from, to, facts and data meeting the guard) ---
 
 GUARD_MET: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
     (
@@ -186,7 +186,7 @@ GUARD_BROKEN: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
     ],
 ]
 
-# --- DESIGN.md: events that do not change phase, and the phases that accept them ------
+# --- docs/events.md: events that do not change phase, and the phases that accept them ------
 
 EVERY_PHASE_BUT_CONCLUDED = (
     "reflection",

@@ -6,6 +6,7 @@ nobody here wrote (standardwebhooks, cloudevents)."""
 from __future__ import annotations
 
 import asyncio
+import json
 import uuid
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -195,6 +196,20 @@ async def test_thin_data_never_carries_confidential_fields(
     data = receiver.received[1]["event"].get_data()
     assert data["kind"] == "interim" and data["author_role"] == "mentee"
     assert not {"notes", "values", "work_style"} & set(data)
+
+
+async def test_an_agreements_version_does_not_replace_the_streams_version(
+    pipeline: Pipeline, receiver: Receiver
+) -> None:
+    await _subscribe(pipeline, receiver, ["relationship.agreement.proposed"])
+    relationship = walk_to("establishment")  # it proposes agreement version 1 on the way
+    version = relationship.version
+    await pipeline.repository.save(relationship)
+    await _until(lambda: len(receiver.received) == 1)
+    data = receiver.received[0]["event"].get_data()
+    assert data["agreement_version"] == 1
+    assert data["version"] == json.loads(receiver.received[0]["body"])["sequence"] != 1
+    assert data["version"] <= version
 
 
 async def test_failures_are_retried_with_the_same_webhook_id(
