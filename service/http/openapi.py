@@ -13,7 +13,7 @@ from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 from service.http.routing import Route
-from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX, PHASE_CHANGED, THIN_FIELDS
+from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX, PHASE_CHANGED, TEST_TYPE, THIN_FIELDS
 
 OPENED = "relationship.opened"
 COMMON_PROBLEMS = ("unavailable",)
@@ -501,9 +501,11 @@ _CLOUDEVENT_REQUIRED = [
 
 
 def _cloudevent(webhook_type: str, data: dict[str, Any]) -> dict[str, Any]:
+    # a test message is about no relationship: no subject, no sequence
+    required = [r for r in _CLOUDEVENT_REQUIRED if webhook_type != TEST_TYPE or r != "subject"]
     return {
         "type": "object",
-        "required": _CLOUDEVENT_REQUIRED,
+        "required": required,
         "properties": {
             "specversion": {"const": "1.0"},
             "id": {"type": "string", "description": "the webhook-id header"},
@@ -553,6 +555,10 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
             for key, value in schema.get("properties", {}).items()
             if key in THIN_FIELDS and key not in hidden
         }
+        if "version" in schema.get("properties", {}):  # an agreement's own version
+            fields["agreement_version"] = _hoist(
+                {**schema["properties"]["version"], "$defs": schema.get("$defs", {})}, out
+            )
         shapes["relationship." + api_type] = {
             "type": "object",
             "required": ["relationship_id", "event_type", "version", "phase"],
@@ -564,7 +570,11 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
                 **fields,
             },
         }
-    shapes["webhook.test"] = {"type": "object"}
+    shapes[TEST_TYPE] = {
+        "type": "object",
+        "required": ["webhook_id", "sent_at"],
+        "properties": {"webhook_id": uuid, "sent_at": _TIMESTAMP},
+    }
     return shapes
 
 

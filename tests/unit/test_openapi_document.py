@@ -19,7 +19,8 @@ from domain.catalog import data_schema
 from domain.samples import DATA_SAMPLES, walk_to
 from projections import ProjectedEvent
 from service.http.app import openapi_document
-from service.webhooks.outbox import cloudevent, webhook_types
+from service.webhooks.outbox import TEST_TYPE, cloudevent, webhook_types
+from service.webhooks.outbox import test_cloudevent as build_test_message
 from tests.e2e.journey import MENTEE, TO_CONCLUDED, TO_CULTIVATION
 from tests.e2e.test_guards_over_http import SCENARIOS
 
@@ -161,3 +162,9 @@ def test_every_webhook_body_the_outbox_builds_validates() -> None:
             seen.add(webhook_type)
     assert {"relationship.phase_changed", "relationship.relationship.opened"} <= seen
     assert len(seen) > 10
+
+
+def test_the_test_message_body_validates() -> None:
+    body = build_test_message(uuid4(), uuid4(), datetime(2026, 1, 1, tzinfo=UTC))
+    item = DOC["webhooks"][TEST_TYPE]["post"]["requestBody"]
+    _resolving(item["content"]["application/cloudevents+json"]["schema"]).validate(body)
