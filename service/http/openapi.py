@@ -3,19 +3,17 @@ below, so it describes exactly the routes that exist."""
 
 from __future__ import annotations
 
-import copy
 from collections.abc import Iterable
 from typing import Any
 
 import workflows
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES
+from domain import RECORDABLE_TYPES
 from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
+from service.http.openapi_webhooks import OPENED, hoist, webhooks
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 from service.http.routing import Route
-from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX, PHASE_CHANGED, TEST_TYPE, THIN_FIELDS
 
-OPENED = "relationship.opened"
 COMMON_PROBLEMS = ("unavailable",)
 AUTH_PROBLEMS = ("unauthorized", "forbidden")
 
@@ -354,7 +352,7 @@ def build_openapi(
             "events, read state and history at any version, audit, subscribe to webhooks.",
         },
         "paths": paths,
-        "webhooks": _webhooks(),
+        "webhooks": webhooks(),
         "components": {
             "schemas": schemas,
             "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer"}},
@@ -428,44 +426,17 @@ def _component_name(api_type: str) -> str:
     return "".join(part.capitalize() for part in api_type.replace("_", ".").split("."))
 
 
-def _hoist(schema: dict[str, Any], into: dict[str, Any]) -> dict[str, Any]:
-    """``schema`` with pydantic's ``$defs`` moved into ``into`` (components/schemas)
-    and every ``$ref`` rewritten to point there. A name already taken by a
-    different schema is an error: the document must stay unambiguous."""
-    schema = copy.deepcopy(schema)
-    defs = schema.pop("$defs", {})
-    _rewrite_refs(schema)
-    for name, definition in defs.items():
-        _rewrite_refs(definition)
-        if name in into and into[name] != definition:
-            raise ValueError(f"two different schemas named {name}")
-        into[name] = definition
-    return schema
-
-
-def _rewrite_refs(node: Any) -> None:
-    if isinstance(node, dict):
-        ref = node.get("$ref")
-        if isinstance(ref, str) and ref.startswith("#/$defs/"):
-            node["$ref"] = "#/components/schemas/" + ref.removeprefix("#/$defs/")
-        for value in node.values():
-            _rewrite_refs(value)
-    elif isinstance(node, list):
-        for value in node:
-            _rewrite_refs(value)
-
-
 def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
     """The request bodies of the two writes, from the event classes: one
     component per event type (its ``data`` and an example), the ``EventPost``
     union discriminated by ``type``, and ``RelationshipCreate``."""
     out: dict[str, Any] = {}
-    envelope = _hoist(envelope_schema(), out)
+    envelope = hoist(envelope_schema(), out)
     envelope_properties = envelope.get("properties", {})
     mapping: dict[str, str] = {}
     for api_type in sorted(RECORDABLE_TYPES):
         name = "Data" + _component_name(api_type)
-        out[name] = _hoist(data_schema(api_type), out)
+        out[name] = hoist(data_schema(api_type), out)
         post = "Post" + _component_name(api_type)
         out[post] = {
             "type": "object",
@@ -483,7 +454,7 @@ def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "type", "mapping": mapping},
     }
-    out["RelationshipCreate"] = _hoist(opening_schema(), out)
+    out["RelationshipCreate"] = hoist(opening_schema(), out)
     out["RelationshipCreate"]["example"] = {
         "mentee_id": "mentee-1",
         "program_id": "program-1",
@@ -493,109 +464,3 @@ def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
         if name in existing:
             raise ValueError(f"generated schema {name} clashes with a declared one")
     return out
-
-
-_CLOUDEVENT_REQUIRED = [
-    "specversion", "id", "source", "type", "subject", "time", "datacontenttype", "data",
-]  # fmt: skip
-
-
-def _cloudevent(webhook_type: str, data: dict[str, Any]) -> dict[str, Any]:
-    # a test message is about no relationship: no subject, no sequence
-    required = [r for r in _CLOUDEVENT_REQUIRED if webhook_type != TEST_TYPE or r != "subject"]
-    return {
-        "type": "object",
-        "required": required,
-        "properties": {
-            "specversion": {"const": "1.0"},
-            "id": {"type": "string", "description": "the webhook-id header"},
-            "source": {"type": "string"},
-            "type": {"const": CLOUDEVENT_TYPE_PREFIX + webhook_type},
-            "subject": {"type": "string"},
-            "time": _TIMESTAMP,
-            "datacontenttype": {"const": "application/json"},
-            "sequence": {"type": "integer"},
-            "data": data,
-        },
-    }
-
-
-_PHASE_CHANGED_REQUIRED = [
-    "relationship_id", "from_phase", "to_phase", "event_type", "version", "at",
-]  # fmt: skip
-
-
-def _webhook_data() -> dict[str, dict[str, Any]]:
-    """The ``data`` of each webhook type, as service.webhooks.outbox.thin_data builds it."""
-    phase = {"type": "string", "enum": list(workflows.PHASES)}
-    uuid = {"type": "string", "format": "uuid"}
-    shapes: dict[str, dict[str, Any]] = {
-        PHASE_CHANGED: {
-            "type": "object",
-            "required": _PHASE_CHANGED_REQUIRED,
-            "properties": {
-                "relationship_id": uuid,
-                "from_phase": phase,
-                "to_phase": phase,
-                "event_type": {"type": "string"},
-                "version": {"type": "integer"},
-                "at": _TIMESTAMP,
-            },
-        }
-    }
-    # the opening event is sent too (as relationship.relationship.opened)
-    sources = {OPENED: opening_schema(), **{t: data_schema(t) for t in sorted(RECORDABLE_TYPES)}}
-    for api_type, schema in sources.items():
-        hidden = CONFIDENTIAL_FIELDS.get(api_type, frozenset())
-        # the definitions these fields refer to are already components (hoisted
-        # with the request bodies): only the rewritten references are kept here
-        out: dict[str, Any] = {}
-        fields = {
-            key: _hoist({**value, "$defs": schema.get("$defs", {})}, out)
-            for key, value in schema.get("properties", {}).items()
-            if key in THIN_FIELDS and key not in hidden
-        }
-        if "version" in schema.get("properties", {}):  # an agreement's own version
-            fields["agreement_version"] = _hoist(
-                {**schema["properties"]["version"], "$defs": schema.get("$defs", {})}, out
-            )
-        shapes["relationship." + api_type] = {
-            "type": "object",
-            "required": ["relationship_id", "event_type", "version", "phase"],
-            "properties": {
-                "relationship_id": uuid,
-                "event_type": {"const": api_type},
-                "version": {"type": "integer"},
-                "phase": phase,
-                **fields,
-            },
-        }
-    shapes[TEST_TYPE] = {
-        "type": "object",
-        "required": ["webhook_id", "sent_at"],
-        "properties": {"webhook_id": uuid, "sent_at": _TIMESTAMP},
-    }
-    return shapes
-
-
-def _webhooks() -> dict[str, Any]:
-    return {
-        name: {
-            "post": {
-                "summary": f"{name} (CloudEvents 1.0, structured mode)",
-                "operationId": "webhook_" + name.replace(".", "_"),
-                "parameters": [
-                    {"name": h, "in": "header", "required": True, "schema": {"type": "string"}}
-                    for h in ("webhook-id", "webhook-timestamp", "webhook-signature")
-                ],
-                "requestBody": {
-                    "required": True,
-                    "content": {
-                        "application/cloudevents+json": {"schema": _cloudevent(name, data)}
-                    },
-                },
-                "responses": {"2XX": {"description": "received; any other answer is retried"}},
-            }
-        }
-        for name, data in _webhook_data().items()
-    }
