@@ -1,7 +1,6 @@
 """One envelope (domain.metadata), one view (domain.event_view), and read
 models that fold what the events say (projections.*.fold), without a database."""
 
-from datetime import UTC, datetime
 from typing import Any, cast
 from uuid import uuid4
 
@@ -16,31 +15,13 @@ from domain import (
 )
 from domain.metadata import paused_after
 from domain.samples import Clock, walk_to
-from projections import ProjectedEvent, summaries_fold
 from projections import phase_stats_fold as stats_fold
-
-RECORDED_AT = datetime(2026, 1, 1, tzinfo=UTC)
+from projections import summaries_fold
+from tests.support.projected import RECORDED_AT, projected
 
 
 def _history(relationship: Relationship) -> list[Relationship.Event]:
     return cast(list[Relationship.Event], relationship.collect_events())
-
-
-def _projected(events: list[Relationship.Event]) -> list[ProjectedEvent]:
-    return [
-        ProjectedEvent(
-            position=index,
-            relationship_id=event.originator_id,
-            version=event.originator_version,
-            event_id=uuid4(),
-            topic="",
-            metadata=event_metadata(event),
-            recorded_at=RECORDED_AT,
-            chain_hash=b"",
-            decode=lambda event=event: event,
-        )
-        for index, event in enumerate(events, 1)
-    ]
 
 
 def _withdrawn_while_paused() -> Relationship:
@@ -88,7 +69,7 @@ def test_a_pause_starts_with_paused_and_ends_with_resumed_or_a_phase_change() ->
 @pytest.mark.parametrize("make", [_withdrawn_while_paused, _concluded])
 def test_the_folds_agree_with_the_aggregate(make: Any) -> None:
     relationship = make()
-    events = _projected(_history(relationship))
+    events = projected(_history(relationship))
     summary = None
     for event in events:
         summary = summaries_fold.apply(summary, event)

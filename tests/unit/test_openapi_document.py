@@ -14,15 +14,15 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES, Relationship, event_metadata
+from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES, Relationship
 from domain.catalog import data_schema
 from domain.samples import DATA_SAMPLES, walk_to
-from projections import ProjectedEvent
 from service.http.app import openapi_document
 from service.webhooks.outbox import TEST_TYPE, cloudevent, webhook_types
 from service.webhooks.outbox import test_cloudevent as build_test_message
 from tests.e2e.journey import MENTEE, TO_CONCLUDED, TO_CULTIVATION
 from tests.e2e.test_guards_over_http import SCENARIOS
+from tests.support.projected import projected
 
 DOC: dict[str, Any] = openapi_document()
 EVENTS_PATH = "/v1/relationships/{id}/events"
@@ -132,29 +132,11 @@ def test_every_webhook_type_is_described() -> None:
             assert not set(data) & CONFIDENTIAL_FIELDS.get(api_type, frozenset())
 
 
-def _projected(relationship: Relationship) -> list[ProjectedEvent]:
-    events = cast(list[Relationship.Event], relationship.collect_events())
-    return [
-        ProjectedEvent(
-            position=index,
-            relationship_id=event.originator_id,
-            version=event.originator_version,
-            event_id=uuid4(),
-            topic="",
-            metadata=event_metadata(event),
-            recorded_at=datetime(2026, 1, 1, tzinfo=UTC),
-            chain_hash=b"",
-            decode=lambda event=event: event,
-        )
-        for index, event in enumerate(events, 1)
-    ]
-
-
 def test_every_webhook_body_the_outbox_builds_validates() -> None:
     """The bodies service.webhooks.outbox builds for a whole sample life
     validate against the `webhooks` section."""
     seen = set()
-    for event in _projected(walk_to("concluded")):
+    for event in projected(cast(list[Relationship.Event], walk_to("concluded").collect_events())):
         for webhook_type in webhook_types(event):
             body = cloudevent(event, webhook_type, uuid4())
             item = DOC["webhooks"][webhook_type]["post"]["requestBody"]
