@@ -1,0 +1,44 @@
+"""The tree the service reads equals RFC 9162's over the canonical bytes the chains cover."""
+
+from __future__ import annotations
+
+from uuid import uuid4
+
+import pytest
+
+from domain.verifiable import merkle
+from service.store.eventstore import EventStore
+from service.store.records import NewEvent
+from service.verifiable.tree import MerkleTree
+
+pytestmark = pytest.mark.db
+
+_CANONICAL = (
+    "SELECT mf_canonical(position, stream_id, version, event_id, topic, payload, metadata,"
+    " recorded_at) FROM events ORDER BY position"
+)
+
+
+async def test_roots_and_proofs_match_the_canonical_bytes(store: EventStore) -> None:
+    for n in range(9):
+        stream = uuid4()
+        events = [NewEvent(stream, v, "t", f"payload {n} {v}".encode()) for v in range(1, n % 3 + 2)]
+        await store.append(events)
+    rows = await store.with_connection(lambda conn: conn.fetch(_CANONICAL))
+    leaves = [bytes(r[0]) for r in rows]
+    tree = MerkleTree(store)
+    size = await tree.size()
+    assert size == len(leaves) > 10
+    nodes = {}
+    for i, data in enumerate(leaves):
+        known = {n: nodes[n] for n in merkle.frontier_nodes(i)}
+        nodes.update(merkle.completed_nodes(i, [merkle.leaf_hash(data)], known))
+    for s in (1, 2, 7, size):
+        root = await tree.root(s)
+        assert root == merkle.root(s, nodes)
+        for index in range(s):
+            proof = await tree.inclusion_proof(index, s)
+            assert merkle.verify_inclusion(index, s, merkle.leaf_hash(leaves[index]), proof, root)
+        assert merkle.verify_consistency(
+            s, size, root, await tree.root(size), await tree.consistency_proof(s, size)
+        )
