@@ -22,7 +22,9 @@ _CANONICAL = (
 async def test_roots_and_proofs_match_the_canonical_bytes(store: EventStore) -> None:
     for n in range(9):
         stream = uuid4()
-        events = [NewEvent(stream, v, "t", f"payload {n} {v}".encode()) for v in range(1, n % 3 + 2)]
+        events = [
+            NewEvent(stream, v, "t", f"payload {n} {v}".encode()) for v in range(1, n % 3 + 2)
+        ]
         await store.append(events)
     rows = await store.with_connection(lambda conn: conn.fetch(_CANONICAL))
     leaves = [bytes(r[0]) for r in rows]
