@@ -9,6 +9,7 @@ from __future__ import annotations
 import base64
 import binascii
 import hashlib
+import json
 from dataclasses import dataclass
 
 from cryptography.exceptions import InvalidSignature
@@ -114,3 +115,35 @@ def parse_checkpoint(text: str) -> Checkpoint:
     if len(root_hash) != 32:
         raise NoteError("root hash is not 32 bytes")
     return Checkpoint(origin, int(size), root_hash, text)
+
+
+@dataclass(frozen=True)
+class CheckpointFile:
+    """A checkpoint an auditor kept: the signed note, what it commits to, and the
+    key it names (the public key only when the file carried one)."""
+
+    note: str
+    checkpoint: Checkpoint
+    key_name: str
+    public_key: bytes | None
+
+
+def read_checkpoint_file(content: str) -> CheckpointFile:
+    """Read either the JSON that `GET /v1/checkpoints/...` answers or the bare signed
+    note; the signature is not checked here (the caller decides which key to trust)."""
+    public_key: bytes | None = None
+    text = content
+    if content.lstrip().startswith("{"):
+        try:
+            body = json.loads(content)
+            text = body["note"]
+            if body.get("public_key") is not None:
+                public_key = base64.b64decode(body["public_key"], validate=True)
+        except (ValueError, KeyError, TypeError, binascii.Error) as exc:
+            raise NoteError(f"not a checkpoint: {exc}") from exc
+        if not isinstance(text, str):
+            raise NoteError("not a checkpoint: note is not text")
+    signed, signatures = split(text)
+    if not signatures:
+        raise NoteError("the checkpoint is not signed")
+    return CheckpointFile(text, parse_checkpoint(signed), signatures[0][0], public_key)

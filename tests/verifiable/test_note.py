@@ -4,6 +4,7 @@ reference implementation), and checkpoints that refuse to parse when malformed."
 from __future__ import annotations
 
 import base64
+import json
 
 import pytest
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PrivateKey
@@ -83,3 +84,17 @@ def test_malformed_checkpoints_are_refused(text: str) -> None:
 def test_malformed_notes_are_refused(signed: str) -> None:
     with pytest.raises(note.NoteError):
         note.split(signed)
+
+
+def test_a_checkpoint_file_is_read_as_json_or_as_the_note() -> None:
+    key = _key()
+    signed = note.sign(note.checkpoint_text("o.example/log", 7, bytes(32)), "o.example/log", key)
+    public = note.raw_public_key(key.public_key())
+    as_json = json.dumps({"note": signed, "public_key": base64.b64encode(public).decode()})
+    for content, key_expected in ((signed, None), (as_json, public)):
+        read = note.read_checkpoint_file(content)
+        assert read.note == signed and read.key_name == "o.example/log"
+        assert read.checkpoint.tree_size == 7 and read.public_key == key_expected
+    for bad in ("{}", '{"note": 3}', "{not json", "o\n7\n"):
+        with pytest.raises(note.NoteError):
+            note.read_checkpoint_file(bad)
