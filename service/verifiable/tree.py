@@ -40,9 +40,7 @@ class MerkleTree:
         found: dict[Node, bytes] = {}
         for level, index in wanted:
             first, last = index << level, (index + 1) << level
-            rows = await self.store.with_connection(
-                lambda c, f=first, e=last: c.fetch(_LEAVES, f, e)
-            )
+            rows = await self._leaves(first, last)
             leaves = [bytes(r[0]) for r in rows]
             if len(leaves) != last - first:
                 raise LookupError(f"the log has no complete subtree {(level, index)}")
@@ -53,7 +51,8 @@ class MerkleTree:
 
     async def _leaves(self, first: int, last: int) -> list[asyncpg.Record]:
         async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            return await conn.fetch(_LEAVES, first, last)
+            rows: list[asyncpg.Record] = await conn.fetch(_LEAVES, first, last)
+            return rows
 
         return await self.store.with_connection(fetch)
 

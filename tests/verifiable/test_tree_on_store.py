@@ -31,7 +31,7 @@ async def test_roots_and_proofs_match_the_canonical_bytes(store: EventStore) -> 
     tree = MerkleTree(store)
     size = await tree.size()
     assert size == len(leaves) > 10
-    nodes = {}
+    nodes: dict[merkle.Node, bytes] = {}
     for i, data in enumerate(leaves):
         known = {n: nodes[n] for n in merkle.frontier_nodes(i)}
         nodes.update(merkle.completed_nodes(i, [merkle.leaf_hash(data)], known))
