@@ -153,6 +153,41 @@ _RELATIONSHIP: dict[str, Any] = {
     "description": "domain.view.relationship_view",
 }
 
+RECORDED_EVENT_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "format": "uuid"},
+    "type": {"type": "string", "enum": [OPENED, *sorted(RECORDABLE_TYPES)]},
+    "relationship_id": {"type": "string", "format": "uuid"},
+    "version": {"type": "integer"},
+    "position": {"type": "integer"},
+    "occurred_at": _TIMESTAMP,
+    "recorded_at": _TIMESTAMP,
+    "actor": _ACTOR,
+    "source": _NULLABLE_STRING,
+    "correlation_id": _NULLABLE_STRING,
+    "causation_id": _NULLABLE_STRING,
+    "data": {"type": "object"},
+    "from_phase": {"type": "string"},
+    "to_phase": {"type": "string"},
+}
+"""A recorded event as every view shows it (domain.event_view); timeline and audit
+entries add their own members to these."""
+RECORDED_EVENT_REQUIRED = ["id", "type", "relationship_id", "version", "position", "data"]
+
+
+def page_of(item: str, **extra: Any) -> dict[str, Any]:
+    """A page of a list: ``items`` of one component and the cursor to the next page."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items", "next_cursor", *extra],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "next_cursor": {"type": ["string", "null"]},
+            **extra,
+        },
+    }
+
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Any": {},
     "Status": {
@@ -234,43 +269,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "RecordedEvent": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["id", "type", "relationship_id", "version", "position", "data"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "type": {"type": "string", "enum": [OPENED, *sorted(RECORDABLE_TYPES)]},
-            "relationship_id": {"type": "string", "format": "uuid"},
-            "version": {"type": "integer"},
-            "position": {"type": "integer"},
-            "occurred_at": _TIMESTAMP,
-            "recorded_at": _TIMESTAMP,
-            "actor": _ACTOR,
-            "source": _NULLABLE_STRING,
-            "correlation_id": _NULLABLE_STRING,
-            "causation_id": _NULLABLE_STRING,
-            "data": {"type": "object"},
-            "from_phase": {"type": "string"},
-            "to_phase": {"type": "string"},
-        },
+        "required": RECORDED_EVENT_REQUIRED,
+        "properties": RECORDED_EVENT_PROPERTIES,
     },
-    "EventPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedEvent"}},
-            "next_cursor": _NULLABLE_STRING,
-        },
-    },
-    "FeedPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next_cursor", "next_after"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedEvent"}},
-            "next_cursor": _NULLABLE_STRING,
-            "next_after": {"type": "integer"},
-        },
-    },
+    "EventPage": page_of("RecordedEvent"),
+    "FeedPage": page_of("RecordedEvent", next_after={"type": "integer"}),
     "Workflow": {"type": "object"},
     "TokenCreate": {
         "type": "object",
@@ -323,15 +326,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "revoked_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
-    "TokenPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}},
-            "next_cursor": {"type": ["string", "null"]},
-        },
-    },
+    "TokenPage": page_of("Token"),
 }
 
 
