@@ -449,7 +449,7 @@ def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "type", "mapping": mapping},
     }
-    out["RelationshipCreate"] = hoist(opening_schema(), out)
+    out["RelationshipCreate"] = hoist(opening_schema(), out) | {"title": "RelationshipCreate"}
     out["RelationshipCreate"]["example"] = {
         "mentee_id": "mentee-1",
         "program_id": "program-1",
