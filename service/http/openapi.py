@@ -12,7 +12,7 @@ from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
 from service.http.openapi_webhooks import OPENED, hoist, webhooks
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
-from service.http.routing import Route
+from service.http.routing import IDEMPOTENCY_KEY, Route
 
 COMMON_PROBLEMS = ("unavailable",)
 AUTH_PROBLEMS = ("unauthorized", "forbidden")
@@ -301,7 +301,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "role": {"type": "string"},
             "program_ids": {"type": ["array", "null"], "items": {"type": "string"}},
             "created_at": {"type": "string", "format": "date-time"},
-            "token": {"type": "string"},
+            "token": {
+                "type": ["string", "null"],
+                "description": "shown only here; null in an Idempotency-Key replay"
+                " when no MENTORFLOW_CIPHER_KEY is set (secrets are never kept in clear)",
+            },
         },
     },
     "Token": {
@@ -360,7 +364,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "operationId": route.operation_id,
         "summary": route.summary,
         "tags": [route.tag],
-        "parameters": [_parameter(p) for p in route.params],
+        "parameters": [_parameter(p) for p in _parameters(route)],
         "responses": _responses(route),
     }
     if route.roles is not None:
@@ -374,6 +378,10 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(route.body)}},
         }
     return operation
+
+
+def _parameters(route: Route) -> tuple[Any, ...]:
+    return (*route.params, IDEMPOTENCY_KEY) if route.idempotent else route.params
 
 
 def _parameter(param: Any) -> dict[str, Any]:
@@ -396,6 +404,8 @@ def _responses(route: Route) -> dict[str, Any]:
         success["headers"] = {h: {"schema": {"type": "string"}} for h in route.ok_headers}
     responses: dict[str, Any] = {str(route.ok_status): success}
     problems = [*route.errors, *COMMON_PROBLEMS]
+    if route.idempotent and "idempotency-conflict" not in problems:
+        problems.append("idempotency-conflict")
     if route.roles is not None:
         problems += list(AUTH_PROBLEMS)
     by_status: dict[int, list[str]] = {}

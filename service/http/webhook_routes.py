@@ -215,7 +215,7 @@ BODY_ERRORS = (
 ROUTES = [
     Route("POST", "/v1/webhooks", create_webhook, ADMIN, "Subscribe a webhook endpoint",
           "webhooks", ok_status=201, ok_schema="WebhookCreated", body="WebhookCreate",
-          errors=BODY_ERRORS, ok_headers=("Location",)),
+          errors=BODY_ERRORS, ok_headers=("Location",), secrets=("secret",)),
     Route("GET", "/v1/webhooks", list_webhooks, ADMIN, "List webhook endpoints", "webhooks",
           ok_schema="WebhookPage", errors=("validation-error",), params=PAGING),
     Route("GET", "/v1/webhooks/{id}", get_webhook, ADMIN, "Read a webhook endpoint",
@@ -228,7 +228,7 @@ ROUTES = [
           params=(WEBHOOK_ID,)),
     Route("POST", "/v1/webhooks/{id}/rotate-secret", rotate_webhook_secret, ADMIN,
           "Rotate a webhook endpoint's secret", "webhooks", ok_schema="SecretRotated",
-          errors=("not-found",), params=(WEBHOOK_ID,)),
+          errors=("not-found",), params=(WEBHOOK_ID,), secrets=("secret",)),
     Route("POST", "/v1/webhooks/{id}/test", test_webhook, ADMIN,
           "Send a webhook.test message to an endpoint now, whatever its event types",
           "webhooks", ok_status=202, ok_schema="WebhookTestQueued", errors=("not-found",),
@@ -246,6 +246,12 @@ ROUTES = [
 ]  # fmt: skip
 
 _WHEN = {"type": ["string", "null"], "format": "date-time"}
+_SECRET = {
+    "type": ["string", "null"],
+    "pattern": "^whsec_",
+    "description": "shown only here; null in an Idempotency-Key replay when no"
+    " MENTORFLOW_CIPHER_KEY is set (secrets are never kept in clear)",
+}
 _WEBHOOK: dict[str, Any] = {
     "id": {"type": "string", "format": "uuid"},
     "url": {"type": "string", "format": "uri"},
@@ -296,14 +302,14 @@ SCHEMAS: dict[str, dict[str, Any]] = {
         "type": "object",
         "additionalProperties": False,
         "required": [*_WEBHOOK, "secret"],
-        "properties": {**_WEBHOOK, "secret": {"type": "string", "pattern": "^whsec_"}},
+        "properties": {**_WEBHOOK, "secret": _SECRET},
     },
     "WebhookPage": page_of("Webhook"),
     "SecretRotated": {
         "type": "object",
         "required": ["secret", "previous_secret_expires_at"],
         "properties": {
-            "secret": {"type": "string"},
+            "secret": _SECRET,
             "previous_secret_expires_at": {"type": "string"},
         },
     },
