@@ -404,8 +404,8 @@ def _responses(route: Route) -> dict[str, Any]:
         success["headers"] = {h: {"schema": {"type": "string"}} for h in route.ok_headers}
     responses: dict[str, Any] = {str(route.ok_status): success}
     problems = [*route.errors, *COMMON_PROBLEMS]
-    if route.idempotent and "idempotency-conflict" not in problems:
-        problems.append("idempotency-conflict")
+    if route.idempotent:  # a bad key is a 400, a reused one a 422
+        problems += [p for p in ("malformed-request", "idempotency-conflict") if p not in problems]
     if route.roles is not None:
         problems += list(AUTH_PROBLEMS)
     by_status: dict[int, list[str]] = {}
