@@ -6,6 +6,7 @@ table with valid chains and positions: the fastest way to a large log), then:
   (service.verifiable.tree_builder.catch_up), against the ceiling of just
   reading the same leaf hashes (the SQL it runs, without hashing in Python or
   writing nodes);
+- verify's recomputation of the tree (`mentorflow verify --all`), events/s;
 - inclusion and consistency proofs (service.verifiable.tree.MerkleTree) at
   random positions and sizes: p50/p99 latency, against one single-row primary
   key SELECT on the same pool (the baseline), target < 10 ms.
@@ -31,6 +32,7 @@ import asyncpg
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
 from service.store.eventstore import EventStore  # noqa: E402
+from service.verifiable.audit import audit_tree  # noqa: E402
 from service.verifiable.tree import MerkleTree  # noqa: E402
 from service.verifiable.tree_builder import catch_up  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
@@ -143,6 +145,14 @@ async def main(events: int, proofs: int, keep: bool) -> None:
             p50, p99 = statistics.median(values), pct(values, 99)
             print(f"{name:30}{p50:>9.2f}{p99:>9.2f}{p50 / base:>12.2f}x")
         print(f"\ntree builder vs reading the leaves alone: {built / ceiling:.2f}x")
+        started = time.perf_counter()
+        audit = await store.with_connection(lambda conn: audit_tree(conn, [events]))
+        assert not audit.problems()
+        checked = events / (time.perf_counter() - started)
+        print(
+            f"verify's tree check (recompute in Python and compare): {checked:,.0f} events/s"
+            f" = {checked / ceiling:.2f}x reading the leaves alone"
+        )
         print("targets: proofs < 10 ms at 1,000,000 events")
     finally:
         await store.close()
