@@ -11,7 +11,12 @@ table with valid chains and positions: the fastest way to a large log), then:
   random positions and sizes: p50/p99 latency, against one single-row primary
   key SELECT on the same pool (the baseline), target < 10 ms.
 
+- with `--appends SECONDS`: 16 concurrent single-event writers on the store,
+  with and without a tree builder following them in the same process
+  (interleaved rounds, medians): what the builder costs appends.
+
     python bench/proofs.py [--events 1000000] [--proofs 2000] [--keep]
+                           [--appends SECONDS --rounds 3]
     (DATABASE_URL selects a server; default: the embedded PostgreSQL)
 """
 
@@ -31,10 +36,13 @@ import asyncpg
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
+from bench.appends import run_writers  # noqa: E402
+from service.platform.supervisor import Supervisor  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
+from service.store.records import NewEvent  # noqa: E402
 from service.verifiable.audit import audit_tree  # noqa: E402
 from service.verifiable.tree import MerkleTree  # noqa: E402
-from service.verifiable.tree_builder import catch_up  # noqa: E402
+from service.verifiable.tree_builder import TreeBuilder, catch_up  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
 
 CHUNK = 100_000
@@ -162,10 +170,47 @@ async def main(events: int, proofs: int, keep: bool) -> None:
             await drop_schema(dsn, schema)
 
 
+async def appends_with_builder(seconds: float, rounds: int) -> None:
+    dsn = database_url_for_tests()
+    payload = b'{"type": "meeting.held", "data": {"held_at": "2026-11-22T10:00:00+00:00"}}'
+    rates: dict[bool, list[float]] = {False: [], True: []}
+    for round_no in range(rounds):
+        for with_builder in (False, True):
+            schema = f"bench_{uuid.uuid4().hex[:10]}"
+            store = await EventStore.open(dsn, schema, pool_size=20)
+            supervisor = Supervisor()
+            if with_builder:
+                TreeBuilder(store, dsn).start(supervisor)
+
+            async def write(stream: uuid.UUID, version: int, store: EventStore = store) -> None:
+                await store.append([NewEvent(stream, version, "bench", payload)])
+
+            try:
+                await run_writers(write, 16, 0.3)
+                rate = await run_writers(write, 16, seconds)
+                built = await MerkleTree(store).size() if with_builder else 0
+            finally:
+                await supervisor.stop()
+                await store.close()
+                await drop_schema(dsn, schema)
+            rates[with_builder].append(rate)
+            label = "with the tree builder" if with_builder else "store alone"
+            extra = f" (tree built to {built:,} of the log)" if with_builder else ""
+            print(f"  round {round_no + 1}: {label:22} {rate:8.0f} ev/s{extra}")
+    alone, beside = statistics.median(rates[False]), statistics.median(rates[True])
+    print(f"appends, 16 writers: {alone:,.0f} ev/s alone, {beside:,.0f} ev/s with the builder")
+    print(f"  = {beside / alone:.2f}x (target: at least 0.90x)")
+
+
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--events", type=int, default=1_000_000)
     parser.add_argument("--proofs", type=int, default=2000)
     parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    parser.add_argument("--appends", type=float, metavar="SECONDS", help="see above")
+    parser.add_argument("--rounds", type=int, default=3)
     args = parser.parse_args()
-    asyncio.run(main(args.events, args.proofs, args.keep))
+    if args.appends:
+        asyncio.run(appends_with_builder(args.appends, args.rounds))
+    else:
+        asyncio.run(main(args.events, args.proofs, args.keep))

@@ -19,6 +19,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -39,6 +40,7 @@ transaction short."""
 
 _LOCK_KEY = "mentorflow.merkle_tree.{schema}"
 _TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext($1))"
+_ASYNC_COMMIT = "SET LOCAL synchronous_commit = off"
 _SIZE_FOR_UPDATE = "SELECT size FROM merkle_tree WHERE singleton FOR UPDATE"
 _LAST_POSITION = "SELECT last_position FROM event_position"
 _LEAVES = (
@@ -56,6 +58,11 @@ _WRITE_NODES = (
 )
 _SET_SIZE = "UPDATE merkle_tree SET size = $1, updated_at = clock_timestamp() WHERE singleton"
 
+MIN_INTERVAL = 0.25
+"""Seconds between steps while following the log: appends that arrive meanwhile
+are taken together, so the builder commits a few times a second at most
+instead of after every group commit of the appends."""
+
 Progress = Callable[[int, int], None]
 """Called with (built size, last position of the log) after every step."""
 
@@ -72,8 +79,14 @@ async def fetch_nodes(
 
 
 async def extend(conn: asyncpg.Connection, batch: int = BATCH) -> tuple[int, int]:
-    """One step: add up to `batch` leaves. Returns (leaves added, built size)."""
+    """One step: add up to `batch` leaves. Returns (leaves added, built size).
+
+    Committed without waiting for the flush to disk: everything here can be
+    recomputed from the events, a crash can only lose a whole step (the nodes
+    and the size together), and the appends' own commits are not made to queue
+    behind it."""
     async with conn.transaction():
+        await conn.execute(_ASYNC_COMMIT)
         size: int = await conn.fetchval(_SIZE_FOR_UPDATE)
         rows = await conn.fetch(_LEAVES, size, size + batch)
         leaves: list[bytes] = []
@@ -121,6 +134,7 @@ class TreeBuilder:
     batch: int = BATCH
     poll_interval: float = 1.0
     takeover_interval: float = 1.0
+    min_interval: float = MIN_INTERVAL
     on_progress: Progress | None = None
     leading: bool = False
 
@@ -143,13 +157,15 @@ class TreeBuilder:
             log.info("this process builds the Merkle tree")
             while True:
                 woken.clear()
+                started = time.monotonic()
                 added, size = await extend(conn, self.batch)
                 if self.on_progress is not None:
                     self.on_progress(size, await conn.fetchval(_LAST_POSITION))
-                if added < self.batch:
+                if added < self.batch:  # caught up: wait for appends
                     with contextlib.suppress(TimeoutError):
                         async with asyncio.timeout(self.poll_interval):
                             await woken.wait()
+                    await asyncio.sleep(self.min_interval - (time.monotonic() - started))
         finally:
             self.leading = False
             if not conn.is_closed():
