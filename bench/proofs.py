@@ -133,7 +133,7 @@ async def main(events: int, proofs: int, keep: bool) -> None:
 
         async def inclusion() -> object:
             size = rng.randint(events // 2, events)
-            return await tree.inclusion_proof(rng.randrange(size), size)
+            return await tree.inclusion(rng.randrange(size), size)
 
         async def consistency() -> object:
             second = rng.randint(events // 2, events)

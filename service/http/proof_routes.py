@@ -45,13 +45,12 @@ async def inclusion_proof(request: web.Request) -> web.Response:
     built = await tree.size()
     if tree_size > built:
         raise _beyond("tree_size", tree_size, built)
-    index = position - 1
-    path = await tree.inclusion_proof(index, tree_size)
+    leaf, path = await tree.inclusion(position - 1, tree_size)
     return web.json_response(
         {
             "position": position,
             "tree_size": tree_size,
-            "leaf_hash": _b64(await tree.leaf_hash(index)),
+            "leaf_hash": _b64(leaf),
             "audit_path": [_b64(h) for h in path],
         }
     )

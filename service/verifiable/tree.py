@@ -59,6 +59,11 @@ class MerkleTree:
             index, size, await self.nodes(merkle.inclusion_nodes(index, size))
         )
 
+    async def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """The leaf hash and its audit path, from one read of the stored nodes."""
+        nodes = await self.nodes(merkle.inclusion_nodes(index, size))
+        return nodes[(0, index)], merkle.inclusion_proof(index, size, nodes)
+
     async def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """RFC 9162 §2.1.4 proof that the tree of `first` leaves is a prefix of `second`'s."""
         return merkle.consistency_proof(
