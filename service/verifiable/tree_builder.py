@@ -138,19 +138,30 @@ class TreeBuilder:
     on_progress: Progress | None = None
     leading: bool = False
 
+    async def _locked_connection(self) -> asyncpg.Connection:
+        """A connection holding the builder's lock. A standby polls for it
+        without keeping a connection open in between."""
+        key = _LOCK_KEY.format(schema=self.store.schema)
+        while True:
+            conn = await connect(self.dsn, self.store.schema)
+            locked = False
+            try:
+                locked = await conn.fetchval(_TRY_LOCK, key)
+            finally:
+                if not locked:
+                    conn.terminate()
+            if locked:
+                return conn
+            await asyncio.sleep(self.takeover_interval)
+
     def start(self, supervisor: Supervisor) -> None:
         supervisor.spawn(TASK, self.run)
 
     async def run(self) -> None:
         """Wait for the builder's lock, then follow the log until cancelled.
         Closing the connection (also a crash's) releases the lock."""
-        conn = await connect(self.dsn, self.store.schema)
+        conn = await self._locked_connection()
         try:
-            key = _LOCK_KEY.format(schema=self.store.schema)
-            while True:  # a standby: poll, since a lock cannot be waited for with a timeout
-                if await conn.fetchval(_TRY_LOCK, key):
-                    break
-                await asyncio.sleep(self.takeover_interval)
             self.leading = True
             woken = asyncio.Event()
             await conn.add_listener(self.store.channel, lambda *_: woken.set())
