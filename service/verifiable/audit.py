@@ -145,7 +145,13 @@ async def audit_tree(
     conn: asyncpg.Connection, root_sizes: Iterable[int] = (), batch: int = BATCH
 ) -> TreeAudit:
     """Recompute the tree over the events at positions 1, 2, ... (up to the
-    first missing one) and compare it with the stored one."""
+    first missing one) and compare it with the stored one, all in one
+    snapshot (appends and the tree builder may go on meanwhile)."""
+    async with conn.transaction(isolation="repeatable_read", readonly=True):
+        return await _audit(conn, root_sizes, batch)
+
+
+async def _audit(conn: asyncpg.Connection, root_sizes: Iterable[int], batch: int) -> TreeAudit:
     audit = TreeAudit(
         built=await conn.fetchval(_BUILT),
         counter=await conn.fetchval(_COUNTER),

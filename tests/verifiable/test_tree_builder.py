@@ -9,9 +9,11 @@ from uuid import uuid4
 import pytest
 
 from domain.verifiable import merkle
+from service.platform.metrics import Metrics
 from service.platform.supervisor import Supervisor
 from service.store.eventstore import EventStore
 from service.store.records import NewEvent
+from service.verifiable.audit import audit_tree
 from service.verifiable.tree import MerkleTree
 from service.verifiable.tree_builder import TreeBuilder, catch_up, extend
 
@@ -102,3 +104,25 @@ async def test_the_background_builder_follows_appends(store: EventStore, dsn: st
     finally:
         await supervisor.stop()
         await other.stop()
+
+
+async def test_verify_reads_one_snapshot_while_the_builder_goes_on(store: EventStore) -> None:
+    await _append(store, 120)
+    async with store.pool.acquire() as conn:
+        await extend(conn, 50)
+
+    async def audit() -> list[str]:
+        async with store.pool.acquire() as conn:
+            return (await audit_tree(conn, batch=7)).problems()
+
+    results = await asyncio.gather(audit(), catch_up(store, batch=3), audit(), audit())
+    assert results[0] == results[2] == results[3] == []
+    assert (await audit()) == []
+
+
+def test_the_metrics_show_size_and_lag() -> None:
+    metrics = Metrics()
+    metrics.tree_built(5, 8)
+    text = metrics.render().decode()
+    assert "mentorflow_merkle_tree_size 5.0" in text
+    assert "mentorflow_merkle_tree_lag_events 3.0" in text
