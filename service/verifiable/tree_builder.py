@@ -52,10 +52,6 @@ NODES = (
     "SELECT level, idx, hash FROM merkle_nodes WHERE (level, idx) IN"
     " (SELECT * FROM unnest($1::smallint[], $2::bigint[]))"
 )
-_WRITE_NODES = (
-    "INSERT INTO merkle_nodes (level, idx, hash)"
-    " SELECT * FROM unnest($1::smallint[], $2::bigint[], $3::bytea[])"
-)
 _SET_SIZE = "UPDATE merkle_tree SET size = $1, updated_at = clock_timestamp() WHERE singleton"
 
 MIN_INTERVAL = 0.25
@@ -102,12 +98,10 @@ async def extend(conn: asyncpg.Connection, batch: int = BATCH) -> tuple[int, int
             missing = sorted(frontier - set(known))
             raise RuntimeError(f"the stored tree of size {size} lacks its nodes {missing}")
         made = merkle.completed_nodes(size, leaves, known)
-        keys = list(made)
-        await conn.execute(
-            _WRITE_NODES,
-            [level for level, _ in keys],
-            [index for _, index in keys],
-            [made[key] for key in keys],
+        await conn.copy_records_to_table(  # binary COPY: the fastest way in
+            "merkle_nodes",
+            records=[(level, index, value) for (level, index), value in made.items()],
+            columns=("level", "idx", "hash"),
         )
         await conn.execute(_SET_SIZE, size + len(leaves))
         return len(leaves), size + len(leaves)
