@@ -27,6 +27,7 @@ from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
+from service.verifiable.tree_builder import TreeBuilder
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sealing import SecretSealer
@@ -51,15 +52,19 @@ class Components:
     """Seals webhook secrets before they are stored."""
     supervisor: Supervisor
     """Runs every background task of this process (restarts them after a failure)."""
+    tree_builder: TreeBuilder
+    """Extends the stored Merkle tree over the global log (one process at a time builds)."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
 
     async def start_workers(self) -> None:
-        """Projections and webhook dispatch, under this process's supervisor
-        (every process may run them: they coordinate through PostgreSQL)."""
+        """Projections, webhook dispatch and the Merkle tree builder, under this
+        process's supervisor (every process may run them: they coordinate
+        through PostgreSQL)."""
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
+        self.tree_builder.start(self.supervisor)
 
     async def stop_workers(self) -> None:
         await self.supervisor.stop()
@@ -105,6 +110,7 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
+        tree_builder=TreeBuilder(store, dsn, on_progress=metrics.tree_built),
     )
 
 
