@@ -20,6 +20,7 @@ from domain.schema import parse_datetime
 from projections import all_projections
 from service import auditor
 from service.access.tokens import ROLES, TokenRegistry
+from service.auditor import evidence
 from service.composition import components as composition
 from service.http.app import create_app
 from service.http.server import ServiceRunner
@@ -85,6 +86,8 @@ def _parser() -> argparse.ArgumentParser:
         choices=[p.name for p in all_projections()],
         help="one read model (default: every one)",
     )
+
+    evidence.add_parser(commands)
 
     diagram = commands.add_parser("diagram", help="the lifecycle diagram")
     diagram.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
@@ -228,6 +231,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(auditor.rebuild(settings, args.name))
     if command == "diagram":
         return _diagram(args.format)
+    if command == "evidence":
+        return evidence.run(args, settings)
     return asyncio.run(auditor.demo(settings, force=args.force))
 
 

@@ -9,7 +9,7 @@ there is one wiring to read and to change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -27,6 +27,11 @@ from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
+from service.verifiable.checkpoints import Checkpoints
+from service.verifiable.evidence import Evidence
+from service.verifiable.publisher import CheckpointPublisher
+from service.verifiable.signing_key import SigningKey, load_signing_key
+from service.verifiable.tree import MerkleTree
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sealing import SecretSealer
@@ -51,6 +56,11 @@ class Components:
     """Seals webhook secrets before they are stored."""
     supervisor: Supervisor
     """Runs every background task of this process (restarts them after a failure)."""
+    checkpoints: Checkpoints
+    """The log's signed checkpoints (publishing and reading them)."""
+    publisher: CheckpointPublisher
+    evidence: Evidence
+    """Evidence bundles and the inclusion status of a relationship."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
@@ -60,6 +70,8 @@ class Components:
         (every process may run them: they coordinate through PostgreSQL)."""
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
+        self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
+        self.publisher.start(self.supervisor)
 
     async def stop_workers(self) -> None:
         await self.supervisor.stop()
@@ -89,6 +101,9 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         ),
         on_attempt=metrics.webhook_attempt,
     )
+    checkpoints = Checkpoints(
+        store, MerkleTree(store), _key_loader(settings), settings.log_origin
+    )
     return Components(
         settings=settings,
         store=store,
@@ -105,7 +120,23 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
+        checkpoints=checkpoints,
+        publisher=CheckpointPublisher(checkpoints, settings.checkpoint_interval_s),
+        evidence=Evidence(store, checkpoints),
     )
+
+
+def _key_loader(settings: Settings) -> Callable[[], SigningKey]:
+    """The signing key, read (or created) on first use and kept: commands that
+    never sign never touch it."""
+    loaded: list[SigningKey] = []
+
+    def key() -> SigningKey:
+        if not loaded:
+            loaded.append(load_signing_key(settings))
+        return loaded[0]
+
+    return key
 
 
 @asynccontextmanager

@@ -10,7 +10,13 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service.composition.components import Components, build
-from service.http import ops_routes, read_routes, relationship_routes, webhook_routes
+from service.http import (
+    checkpoint_routes,
+    ops_routes,
+    read_routes,
+    relationship_routes,
+    webhook_routes,
+)
 from service.http.context import SERVICES
 from service.http.idempotency import RESPONSES, ResponseKeeper, idempotent_posts
 from service.http.middleware import (
@@ -33,11 +39,15 @@ def all_routes() -> list[Route]:
         *relationship_routes.ROUTES,
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
+        *checkpoint_routes.ROUTES,
     ]
 
 
 def openapi_document() -> dict[str, object]:
-    return build_openapi(all_routes(), {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS})
+    return build_openapi(
+        all_routes(),
+        {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS, **checkpoint_routes.SCHEMAS},
+    )
 
 
 def create_app(
