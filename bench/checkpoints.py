@@ -47,7 +47,7 @@ async def append(store: EventStore, n: int) -> None:
     """n events in streams of up to 10, in batches."""
     while n > 0:
         take = min(n, BATCH)
-        events = []
+        events: list[NewEvent] = []
         while len(events) < take:
             stream = uuid4()
             size = min(10, take - len(events))
