@@ -78,10 +78,17 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     ops_routes.add_docs_static(app)
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()
+    app.on_startup.append(_signing_key)
     app.on_shutdown.append(_stopping)
     if background:
         app.cleanup_ctx.append(_workers)
     return app
+
+
+async def _signing_key(app: web.Application) -> None:
+    """Read (or create) the checkpoint signing key before serving: a missing
+    or unreadable key stops the start, not a request later."""
+    app[SERVICES].checkpoints.signing_key()
 
 
 async def _stopping(app: web.Application) -> None:

@@ -28,15 +28,16 @@ from cryptography.hazmat.primitives.serialization import (
 )
 
 from domain.verifiable.note import raw_public_key
-from service.platform.settings import Settings
+from service.platform.settings import Settings, SettingsError
 
 log = logging.getLogger(__name__)
 
 DEFAULT_FILE = "signing-key.pem"
 
 
-class SigningKeyError(RuntimeError):
-    """The signing key cannot be read or created; the message names the file."""
+class SigningKeyError(SettingsError):
+    """The signing key cannot be read or created; the message names the file
+    (a setting's problem: the process does not start, exit status 2)."""
 
 
 @dataclass(frozen=True)

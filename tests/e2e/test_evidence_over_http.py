@@ -25,8 +25,9 @@ from domain.verifiable.evidence import verify_bundle
 from domain.verifiable.note import parse_checkpoint, verify
 from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, TO_CULTIVATION, open_relationship, walk
+from tests.support.database import drop_schema_sync, new_schema_name
 from tests.support.receiver import serving
-from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
+from tests.support.server import ADMIN_TOKEN, ServerProcess, free_port, running_server
 
 pytestmark = pytest.mark.db
 
@@ -317,3 +318,24 @@ async def test_the_evidence_commands(admin: Api, server: ServerProcess, tmp_path
     assert unknown.returncode == 1 and "no relationship" in unknown.stderr
     malformed = await asyncio.to_thread(_cli, "evidence", "export", "nope", env=env)
     assert malformed.returncode == 2
+
+
+@pytest.mark.parametrize("run_workers", ["1", "0"])
+def test_serve_refuses_to_start_without_its_signing_key(
+    dsn: str, tmp_path: Path, run_workers: str
+) -> None:
+    schema = new_schema_name("e2e")
+    try:
+        done = _cli(
+            "serve", "--port", str(free_port()),
+            env={
+                "DATABASE_URL": dsn,
+                "MENTORFLOW_DB_SCHEMA": schema,
+                "MENTORFLOW_SIGNING_KEY": str(tmp_path / "absent.pem"),
+                "MENTORFLOW_RUN_WORKERS": run_workers,
+            },
+        )  # fmt: skip
+    finally:
+        drop_schema_sync(dsn, schema)
+    assert done.returncode == 2, done.stderr[-2000:]
+    assert "absent.pem" in done.stderr and "Traceback" not in done.stderr
