@@ -88,6 +88,12 @@ async def test_checkpoints_are_published_and_signed(admin: Api) -> None:
     # the log has not grown: the latest one again
     status, again, _ = await admin.post("/v1/checkpoints")
     assert status == 201 and again == published
+    # an Idempotency-Key replays the first answer, even once the log has grown
+    keyed = {"Idempotency-Key": "publish-once"}
+    status, first, _ = await admin.post("/v1/checkpoints", headers=keyed)
+    await _relationship(admin)
+    status, replayed, headers = await admin.post("/v1/checkpoints", headers=keyed)
+    assert status == 201 and replayed == first and headers["Idempotent-Replayed"] == "true"
 
     reader = admin.as_token(await admin.token_for("writer"))
     for path in ("/v1/checkpoints/latest", f"/v1/checkpoints/{published['tree_size']}"):
