@@ -17,6 +17,7 @@ delivered, signed and retried like any webhook message.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import logging
 from collections.abc import Callable
@@ -129,6 +130,10 @@ class Checkpoints:
         self.tree = tree
         self._key = key
         self._origin = origin
+        self._publishing = asyncio.Lock()
+        """One publish at a time in this process: a publish waiting on the
+        advisory lock holds a pooled connection, and the one holding the lock
+        needs another for the tree, so waiters must not be able to fill the pool."""
 
     def signing_key(self) -> SigningKey:
         return self._key()
@@ -155,7 +160,7 @@ class Checkpoints:
         latest one already has this size (then it is returned, `new` false)."""
         key = self._key()
         origin = await self.origin()
-        async with self.store.transaction() as conn:
+        async with self._publishing, self.store.transaction() as conn:
             await conn.execute(_LOCK)
             row = await conn.fetchrow(_LATEST)
             latest = None if row is None else _checkpoint(row)

@@ -154,3 +154,13 @@ async def test_the_publisher_signs_when_the_log_grows(
         assert count == publisher.published <= 2
     finally:
         await supervisor.stop()
+
+
+async def test_many_publishes_at_once_in_one_process_do_not_exhaust_the_pool(
+    components: Components, store: EventStore
+) -> None:
+    await _append(store, 3)
+    results = await asyncio.wait_for(
+        asyncio.gather(*(components.checkpoints.publish() for _ in range(30))), timeout=30
+    )
+    assert sum(r.new for r in results) == 1
