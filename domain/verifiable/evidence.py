@@ -291,14 +291,44 @@ def _check_fields(
         if any(value != recorded for value in claimed):
             verdict.fail(f"{where}: the canonical bytes say {name} {recorded!r}, the bundle says"
                          f" {claimed[-1]!r}")  # fmt: skip
+    _check_envelope(fields.metadata, event, where, verdict)
     recorded_at = event.get("recorded_at")
+    moment = None
     if isinstance(recorded_at, str):
         try:
             moment = datetime.fromisoformat(recorded_at)
         except ValueError:
             moment = None
-        if moment is None or moment.tzinfo is None or _micros(moment) != fields.recorded_at_us:
-            verdict.fail(f"{where}: recorded_at differs from the canonical bytes")
+    if moment is None or moment.tzinfo is None or _micros(moment) != fields.recorded_at_us:
+        verdict.fail(f"{where}: recorded_at differs from the canonical bytes")
+
+
+ENVELOPE = ("actor", "source", "correlation_id", "causation_id", "from_phase", "to_phase")
+
+
+def _check_envelope(
+    metadata: Mapping[str, Any], event: Mapping[str, Any], where: str, verdict: Verdict
+) -> None:
+    """The envelope the event shows is the one the canonical bytes hold (the
+    phases only where the event shows them: on a phase change)."""
+    for name in ENVELOPE:
+        if name in event and event[name] != metadata.get(name):
+            verdict.fail(f"{where}: {name} differs from the canonical bytes")
+    shown, stored = event.get("occurred_at"), metadata.get("occurred_at")
+    if (shown is not None or stored is not None) and (
+        _moment(shown) is None or _moment(shown) != _moment(stored)
+    ):
+        verdict.fail(f"{where}: occurred_at differs from the canonical bytes")
+
+
+def _moment(value: Any) -> datetime | None:
+    if not isinstance(value, str):
+        return None
+    try:
+        moment = datetime.fromisoformat(value)
+    except ValueError:
+        return None
+    return moment if moment.tzinfo is not None else None
 
 
 def _micros(moment: datetime) -> int:

@@ -187,6 +187,14 @@ FORGERIES: dict[str, tuple[Any, str]] = {
         lambda b: b["events"][0]["event"].update(recorded_at="2001-01-01T00:00:00+00:00"),
         "version 1: recorded_at differs",
     ),
+    "actor swapped": (
+        lambda b: b["events"][3]["event"].update(actor={"id": "someone", "role": "mentor"}),
+        "version 4: actor differs",
+    ),
+    "occurred_at moved": (
+        lambda b: b["events"][3]["event"].update(occurred_at="2020-01-01T00:00:00+00:00"),
+        "version 4: occurred_at differs",
+    ),
     "not base64": (
         lambda b: b["events"][0].update(canonical="*not base64*"),
         "malformed bundle: version 1: canonical is not standard base64",
