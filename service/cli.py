@@ -45,7 +45,8 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
 
     commands.add_parser(
-        "worker", help="run projections and webhook dispatch, without HTTP (until SIGTERM)"
+        "worker",
+        help="run projections, webhook dispatch and checkpoint publishing, without HTTP (until SIGTERM)",
     )
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
@@ -92,9 +93,7 @@ def _parser() -> argparse.ArgumentParser:
     diagram = commands.add_parser("diagram", help="the lifecycle diagram")
     diagram.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
 
-    demo = commands.add_parser(
-        "demo", help="load sample relationships across all phases (once)"
-    )
+    demo = commands.add_parser("demo", help="load sample relationships across all phases (once)")
     demo.add_argument(
         "--force", action="store_true", help="add them even to a database that holds other data"
     )
