@@ -46,7 +46,8 @@ def _parser() -> argparse.ArgumentParser:
 
     commands.add_parser(
         "worker",
-        help="run projections, webhook dispatch and checkpoint publishing, without HTTP (until SIGTERM)",
+        help="run projections, webhook dispatch and checkpoint publishing, without HTTP"
+        " (until SIGTERM)",
     )
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
