@@ -32,6 +32,7 @@ from service.auditor.common import NO, OK, USAGE, Format, components_for, parse_
 from service.http.views import recorded_event
 from service.platform.settings import Settings
 from service.store.records import StoredRecord
+from service.verifiable.checkpoints import Checkpoints
 from service.verifiable.evidence import EvidenceRefused
 from service.verifiable.signing_key import key_path
 
@@ -114,8 +115,9 @@ async def export(
             return recorded_event(session.repository.decode(record), redacted=False)
 
         try:
+            may_publish = await _may_sign(settings, session.checkpoints)
             bundle = await session.evidence.bundle(
-                rid, view, tree_size=tree_size, since=since, may_publish=_may_sign(settings)
+                rid, view, tree_size=tree_size, since=since, may_publish=may_publish
             )
         except EvidenceRefused as exc:
             print(f"mentorflow: {exc}", file=err)
@@ -140,10 +142,14 @@ async def export(
     return OK
 
 
-def _may_sign(settings: Settings) -> bool:
+async def _may_sign(settings: Settings, checkpoints: Checkpoints) -> bool:
     """Only a process that has the service's key may publish a checkpoint to
-    cover the relationship: the command never creates a key of its own."""
-    return key_path(settings).exists()
+    cover the relationship: the command never creates a key of its own, and
+    never signs with a key other than the one that signed the latest checkpoint."""
+    if not key_path(settings).exists():
+        return False
+    latest = await checkpoints.latest()
+    return latest is None or latest.public_key == checkpoints.signing_key().public_key
 
 
 # --- verify ------------------------------------------------------------------------

@@ -151,8 +151,8 @@ class Evidence:
             raise EvidenceRefused(
                 "unavailable",
                 f"no checkpoint covers position {last.position} yet, and this process has no"
-                " signing key to publish one: wait for the service to publish one (at most"
-                " MENTORFLOW_CHECKPOINT_INTERVAL seconds) or POST /v1/checkpoints",
+                " signing key of this log to publish one: wait for the service to publish one"
+                " (at most MENTORFLOW_CHECKPOINT_INTERVAL seconds) or POST /v1/checkpoints",
             )
         published = (await self.checkpoints.publish()).checkpoint
         if published.tree_size < last.position:  # the tree trails the log for a moment
