@@ -69,6 +69,14 @@ _QUEUE = (
 _WAKE = "SELECT pg_notify($1 || current_schema(), '')"
 
 
+def wants_checkpoints(event_types: list[str]) -> bool:
+    """Checkpoints go to endpoints that name them (`checkpoint.published`,
+    `checkpoint.*`): a bare `*` (the default) keeps meaning the relationship
+    webhook types it always meant, so receivers written for those are not
+    sent a message of another shape."""
+    return matches([p for p in event_types if p != "*"], CHECKPOINT_TYPE)
+
+
 @dataclass(frozen=True)
 class StoredCheckpoint:
     origin: str
@@ -179,9 +187,7 @@ class Checkpoints:
 
 async def _queue_messages(conn: asyncpg.Connection, checkpoint: StoredCheckpoint) -> None:
     endpoints = [
-        row["id"]
-        for row in await conn.fetch(_ENDPOINTS)
-        if matches(row["event_types"], CHECKPOINT_TYPE)
+        row["id"] for row in await conn.fetch(_ENDPOINTS) if wants_checkpoints(row["event_types"])
     ]
     if not endpoints:
         return
