@@ -11,6 +11,7 @@ from aiohttp import web
 
 from service.composition.components import Components, build
 from service.http import (
+    checkpoint_routes,
     ops_routes,
     proof_routes,
     read_routes,
@@ -40,12 +41,19 @@ def all_routes() -> list[Route]:
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
         *proof_routes.ROUTES,
+        *checkpoint_routes.ROUTES,
     ]
 
 
 def openapi_document() -> dict[str, object]:
     return build_openapi(
-        all_routes(), {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS, **proof_routes.SCHEMAS}
+        all_routes(),
+        {
+            **read_routes.SCHEMAS,
+            **webhook_routes.SCHEMAS,
+            **proof_routes.SCHEMAS,
+            **checkpoint_routes.SCHEMAS,
+        },
     )
 
 
@@ -77,10 +85,17 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     ops_routes.add_docs_static(app)
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()
+    app.on_startup.append(_signing_key)
     app.on_shutdown.append(_stopping)
     if background:
         app.cleanup_ctx.append(_workers)
     return app
+
+
+async def _signing_key(app: web.Application) -> None:
+    """Read (or create) the checkpoint signing key before serving: a missing
+    or unreadable key stops the start, not a request later."""
+    app[SERVICES].checkpoints.signing_key()
 
 
 async def _stopping(app: web.Application) -> None:
