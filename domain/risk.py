@@ -172,7 +172,9 @@ def _active(facts: RiskFacts) -> bool:
 
 def no_recent_meeting(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Reason | None:
     clock, cadence = facts.meeting_clock_at, facts.cadence
-    if not _active(facts) or clock is None or cadence not in policy.cadence_periods:
+    if not _active(facts) or clock is None or cadence is None:
+        return None
+    if cadence not in policy.cadence_periods:
         return None
     due = _plus(clock, policy.meeting_allowance(cadence))
     if due is None or not due < now:

@@ -24,6 +24,8 @@ from service.relationships.application import Application
 from service.relationships.codec import mapper_for
 from service.relationships.read_models import ReadModels
 from service.relationships.repository import RelationshipRepository
+from service.risk import TASK_NAME as RISK_TASK
+from service.risk import RiskWorker
 from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
@@ -51,15 +53,19 @@ class Components:
     """Seals webhook secrets before they are stored."""
     supervisor: Supervisor
     """Runs every background task of this process (restarts them after a failure)."""
+    risk: RiskWorker
+    """Evaluates the at-risk rules as time passes (one process at a time, by lease)."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
 
     async def start_workers(self) -> None:
-        """Projections and webhook dispatch, under this process's supervisor
-        (every process may run them: they coordinate through PostgreSQL)."""
+        """Projections, webhook dispatch and the risk worker, under this
+        process's supervisor (every process may run them: they coordinate
+        through PostgreSQL)."""
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
+        self.supervisor.spawn(RISK_TASK, self.risk.run)
 
     async def stop_workers(self) -> None:
         await self.supervisor.stop()
@@ -89,22 +95,30 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         ),
         on_attempt=metrics.webhook_attempt,
     )
+    application = Application(
+        repository,
+        on_saved=lambda saved: metrics.appended(r.event.api_type for r in saved.events),
+    )
     return Components(
         settings=settings,
         store=store,
         dsn=dsn,
         metrics=metrics,
         repository=repository,
-        application=Application(
-            repository,
-            on_saved=lambda saved: metrics.appended(r.event.api_type for r in saved.events),
-        ),
+        application=application,
         tokens=TokenRegistry(store, settings.admin_token),
         runner=runner,
-        read_models=ReadModels(store, decode, runner),
+        read_models=ReadModels(store, decode, runner, policy=settings.risk_policy),
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
+        risk=RiskWorker(
+            application,
+            runner,
+            dsn,
+            policy=settings.risk_policy,
+            interval_s=settings.risk_interval_s,
+        ),
     )
 
 

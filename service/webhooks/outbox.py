@@ -101,7 +101,9 @@ def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
         }
     confidential = CONFIDENTIAL_FIELDS.get(event.type, frozenset())
     data = event_data(event.event)
-    fields = {key: value for key, value in data.items() if key in THIN_FIELDS - confidential}
+    fields: dict[str, Any] = {
+        key: value for key, value in data.items() if key in THIN_FIELDS - confidential
+    }
     if "version" in data:  # an agreement's own version: not the stream's `version` below
         fields["agreement_version"] = data["version"]
     if event.type in RISK_TYPES:

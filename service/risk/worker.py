@@ -1,0 +1,186 @@
+"""The risk worker: evaluates the at-risk rules as time passes, and records
+``risk.flagged`` / ``risk.cleared`` when a relationship's set of reasons changes.
+
+One worker runs at a time across processes: every process's copy competes
+for an advisory lock on a dedicated connection (the projections' lease,
+:func:`service.projection_runner.leadership.locked_connection`), and only the
+holder evaluates. The holder runs an evaluation pass every ``interval_s``
+seconds, and sooner when the relationship summaries have projected new events
+(the rules read them). A pass is one indexed query per rule
+(projections/risk_queries.py); the reasons are the domain's pure rules
+(domain/risk.py) at the worker's clock, which tests replace.
+
+Each change is recorded through the application, like any command, with actor
+``{id: "mentorflow", role: "system"}``, and only on the version the summary
+was evaluated at (If-Match), under an idempotency key derived from
+(relationship, version, the codes now true). So a change is recorded once even
+when two workers race (the lease lapsed, a network partition) or a worker
+restarts before the summaries have caught up with what it recorded: the
+second attempt finds the stream at another version, or replays the first.
+A relationship that changed meanwhile is evaluated again in the next pass.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+
+from domain import Actor, DomainError, Envelope
+from domain.risk import DEFAULT_POLICY, RiskPolicy
+from projections.risk_queries import Evaluated, evaluation_pass
+from projections.summaries import NAME as SUMMARIES
+from service.projection_runner import ProjectionRunner
+from service.projection_runner.leadership import locked_connection
+from service.relationships.application import (
+    Application,
+    ApplicationError,
+    IdempotencyKey,
+    VersionMismatch,
+)
+from service.relationships.repository import Saved
+from service.store.errors import IdempotencyConflict, VersionConflict
+
+log = logging.getLogger("mentorflow.risk")
+
+SYSTEM_ACTOR = Actor("mentorflow", "system")
+SOURCE = "mentorflow-risk"
+TASK_NAME = "risk-worker"
+
+Clock = Callable[[], datetime]
+
+
+def utc_now() -> datetime:
+    return datetime.now(UTC)
+
+
+def idempotency_key(evaluated: Evaluated) -> IdempotencyKey:
+    """The same decision (relationship, version evaluated, codes now true)
+    always gets the same key and fingerprint, whenever and by whom it is made."""
+    codes = ",".join(evaluated.change.codes)
+    key = f"mentorflow.risk\x1f{evaluated.relationship_id}\x1f{evaluated.version}\x1f{codes}"
+    fingerprint = hashlib.sha256(f"{key}\x1f{evaluated.change.event_type}".encode()).digest()
+    return IdempotencyKey(key, fingerprint)
+
+
+@dataclass
+class PassReport:
+    """What one evaluation pass did."""
+
+    evaluated_at: datetime
+    changes: int = 0
+    recorded: list[Saved] = field(default_factory=list)
+    skipped: int = 0
+    """Changes not recorded: the relationship moved on (evaluated again next pass)."""
+
+
+class RiskWorker:
+    """Evaluates the at-risk rules and records the changes (see the module docstring)."""
+
+    def __init__(
+        self,
+        application: Application,
+        runner: ProjectionRunner,
+        dsn: str,
+        *,
+        policy: RiskPolicy = DEFAULT_POLICY,
+        interval_s: float = 60.0,
+        clock: Clock = utc_now,
+        takeover_interval: float = 1.0,
+    ) -> None:
+        self.application = application
+        self.runner = runner
+        self.store = runner.store
+        self.dsn = dsn
+        self.policy = policy
+        self.interval_s = interval_s
+        self.clock = clock
+        self.takeover_interval = takeover_interval
+        self.leading = False
+        self.passes = 0
+
+    @property
+    def lock_key(self) -> str:
+        return f"mentorflow.risk.{self.store.schema}"
+
+    # --- one pass ------------------------------------------------------------------------
+
+    async def evaluate_once(self) -> PassReport:
+        """Evaluate every relationship the rules may concern now, and record
+        each change of its set of reasons (see :func:`idempotency_key`)."""
+        now = self.clock()
+        changes = await self.store.with_connection(
+            lambda conn: evaluation_pass(conn, now, self.policy)
+        )
+        report = PassReport(now, changes=len(changes))
+        for evaluated in changes:
+            saved = await self._record(evaluated, now)
+            if saved is None:
+                report.skipped += 1
+            elif not saved.replayed:
+                report.recorded.append(saved)
+        self.passes += 1
+        return report
+
+    async def _record(self, evaluated: Evaluated, now: datetime) -> Saved | None:
+        envelope = Envelope(occurred_at=now, actor=SYSTEM_ACTOR, source=SOURCE)
+        try:
+            saved = await self.application.record_by_service(
+                evaluated.relationship_id,
+                evaluated.change.event_type,
+                evaluated.change.data,
+                envelope,
+                expected_version=evaluated.version,
+                idempotency=idempotency_key(evaluated),
+            )
+        except (VersionMismatch, VersionConflict, IdempotencyConflict):
+            return None  # it changed since the summary was read: evaluated again next pass
+        except (DomainError, ApplicationError) as exc:
+            log.warning(
+                "risk: %s of relationship %s not recorded: %s",
+                evaluated.change.event_type,
+                evaluated.relationship_id,
+                exc,
+            )
+            return None
+        if not saved.replayed:
+            log.info(
+                "risk: %s %s on relationship %s (version %s)",
+                evaluated.change.event_type,
+                ",".join(evaluated.change.codes) or "-",
+                evaluated.relationship_id,
+                evaluated.version,
+            )
+        return saved
+
+    # --- the supervised task -------------------------------------------------------------
+
+    async def run(self) -> None:
+        """Wait for the lease, then evaluate every ``interval_s`` and on new
+        events until cancelled (the body of a supervised task)."""
+        async with locked_connection(
+            self.dsn,
+            self.store.schema,
+            self.lock_key,
+            wait=True,
+            retry_every=self.takeover_interval,
+        ) as conn:
+            assert conn is not None
+            self.leading = True
+            log.info("risk: this process runs the risk worker")
+            try:
+                while True:
+                    seen = await self.runner.checkpoint(SUMMARIES)
+                    await self.evaluate_once()
+                    await self._wait_for_news(seen)
+                    if conn.is_closed():
+                        raise ConnectionError("the risk worker's lease connection was lost")
+            finally:
+                self.leading = False
+
+    async def _wait_for_news(self, seen: int) -> None:
+        """Until the summaries have projected an event after ``seen``, or
+        ``interval_s`` has passed."""
+        await self.runner.wait_until_projected(SUMMARIES, seen + 1, timeout=self.interval_s)
