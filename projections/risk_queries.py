@@ -1,12 +1,18 @@
-"""The risk worker's evaluation pass over the relationship summaries: one
-indexed query per at-risk rule (conditions in :mod:`projections.risk_sql`),
-one for the relationships flagged before, then only those rows are loaded and
-the domain's pure rules (domain/risk.py) say the reasons. Nothing scans every
-relationship: the indexes of migration 0080 answer each query.
+"""The risk worker's evaluation pass over the relationship summaries.
+
+One indexed query per at-risk rule (conditions in :mod:`projections.risk_sql`)
+finds the relationships it holds for whose last recorded codes
+(``risk_codes``) lack it; one query over the relationships flagged before
+(a partial index) finds those where a recorded code no longer holds. Only
+those rows, the ones whose set of reasons changed, are loaded, and the
+domain's pure rules (domain/risk.py) say the reasons to record. Nothing scans
+every relationship, and the work of a pass follows the number of changes, not
+the number of relationships (or of those at risk).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -19,40 +25,69 @@ from domain.risk import RISK_CODES, Reason, RiskChange, RiskPolicy, change, eval
 from projections.risk_sql import numbered, parameters, template
 from projections.summaries_queries import TABLE, load_rows
 
-_JOINED: Mapping[str, str] = {
-    # joined with the cut-offs, so the (cadence, meeting_clock_at) index is probed per cadence
-    "no_recent_meeting": (
-        "SELECT s.relationship_id FROM unnest({p2}::text[], {p3}::timestamptz[])"  # noqa: S608
-        f" AS c(cadence, cutoff) JOIN {TABLE} s"
-        " ON s.cadence = c.cadence AND s.meeting_clock_at < c.cutoff"
-        " WHERE s.phase = 'cultivation' AND NOT s.paused"
-    ),
-    # and the (phase, phase_entered_at) index per phase with a limit
-    "phase_stalled": (
-        "SELECT s.relationship_id FROM unnest({p7}::text[], {p8}::timestamptz[])"  # noqa: S608
-        f" AS c(phase, cutoff) JOIN {TABLE} s"
-        " ON s.phase = c.phase AND s.phase_entered_at < c.cutoff"
-    ),
-}
-_FLAGGED = (
-    f"SELECT relationship_id FROM {TABLE}"  # noqa: S608 - a constant
-    " WHERE cardinality(risk_codes) > 0 AND phase <> 'concluded'"
-)
+_NAME = re.compile(r"^[a-z_]{1,40}$")
 
 
-def rule_queries() -> dict[str, tuple[str, list[int]]]:
-    """Each rule's query (the ids of the relationships it holds for), with the
-    indices of the :func:`~projections.risk_sql.parameters` it takes."""
-    queries = {}
+def _newly(code: str) -> str:
+    """The rows whose recorded codes lack ``code`` (the partial indexes' predicate)."""
+    return f"NOT ('{code}' = ANY(s.risk_codes))"
+
+
+def _per_value(
+    code: str, column: str, moment: str, where: str, cutoffs: Mapping[str, datetime]
+) -> tuple[str, list[Any]]:
+    """A rule whose cut-off depends on a value of the row (its cadence, its
+    phase): one ``(column = value AND moment < cut-off)`` per value, so the
+    planner probes the rule's index once per value (a bitmap OR)."""
+    names = sorted(cutoffs)
+    for name in names:
+        if not _NAME.match(name):
+            raise ValueError(f"not a plain name: {name!r}")
+    probes = " OR ".join(
+        f"(s.{column} = '{name}' AND s.{moment} < ${i}::timestamptz)"
+        for i, name in enumerate(names, 1)
+    )
+    sql = (
+        f"SELECT s.relationship_id FROM {TABLE} s"  # noqa: S608 - checked names, constants
+        f" WHERE {where} {_newly(code)} AND ({probes or 'false'})"
+    )
+    return sql, [cutoffs[name] for name in names]
+
+
+def rule_queries(now: datetime, policy: RiskPolicy) -> dict[str, tuple[str, list[Any]]]:
+    """Each rule's query, with its arguments at ``now``: the relationships it
+    newly holds for (their recorded codes lack it); under ``flagged``, those
+    flagged before where a recorded code no longer holds."""
+    values = parameters(now, policy)
+    queries: dict[str, tuple[str, list[Any]]] = {}
     for code in RISK_CODES:
-        sql = _JOINED.get(code) or (
-            f"SELECT s.relationship_id FROM {TABLE} s WHERE {template(code)}"  # noqa: S608
-        )
-        queries[code] = numbered(sql)
+        if code == "no_recent_meeting":
+            cutoffs = {c: now - policy.meeting_allowance(c) for c in policy.cadence_periods}
+            where = "s.phase = 'cultivation' AND NOT s.paused AND"
+            queries[code] = _per_value(code, "cadence", "meeting_clock_at", where, cutoffs)
+        elif code == "phase_stalled":
+            cutoffs = {phase: now - limit for phase, limit in policy.stall_limits.items()}
+            queries[code] = _per_value(code, "phase", "phase_entered_at", "", cutoffs)
+        else:
+            sql, used = numbered(
+                f"SELECT s.relationship_id FROM {TABLE} s"  # noqa: S608 - constants
+                f" WHERE {template(code)} AND {_newly(code)}"
+            )
+            queries[code] = (sql, [values[i] for i in used])
+    sql, used = _FLAGGED
+    queries["flagged"] = (sql, [values[i] for i in used])
     return queries
 
 
-_QUERIES = rule_queries()
+_GONE = " OR ".join(
+    f"(('{code}' = ANY(s.risk_codes)) AND NOT coalesce(({template(code)}), false))"
+    for code in RISK_CODES
+)
+_FLAGGED = numbered(
+    f"SELECT s.relationship_id FROM {TABLE} s"  # noqa: S608 - constants
+    f" WHERE cardinality(s.risk_codes) > 0 AND s.phase <> 'concluded' AND ({_GONE})"
+)
+"""Relationships flagged before where a recorded code no longer holds."""
 
 
 @dataclass(frozen=True)
@@ -71,14 +106,12 @@ class Evaluated:
 async def candidates(
     conn: asyncpg.Connection, now: datetime, policy: RiskPolicy
 ) -> dict[str, set[UUID]]:
-    """Per rule, the relationships it holds for now; under ``flagged``, those
-    the service flagged before (whose reasons may have gone)."""
-    values = parameters(now, policy)
+    """Per rule, the relationships it newly holds for now; under ``flagged``,
+    those flagged before where a recorded code no longer holds."""
     found: dict[str, set[UUID]] = {}
-    for code, (sql, used) in _QUERIES.items():
-        rows = await conn.fetch(sql, *(values[i] for i in used))
+    for code, (sql, args) in rule_queries(now, policy).items():
+        rows = await conn.fetch(sql, *args)
         found[code] = {_uuid(row[0]) for row in rows}
-    found["flagged"] = {_uuid(row[0]) for row in await conn.fetch(_FLAGGED)}
     return found
 
 
