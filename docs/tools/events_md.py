@@ -406,7 +406,12 @@ def render() -> str:
             + (", `program_id`, `codes`" if event_type in RISK_TYPES else "")
             + "."
         )
-        out += ["", "Example (`POST /v1/relationships/{id}/events`):", "", "```json"]
+        example = (
+            "Example (as the service records it):"
+            if event_class(event_type).recorded_by_service
+            else "Example (`POST /v1/relationships/{id}/events`):"
+        )
+        out += ["", example, "", "```json"]
         out.append(json.dumps({"type": event_type, **EXAMPLES[event_type]}, indent=2))
         out += ["```", ""]
     return "\n".join(out)

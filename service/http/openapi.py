@@ -138,8 +138,13 @@ _RELATIONSHIP_PROPERTIES: dict[str, Any] = {
     "concerns": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["count", "high_severity", "items"],
-        "properties": {"count": _COUNT, "high_severity": _COUNT, "items": _OBJECTS},
+        "required": ["count", "high_severity", "open", "items"],
+        "properties": {
+            "count": _COUNT,
+            "high_severity": _COUNT,
+            "open": _COUNT,
+            "items": _OBJECTS,
+        },
     },
     "review_trigger": _NULLABLE_STRING,
     "outcome": _NULLABLE_STRING,
