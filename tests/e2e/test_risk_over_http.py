@@ -122,6 +122,16 @@ async def test_risk_is_flagged_and_cleared_with_webhooks(
             )
             assert status == 403 and "service only" in problem["detail"], problem
 
+            # resolving an unknown concern is a guard failure
+            status, problem, _ = await api.post(
+                f"/v1/relationships/{relationship_id}/events",
+                {
+                    "type": "concern.resolved",
+                    "data": {"concern_id": "c9", "resolution": "addressed"},
+                },
+            )
+            assert status == 422 and problem["unmet_guards"] == ["concern_was_raised"], problem
+
             # a meeting clears both
             held = now - timedelta(hours=1)
             body = {
