@@ -118,6 +118,7 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
             dsn,
             policy=settings.risk_policy,
             interval_s=settings.risk_interval_s,
+            metrics=metrics,
         ),
     )
 

@@ -24,6 +24,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -32,6 +33,7 @@ from domain import Actor, DomainError, Envelope
 from domain.risk import DEFAULT_POLICY, RiskPolicy
 from projections.risk_queries import Evaluated, evaluation_pass
 from projections.summaries import NAME as SUMMARIES
+from service.platform.metrics import Metrics
 from service.projection_runner import ProjectionRunner
 from service.projection_runner.leadership import locked_connection
 from service.relationships.application import (
@@ -89,6 +91,7 @@ class RiskWorker:
         interval_s: float = 60.0,
         clock: Clock = utc_now,
         takeover_interval: float = 1.0,
+        metrics: Metrics | None = None,
     ) -> None:
         self.application = application
         self.runner = runner
@@ -98,6 +101,7 @@ class RiskWorker:
         self.interval_s = interval_s
         self.clock = clock
         self.takeover_interval = takeover_interval
+        self.metrics = metrics
         self.leading = False
         self.passes = 0
 
@@ -110,7 +114,7 @@ class RiskWorker:
     async def evaluate_once(self) -> PassReport:
         """Evaluate every relationship the rules may concern now, and record
         each change of its set of reasons (see :func:`idempotency_key`)."""
-        now = self.clock()
+        now, started = self.clock(), time.perf_counter()
         changes = await self.store.with_connection(
             lambda conn: evaluation_pass(conn, now, self.policy)
         )
@@ -122,6 +126,8 @@ class RiskWorker:
             elif not saved.replayed:
                 report.recorded.append(saved)
         self.passes += 1
+        if self.metrics is not None:
+            self.metrics.risk_pass.observe(time.perf_counter() - started)
         return report
 
     async def _record(self, evaluated: Evaluated, now: datetime) -> Saved | None:
@@ -168,7 +174,7 @@ class RiskWorker:
             retry_every=self.takeover_interval,
         ) as conn:
             assert conn is not None
-            self.leading = True
+            self._lead(True)
             log.info("risk: this process runs the risk worker")
             try:
                 while True:
@@ -178,7 +184,12 @@ class RiskWorker:
                     if conn.is_closed():
                         raise ConnectionError("the risk worker's lease connection was lost")
             finally:
-                self.leading = False
+                self._lead(False)
+
+    def _lead(self, leading: bool) -> None:
+        self.leading = leading
+        if self.metrics is not None:
+            self.metrics.risk_leader.set(1 if leading else 0)
 
     async def _wait_for_news(self, seen: int) -> None:
         """Until the summaries have projected an event after ``seen``, or

@@ -150,3 +150,6 @@ async def test_risk_is_flagged_and_cleared_with_webhooks(
             assert view["risk_reasons"] == []
             await asyncio.sleep(1.5)  # a few more passes: nothing new is recorded
             assert len(hooks.bodies) == 2
+            status, metrics, _ = await api.get("/metrics")
+            assert "mentorflow_risk_leader 1.0" in metrics
+            assert 'mentorflow_events_appended_total{type="risk.flagged"} 1.0' in metrics
