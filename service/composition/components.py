@@ -65,7 +65,8 @@ class Components:
         through PostgreSQL)."""
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
-        self.supervisor.spawn(RISK_TASK, self.risk.run)
+        if self.settings.risk_worker:
+            self.supervisor.spawn(RISK_TASK, self.risk.run)
 
     async def stop_workers(self) -> None:
         await self.supervisor.stop()

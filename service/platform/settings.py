@@ -36,6 +36,8 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_s: float = 10.0
     run_workers: bool = True
+    risk_worker: bool = True
+    """Whether this process's workers include the risk worker."""
     risk_interval_s: float = 60.0
     """How often the risk worker evaluates the at-risk rules (also on new events)."""
     risk_policy: RiskPolicy = field(default_factory=RiskPolicy)
@@ -64,6 +66,7 @@ class Settings:
             webhook_timeout_s=_seconds(env, "MENTORFLOW_WEBHOOK_TIMEOUT", 10.0),
             run_workers=_flag(env, "MENTORFLOW_RUN_WORKERS", default=True),
             log_format=_choice(env, "MENTORFLOW_LOG_FORMAT", ("auto", "text", "json")),
+            risk_worker=_flag(env, "MENTORFLOW_RISK_WORKER", default=True),
             risk_interval_s=_seconds(env, "MENTORFLOW_RISK_INTERVAL", 60.0),
             risk_policy=_risk_policy(env),
         )

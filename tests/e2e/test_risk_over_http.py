@@ -58,6 +58,7 @@ async def test_risk_is_flagged_and_cleared_with_webhooks(
     env = {
         "MENTORFLOW_WEBHOOK_ALLOW_PRIVATE": "1",
         "MENTORFLOW_WEBHOOK_RETRY_SCHEDULE": "1,1",
+        "MENTORFLOW_RISK_WORKER": "1",
         "MENTORFLOW_RISK_INTERVAL": "0.5",
     }
     with running_server(dsn, **env) as server:

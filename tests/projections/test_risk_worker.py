@@ -334,7 +334,8 @@ def test_policy_from_settings() -> None:
             "MENTORFLOW_RISK_PAUSE_DAYS": "14",
         }
     )
-    assert settings.risk_interval_s == 5
+    assert settings.risk_interval_s == 5 and settings.risk_worker
+    assert not Settings.from_env({"MENTORFLOW_RISK_WORKER": "0"}).risk_worker
     assert settings.risk_policy.stall_limits["identification"] == 10 * DAY
     assert (
         settings.risk_policy.stall_limits["establishment"]
