@@ -22,6 +22,7 @@ A relationship that changed meanwhile is evaluated again in the next pass.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import logging
 import time
@@ -50,6 +51,9 @@ log = logging.getLogger("mentorflow.risk")
 SYSTEM_ACTOR = Actor("mentorflow", "system")
 SOURCE = "mentorflow-risk"
 TASK_NAME = "risk-worker"
+NEWS_POLL_S = 1.0
+"""How often a risk worker in another process than the summaries' worker
+looks for new events (their checkpoint)."""
 
 Clock = Callable[[], datetime]
 
@@ -193,5 +197,15 @@ class RiskWorker:
 
     async def _wait_for_news(self, seen: int) -> None:
         """Until the summaries have projected an event after ``seen``, or
-        ``interval_s`` has passed."""
-        await self.runner.wait_until_projected(SUMMARIES, seen + 1, timeout=self.interval_s)
+        ``interval_s`` has passed. Woken by the summaries' commits when this
+        process runs their worker; otherwise their checkpoint is read every
+        ``NEWS_POLL_S``."""
+        if self.runner.is_leader(SUMMARIES):
+            await self.runner.wait_until_projected(SUMMARIES, seen + 1, timeout=self.interval_s)
+            return
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + self.interval_s
+        while (remaining := deadline - loop.time()) > 0:
+            await asyncio.sleep(min(NEWS_POLL_S, remaining))
+            if await self.runner.checkpoint(SUMMARIES) > seen:
+                return
