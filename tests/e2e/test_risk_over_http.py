@@ -17,7 +17,7 @@ from aiohttp import web
 from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, TO_CULTIVATION
 from tests.support.receiver import serving
-from tests.support.server import ADMIN_TOKEN, running_server
+from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
 
 pytestmark = pytest.mark.db
 
@@ -154,3 +154,73 @@ async def test_risk_is_flagged_and_cleared_with_webhooks(
             status, metrics, _ = await api.get("/metrics")
             assert "mentorflow_risk_leader 1.0" in metrics
             assert 'mentorflow_events_appended_total{type="risk.flagged"} 1.0' in metrics
+
+
+async def test_two_processes_record_each_change_once(dsn: str) -> None:
+    """Two service processes on one database, both with the risk worker: one
+    runs it (the lease), and when it is killed the other takes over without
+    recording anything twice."""
+    env = {"MENTORFLOW_RISK_WORKER": "1", "MENTORFLOW_RISK_INTERVAL": "0.3"}
+    with running_server(dsn, **env) as first:
+        second = ServerProcess(dsn, first.schema, **env)
+        second.start()
+        try:
+            async with aiohttp.ClientSession() as session:
+                admin = Api(session, first.url, ADMIN_TOKEN)
+                api = admin.as_token(await admin.token_for("writer"))
+                other = Api(session, second.url, api.token)
+                start = datetime.now(UTC) - timedelta(days=100)
+                ids = []
+                for n in range(4):  # identification for 100 days: phase_stalled
+                    status, opened, _ = await (api if n % 2 else other).post(
+                        "/v1/relationships",
+                        {"mentee_id": f"mentee-{n}", "occurred_at": start.isoformat()},
+                    )
+                    assert status == 201, opened
+                    ids.append(opened["id"])
+                    for event_type, data, actor in TO_CULTIVATION[:2]:
+                        body = {
+                            "type": event_type,
+                            "actor": actor,
+                            "occurred_at": start.isoformat(),
+                        }
+                        if data is not None:
+                            body["data"] = data
+                        await _post(api, opened["id"], body)
+
+                async def flagged(relationship_id: str) -> list[dict[str, Any]]:
+                    _, events, _ = await api.get(f"/v1/relationships/{relationship_id}/events")
+                    return [e for e in events["items"] if e["type"].startswith("risk.")]
+
+                for relationship_id in ids:
+                    for _ in range(300):
+                        if await flagged(relationship_id):
+                            break
+                        await asyncio.sleep(0.1)
+                # whoever ran it, kill it: the other process takes over
+                leaders = []
+                for process, base in ((first, first.url), (second, second.url)):
+                    status, text, _ = await Api(session, base, None).get("/metrics")
+                    if "mentorflow_risk_leader 1.0" in text:
+                        leaders.append(process)
+                assert len(leaders) == 1
+                leaders[0].kill()
+                survivor = second if leaders[0] is first else first
+                survivor_api = Api(session, survivor.url, api.token)
+                for _ in range(100):
+                    _, text, _ = await Api(session, survivor.url, None).get("/metrics")
+                    if "mentorflow_risk_leader 1.0" in text:
+                        break
+                    await asyncio.sleep(0.1)
+                assert "mentorflow_risk_leader 1.0" in text
+                await asyncio.sleep(1.0)  # a few passes of the new leader
+                for relationship_id in ids:
+                    _, events, _ = await survivor_api.get(
+                        f"/v1/relationships/{relationship_id}/events"
+                    )
+                    risk = [e for e in events["items"] if e["type"].startswith("risk.")]
+                    assert [
+                        (e["type"], [r["code"] for r in e["data"]["reasons"]]) for e in risk
+                    ] == [("risk.flagged", ["phase_stalled"])]
+        finally:
+            second.close()
