@@ -51,6 +51,9 @@ log = logging.getLogger("mentorflow.risk")
 SYSTEM_ACTOR = Actor("mentorflow", "system")
 SOURCE = "mentorflow-risk"
 TASK_NAME = "risk-worker"
+CONCURRENT_RECORDS = 16
+"""Changes of different relationships recorded at once (the store commits
+concurrent appends together), e.g. the first pass after an upgrade."""
 NEWS_POLL_S = 1.0
 """How often a risk worker in another process than the summaries' worker
 looks for new events (their checkpoint)."""
@@ -123,8 +126,13 @@ class RiskWorker:
             lambda conn: evaluation_pass(conn, now, self.policy)
         )
         report = PassReport(now, changes=len(changes))
-        for evaluated in changes:
-            saved = await self._record(evaluated, now)
+        slots = asyncio.Semaphore(CONCURRENT_RECORDS)
+
+        async def record(evaluated: Evaluated) -> Saved | None:
+            async with slots:
+                return await self._record(evaluated, now)
+
+        for saved in await asyncio.gather(*(record(e) for e in changes)):
             if saved is None:
                 report.skipped += 1
             elif not saved.replayed:

@@ -342,3 +342,28 @@ def test_policy_from_settings() -> None:
         == RiskPolicy().stall_limits["establishment"]
     )
     assert settings.risk_policy.pause_limit == 14 * DAY
+
+
+async def test_one_pass_records_the_changes_of_many_relationships(
+    application: Application, store: EventStore, runner: ProjectionRunner, worker: RiskWorker
+) -> None:
+    pairs = [Pair(application, store, runner) for _ in range(40)]
+    for pair in pairs:
+        opened = await application.open_relationship(
+            {"mentee_id": "mentee-1", "program_id": "program-1"},
+            Envelope(occurred_at=START, actor=MENTEE, source="tests"),
+        )
+        pair.id = opened.relationship.id
+        await pair.post(
+            "reflection.recorded",
+            {"author_role": "mentee", "kind": "initial", "development_areas": ["grants"]},
+        )
+        await pair.post("identification.started")
+    await pairs[0].settle()
+    worker.clock.now = START + 61 * DAY  # type: ignore[attr-defined]
+    report = await worker.evaluate_once()
+    assert len(report.recorded) == 40 and report.skipped == 0
+    await pairs[0].settle()
+    assert (await worker.evaluate_once()).changes == 0
+    for pair in pairs:
+        assert await pair.risk_events() == [("risk.flagged", ["phase_stalled"])]
