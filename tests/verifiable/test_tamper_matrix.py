@@ -6,9 +6,13 @@ others (asserted as it behaves; docs/verification.md has the table)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -317,3 +321,29 @@ async def test_a_checkpoint_older_than_the_log_still_checks(
     await catch_up(log.store)
     code, text = await _verify(settings, trusted_checkpoint=str(kept), public_key=PUBLIC)
     assert code == 0, text
+
+
+async def test_the_command_line_takes_the_checkpoint_and_the_key(
+    log: Log, dsn: str, schema: str, tmp_path: Path
+) -> None:
+    kept = await _keep_checkpoint(log, tmp_path)
+    env = {**os.environ, "DATABASE_URL": dsn, "MENTORFLOW_DB_SCHEMA": schema}
+
+    def mentorflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    args = ("verify", "--all", "--trusted-checkpoint", str(kept), "--public-key", PUBLIC)
+    done = await asyncio.to_thread(mentorflow, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "public key: pinned" in done.stdout
+    await edit_rechain_and_rebuild_the_tree(log)
+    done = await asyncio.to_thread(mentorflow, *args)
+    assert done.returncode == 1 and "MISMATCH" in done.stdout
+    done = await asyncio.to_thread(mentorflow, "verify", "some-id", "--public-key", PUBLIC)
+    assert done.returncode == 2
