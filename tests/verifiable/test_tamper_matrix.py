@@ -86,6 +86,16 @@ async def flip_a_payload_byte(log: Log) -> int:
 
 async def edit_and_rechain(log: Log) -> int:
     await log.sql(
+        "UPDATE events SET payload = set_byte(payload, 12, get_byte(payload, 12) # 4)"
+        " WHERE stream_id = $1 AND version = 6",
+        log.victim,
+    )
+    await log.sql(_RECHAIN, log.victim)
+    return await log.position_of(6)
+
+
+async def forge_an_envelope_and_rechain(log: Log) -> int:
+    await log.sql(
         "UPDATE events SET metadata = jsonb_set(metadata, '{actor,id}', '\"someone-else\"')"
         " WHERE stream_id = $1 AND version = 7",
         log.victim,
@@ -153,6 +163,7 @@ class Row:
 MATRIX = {
     "flip a payload byte": Row(flip_a_payload_byte, True),
     "edit a payload, recompute the chain": Row(edit_and_rechain, True),
+    "forge an envelope, recompute the chain": Row(forge_an_envelope_and_rechain, True),
     "swap two events, recompute the chain": Row(swap_and_rechain, True),
     "delete a stream's last event and its read-model rows": Row(delete_a_streams_last_event, True),
     "delete the log's last events, rewind the counter": Row(truncate_the_log, True),
