@@ -20,6 +20,7 @@ from domain.schema import parse_datetime
 from projections import all_projections
 from service import auditor
 from service.access.tokens import ROLES, TokenRegistry
+from service.auditor import evidence
 from service.composition import components as composition
 from service.http.app import create_app
 from service.http.server import ServiceRunner
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
 
     commands.add_parser(
-        "worker", help="run projections and webhook dispatch, without HTTP (until SIGTERM)"
+        "worker",
+        help="run projections, webhook dispatch and checkpoint publishing, without HTTP"
+        " (until SIGTERM)",
     )
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
@@ -96,12 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         help="one read model (default: every one)",
     )
 
+    evidence.add_parser(commands)
+
     diagram = commands.add_parser("diagram", help="the lifecycle diagram")
     diagram.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
 
-    demo = commands.add_parser(
-        "demo", help="load sample relationships across all phases (once)"
-    )
+    demo = commands.add_parser("demo", help="load sample relationships across all phases (once)")
     demo.add_argument(
         "--force", action="store_true", help="add them even to a database that holds other data"
     )
@@ -245,6 +248,8 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         return asyncio.run(auditor.rebuild(settings, args.name))
     if command == "diagram":
         return _diagram(args.format)
+    if command == "evidence":
+        return evidence.run(args, settings)
     return asyncio.run(auditor.demo(settings, force=args.force))
 
 

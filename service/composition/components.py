@@ -9,7 +9,7 @@ there is one wiring to read and to change.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
@@ -27,6 +27,11 @@ from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
+from service.verifiable.checkpoints import Checkpoints
+from service.verifiable.evidence import Evidence
+from service.verifiable.publisher import CheckpointPublisher
+from service.verifiable.signing_key import SigningKey, load_signing_key
+from service.verifiable.tree import MerkleTree
 from service.verifiable.tree_builder import TreeBuilder
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from service.webhooks.outbox import WebhookOutbox
@@ -54,6 +59,11 @@ class Components:
     """Runs every background task of this process (restarts them after a failure)."""
     tree_builder: TreeBuilder
     """Extends the stored Merkle tree over the global log (one process at a time builds)."""
+    checkpoints: Checkpoints
+    """The log's signed checkpoints (publishing and reading them)."""
+    publisher: CheckpointPublisher
+    evidence: Evidence
+    """Evidence bundles and the inclusion status of a relationship."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
@@ -65,6 +75,8 @@ class Components:
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
         self.tree_builder.start(self.supervisor)
+        self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
+        self.publisher.start(self.supervisor)
 
     async def stop_workers(self) -> None:
         await self.supervisor.stop()
@@ -94,6 +106,9 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         ),
         on_attempt=metrics.webhook_attempt,
     )
+    checkpoints = Checkpoints(
+        store, MerkleTree(store), _key_loader(settings), settings.log_origin
+    )
     return Components(
         settings=settings,
         store=store,
@@ -111,7 +126,23 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
         tree_builder=TreeBuilder(store, dsn, on_progress=metrics.tree_built),
+        checkpoints=checkpoints,
+        publisher=CheckpointPublisher(checkpoints, settings.checkpoint_interval_s),
+        evidence=Evidence(store, checkpoints),
     )
+
+
+def _key_loader(settings: Settings) -> Callable[[], SigningKey]:
+    """The signing key, read (or created) on first use and kept: commands that
+    never sign never touch it."""
+    loaded: list[SigningKey] = []
+
+    def key() -> SigningKey:
+        if not loaded:
+            loaded.append(load_signing_key(settings))
+        return loaded[0]
+
+    return key
 
 
 @asynccontextmanager

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from service.composition.components import Components, build
 from service.http import (
+    checkpoint_routes,
     ops_routes,
     proof_routes,
     read_routes,
@@ -18,7 +19,7 @@ from service.http import (
     webhook_routes,
 )
 from service.http.context import SERVICES
-from service.http.idempotency import RESPONSES, ResponseKeeper
+from service.http.idempotency import RESPONSES, ResponseKeeper, idempotent_posts
 from service.http.middleware import (
     authenticate,
     declared_query,
@@ -40,12 +41,19 @@ def all_routes() -> list[Route]:
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
         *proof_routes.ROUTES,
+        *checkpoint_routes.ROUTES,
     ]
 
 
 def openapi_document() -> dict[str, object]:
     return build_openapi(
-        all_routes(), {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS, **proof_routes.SCHEMAS}
+        all_routes(),
+        {
+            **read_routes.SCHEMAS,
+            **webhook_routes.SCHEMAS,
+            **proof_routes.SCHEMAS,
+            **checkpoint_routes.SCHEMAS,
+        },
     )
 
 
@@ -62,7 +70,14 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     # aiohttp's own limit sits just above ours so our check answers with a problem
     app = web.Application(
         client_max_size=MAX_BODY + 1024,
-        middlewares=[request_context, problems, utf8_headers, authenticate, declared_query],
+        middlewares=[
+            request_context,
+            problems,
+            utf8_headers,
+            authenticate,
+            declared_query,
+            idempotent_posts,
+        ],
     )
     app[SERVICES] = components
     app[RESPONSES] = ResponseKeeper(components.store, components.settings.cipher_key)
@@ -70,10 +85,17 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     ops_routes.add_docs_static(app)
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()
+    app.on_startup.append(_signing_key)
     app.on_shutdown.append(_stopping)
     if background:
         app.cleanup_ctx.append(_workers)
     return app
+
+
+async def _signing_key(app: web.Application) -> None:
+    """Read (or create) the checkpoint signing key before serving: a missing
+    or unreadable key stops the start, not a request later."""
+    app[SERVICES].checkpoints.signing_key()
 
 
 async def _stopping(app: web.Application) -> None:

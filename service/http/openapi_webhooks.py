@@ -11,7 +11,13 @@ from typing import Any
 import workflows
 from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES
 from domain.catalog import data_schema, opening_schema
-from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX, PHASE_CHANGED, TEST_TYPE, THIN_FIELDS
+from service.webhooks.outbox import (
+    CHECKPOINT_TYPE,
+    CLOUDEVENT_TYPE_PREFIX,
+    PHASE_CHANGED,
+    TEST_TYPE,
+    THIN_FIELDS,
+)
 
 OPENED = "relationship.opened"
 _TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -119,6 +125,16 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
                 **fields,
             },
         }
+    shapes[CHECKPOINT_TYPE] = {
+        "type": "object",
+        "required": ["origin", "tree_size", "root_hash", "note"],
+        "properties": {
+            "origin": {"type": "string"},
+            "tree_size": {"type": "integer", "minimum": 0},
+            "root_hash": {"type": "string", "contentEncoding": "base64"},
+            "note": {"type": "string", "description": "the signed checkpoint (C2SP signed note)"},
+        },
+    }
     shapes[TEST_TYPE] = {
         "type": "object",
         "required": ["webhook_id", "sent_at"],

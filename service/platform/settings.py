@@ -35,6 +35,11 @@ class Settings:
     run_workers: bool = True
     log_format: str = "auto"
     """`text`, `json`, or `auto`: text on a terminal, JSON lines otherwise."""
+    signing_key_path: Path | None = None
+    """MENTORFLOW_SIGNING_KEY; None: `<data dir>/signing-key.pem` (created on first start)."""
+    log_origin: str | None = None
+    """MENTORFLOW_LOG_ORIGIN; None: `mentorflow.local/<the database's log id>`."""
+    checkpoint_interval_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,7 +62,26 @@ class Settings:
             webhook_timeout_s=_seconds(env, "MENTORFLOW_WEBHOOK_TIMEOUT", 10.0),
             run_workers=_flag(env, "MENTORFLOW_RUN_WORKERS", default=True),
             log_format=_choice(env, "MENTORFLOW_LOG_FORMAT", ("auto", "text", "json")),
+            signing_key_path=Path(env["MENTORFLOW_SIGNING_KEY"])
+            if env.get("MENTORFLOW_SIGNING_KEY")
+            else None,
+            log_origin=_origin(env.get("MENTORFLOW_LOG_ORIGIN") or None),
+            checkpoint_interval_s=_seconds(env, "MENTORFLOW_CHECKPOINT_INTERVAL", 60.0),
         )
+
+
+_ORIGIN = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def _origin(origin: str | None) -> str | None:
+    """The checkpoint origin is also the signing key's name: printable ASCII,
+    no space and no '+' (C2SP signed-note key names)."""
+    if origin is not None and (not _ORIGIN.match(origin) or "+" in origin):
+        raise SettingsError(
+            "MENTORFLOW_LOG_ORIGIN must be 1-200 printable ASCII characters without"
+            f" spaces or '+' (for example example.org/mentorflow), got {origin!r}"
+        )
+    return origin
 
 
 def _cipher_key(key: str | None) -> str | None:

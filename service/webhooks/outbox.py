@@ -136,6 +136,31 @@ def test_cloudevent(
     }
 
 
+CHECKPOINT_TYPE = "checkpoint.published"
+"""The webhook type of each signed checkpoint (service.verifiable.checkpoints)."""
+CHECKPOINT_GROUP = uuid.uuid5(MESSAGE_NAMESPACE, "checkpoints")
+"""The ordering group (`relationship_id` column) of checkpoint messages: an
+endpoint receives checkpoints one after the other, in tree-size order."""
+
+
+def checkpoint_cloudevent(
+    message: uuid.UUID, origin: str, tree_size: int, root_hash: str, note: str, at: datetime
+) -> dict[str, Any]:
+    """The CloudEvent of a published checkpoint (`root_hash` in base64): every
+    subscriber can keep it, and so witness the log."""
+    return {
+        "specversion": "1.0",
+        "id": wire_id(message),
+        "source": "/checkpoints",
+        "type": CLOUDEVENT_TYPE_PREFIX + CHECKPOINT_TYPE,
+        "subject": str(tree_size),
+        "time": to_jsonable(at),
+        "datacontenttype": "application/json",
+        "sequence": tree_size,
+        "data": {"origin": origin, "tree_size": tree_size, "root_hash": root_hash, "note": note},
+    }
+
+
 def wire_id(message: uuid.UUID) -> str:
     """The `webhook-id` (and CloudEvent `id`) of a message."""
     return f"msg_{message.hex}"

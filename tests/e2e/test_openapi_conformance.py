@@ -164,6 +164,25 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
         await reader.get(events)
     await writer.get("/v1/tokens")  # forbidden
 
+    # verifiable history: checkpoints, the public key, evidence
+    status, published, _ = await admin.post("/v1/checkpoints")
+    assert status == 201, published
+    await writer.get("/v1/checkpoints/latest")
+    await writer.get(f"/v1/checkpoints/{published['tree_size']}")
+    await writer.get("/v1/checkpoints/not-a-size")
+    await writer.get("/v1/checkpoints/987654321")
+    await writer.post("/v1/checkpoints")  # forbidden
+    await CheckedApi(admin.session, admin.base, None).get("/v1/checkpoints/public-key")
+    auditor_api = CheckedApi(admin.session, admin.base, auditor["token"])
+    auditor_api.checked = admin.checked
+    status, bundle, _ = await auditor_api.get(f"/v1/relationships/{rid}/evidence?since=1")
+    assert status == 200 and "consistency" in bundle, bundle
+    await admin.get(f"/v1/relationships/{rid}/evidence?tree_size=abc")
+    await admin.get(f"/v1/relationships/{rid}/evidence?tree_size={published['tree_size']}")
+    await writer.get(f"/v1/relationships/{rid}/evidence")  # forbidden
+    status, check, _ = await writer.get(f"/v1/relationships/{rid}/audit/verify")
+    assert status == 200 and check["checkpoint"]["included"] is True, check
+
     status, hook, _ = await admin.post(
         "/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "event_types": ["relationship.*"]}
     )
