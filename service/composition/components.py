@@ -32,6 +32,7 @@ from service.verifiable.evidence import Evidence
 from service.verifiable.publisher import CheckpointPublisher
 from service.verifiable.signing_key import SigningKey, load_signing_key
 from service.verifiable.tree import MerkleTree
+from service.verifiable.tree_builder import TreeBuilder
 from service.webhooks.dispatcher import Dispatcher, DispatcherConfig
 from service.webhooks.outbox import WebhookOutbox
 from service.webhooks.sealing import SecretSealer
@@ -61,16 +62,20 @@ class Components:
     publisher: CheckpointPublisher
     evidence: Evidence
     """Evidence bundles and the inclusion status of a relationship."""
+    tree_builder: TreeBuilder
+    """Extends the stored Merkle tree over the global log (one process at a time builds)."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
 
     async def start_workers(self) -> None:
-        """Projections and webhook dispatch, under this process's supervisor
-        (every process may run them: they coordinate through PostgreSQL)."""
+        """Projections, webhook dispatch, the Merkle tree builder and the
+        checkpoint publisher, under this process's supervisor (every process
+        may run them: they coordinate through PostgreSQL)."""
+        self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
-        self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
+        self.tree_builder.start(self.supervisor)
         self.publisher.start(self.supervisor)
 
     async def stop_workers(self) -> None:
@@ -123,6 +128,7 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         checkpoints=checkpoints,
         publisher=CheckpointPublisher(checkpoints, settings.checkpoint_interval_s),
         evidence=Evidence(store, checkpoints),
+        tree_builder=TreeBuilder(store, dsn, on_progress=metrics.tree_built),
     )
 
 

@@ -13,6 +13,7 @@ from service.composition.components import Components, build
 from service.http import (
     checkpoint_routes,
     ops_routes,
+    proof_routes,
     read_routes,
     relationship_routes,
     webhook_routes,
@@ -40,13 +41,19 @@ def all_routes() -> list[Route]:
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
         *checkpoint_routes.ROUTES,
+        *proof_routes.ROUTES,
     ]
 
 
 def openapi_document() -> dict[str, object]:
     return build_openapi(
         all_routes(),
-        {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS, **checkpoint_routes.SCHEMAS},
+        {
+            **read_routes.SCHEMAS,
+            **webhook_routes.SCHEMAS,
+            **proof_routes.SCHEMAS,
+            **checkpoint_routes.SCHEMAS,
+        },
     )
 
 

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -46,6 +46,21 @@ class Metrics:
             ("task",),
             registry=self.registry,
         )
+
+        self.tree_size = Gauge(
+            "mentorflow_merkle_tree_size",
+            "Leaves in the stored Merkle tree (events covered by roots and proofs).",
+            registry=self.registry,
+        )
+        self.tree_lag = Gauge(
+            "mentorflow_merkle_tree_lag_events",
+            "Events in the global log not yet in the stored Merkle tree.",
+            registry=self.registry,
+        )
+
+    def tree_built(self, size: int, last_position: int) -> None:
+        self.tree_size.set(size)
+        self.tree_lag.set(max(0, last_position - size))
 
     def task_failed(self, task: str, _error: BaseException | None) -> None:
         self.task_failures.labels(task).inc()
