@@ -57,25 +57,25 @@ class Components:
     """Seals webhook secrets before they are stored."""
     supervisor: Supervisor
     """Runs every background task of this process (restarts them after a failure)."""
+    tree_builder: TreeBuilder
+    """Extends the stored Merkle tree over the global log (one process at a time builds)."""
     checkpoints: Checkpoints
     """The log's signed checkpoints (publishing and reading them)."""
     publisher: CheckpointPublisher
     evidence: Evidence
     """Evidence bundles and the inclusion status of a relationship."""
-    tree_builder: TreeBuilder
-    """Extends the stored Merkle tree over the global log (one process at a time builds)."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
 
     async def start_workers(self) -> None:
-        """Projections, webhook dispatch, the Merkle tree builder and the
-        checkpoint publisher, under this process's supervisor (every process
-        may run them: they coordinate through PostgreSQL)."""
-        self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
+        """Projections, webhook dispatch and the Merkle tree builder, under this
+        process's supervisor (every process may run them: they coordinate
+        through PostgreSQL)."""
         await self.runner.start(self.supervisor)
         await self.dispatcher.start(self.supervisor)
         self.tree_builder.start(self.supervisor)
+        self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
         self.publisher.start(self.supervisor)
 
     async def stop_workers(self) -> None:
@@ -125,10 +125,10 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
+        tree_builder=TreeBuilder(store, dsn, on_progress=metrics.tree_built),
         checkpoints=checkpoints,
         publisher=CheckpointPublisher(checkpoints, settings.checkpoint_interval_s),
         evidence=Evidence(store, checkpoints),
-        tree_builder=TreeBuilder(store, dsn, on_progress=metrics.tree_built),
     )
 
 

@@ -40,8 +40,8 @@ def all_routes() -> list[Route]:
         *relationship_routes.ROUTES,
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
-        *checkpoint_routes.ROUTES,
         *proof_routes.ROUTES,
+        *checkpoint_routes.ROUTES,
     ]
 
 

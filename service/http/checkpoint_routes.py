@@ -55,13 +55,10 @@ async def public_key(request: web.Request) -> web.Response:
 
 
 async def publish_checkpoint(request: web.Request) -> web.Response:
-    """Publish a checkpoint of the log as it is now (waiting up to 5 s for
-    the stored tree to reach it); when it has not grown since the latest one,
-    that one is answered (201 either way). An `Idempotency-Key`
+    """Publish a checkpoint of the log as it is now; when it has not grown
+    since the latest one, that one is answered (201 either way). An `Idempotency-Key`
     replays the first answer, as on every POST (service.http.idempotency)."""
-    s = services(request)
-    # every event acknowledged before this request: wait a moment for the tree
-    published = await s.checkpoints.publish(covering=await s.store.max_position())
+    published = await services(request).checkpoints.publish()
     body = published.checkpoint.to_dict()
     location = url_of(request, checkpoint_of_size, tree_size=str(body["tree_size"]))
     return web.json_response(body, status=201, headers={"Location": location})

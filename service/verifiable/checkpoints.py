@@ -20,7 +20,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -33,6 +32,7 @@ from domain.verifiable.note import checkpoint_text, sign
 from service.store.eventstore import EventStore
 from service.verifiable.signing_key import SigningKey
 from service.verifiable.tree import MerkleTree
+from service.verifiable.tree_builder import catch_up
 from service.webhooks.outbox import (
     CHANNEL_PREFIX,
     CHECKPOINT_GROUP,
@@ -45,8 +45,6 @@ from service.webhooks.outbox import (
 log = logging.getLogger(__name__)
 
 DEFAULT_ORIGIN_PREFIX = "mentorflow.local/"
-TREE_WAIT_S = 5.0
-TREE_POLL_S = 0.05
 
 _LOCK = "SELECT pg_advisory_xact_lock(hashtext(current_schema() || '.mentorflow.checkpoints'))"
 _LATEST = (
@@ -162,28 +160,18 @@ class Checkpoints:
     async def at(self, tree_size: int) -> StoredCheckpoint | None:
         return await self._one(_AT, tree_size)
 
-    async def _tree_reaches(self, position: int) -> None:
-        """Wait (up to TREE_WAIT_S) for the stored tree to hold `position`, as
-        read-your-writes waits do: its builder takes appends together."""
-        deadline = time.monotonic() + TREE_WAIT_S
-        while time.monotonic() < deadline:
-            if await self.tree.size() >= position:
-                return
-            await asyncio.sleep(TREE_POLL_S)
-
     async def _one(self, sql: str, *args: Any) -> StoredCheckpoint | None:
         row = await self.store.with_connection(lambda conn: conn.fetchrow(sql, *args))
         return None if row is None else _checkpoint(row)
 
-    async def publish(self, *, covering: int | None = None) -> Published:
-        """Sign and store a checkpoint of the tree as it is now, unless the
-        latest one already has this size (then it is returned, `new` false).
-        `covering`: first wait a little (up to TREE_WAIT_S) for the stored
-        tree, which trails the log by moments, to hold that position."""
+    async def publish(self) -> Published:
+        """Sign and store a checkpoint of the whole log as committed now (the
+        stored tree is brought up to its end first, which costs time in
+        proportion to what the builder had not reached), unless the latest one
+        already has this size (then it is returned, `new` false)."""
         key = self._key()
         origin = await self.origin()
-        if covering is not None:
-            await self._tree_reaches(covering)
+        await catch_up(self.store)
         async with self._publishing, self.store.transaction() as conn:
             await conn.execute(_LOCK)
             row = await conn.fetchrow(_LATEST)

@@ -154,7 +154,7 @@ class Evidence:
                 " signing key of this log to publish one: wait for the service to publish one"
                 " (at most MENTORFLOW_CHECKPOINT_INTERVAL seconds) or POST /v1/checkpoints",
             )
-        published = (await self.checkpoints.publish(covering=last.position)).checkpoint
+        published = (await self.checkpoints.publish()).checkpoint
         if published.tree_size < last.position:  # the tree trails the log for a moment
             raise EvidenceRefused(
                 "unavailable",
