@@ -12,7 +12,7 @@ from dataclasses import dataclass
 from datetime import date, datetime
 from uuid import UUID
 
-from domain import Relationship
+from domain import Relationship, erase_text
 from projections.base import ProjectedEvent
 
 
@@ -134,6 +134,12 @@ def _resumed(s: Summary, e: ProjectedEvent) -> None:
     s.resumed_at = e.occurred_at
 
 
+def _erased(s: Summary, e: ProjectedEvent) -> None:
+    # the row's only erasable text; a rebuild decodes "[erased]" from the
+    # opening event already, and this gives the same row
+    s.mentee_name = erase_text(s.mentee_name)
+
+
 _EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
     "mentor.selected": _mentor_selected,
     "agreement.proposed": _agreement_proposed,
@@ -142,11 +148,13 @@ _EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
     "concern.raised": _concern_raised,
     "relationship.paused": _paused,
     "relationship.resumed": _resumed,
+    "personal_data.erased": _erased,
 }
 """How the event types that change more than the envelope's facts change a row."""
 DECODED = frozenset({"relationship.opened", *_EVOLVE}) - {
     "relationship.paused",
     "relationship.resumed",
+    "personal_data.erased",
 }
 """The event types whose payload the fold reads, besides the events that
 conclude a relationship (their outcome, see :func:`needs_payload`)."""

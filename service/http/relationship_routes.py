@@ -30,7 +30,7 @@ from service.http.requests import (
     query_datetime,
     query_int,
 )
-from service.http.routing import READ, WRITE, Param, Route, url_of
+from service.http.routing import ADMIN, READ, WRITE, Param, Route, url_of
 from service.http.views import decode_cursor, recorded_event
 from service.relationships.application import Caller, IdempotencyKey
 from service.store.records import StoredRecord
@@ -122,6 +122,24 @@ async def post_event(request: web.Request) -> web.Response:
                     id=str(relationship_id),
                 ),
             },
+        )
+
+    return await idempotent(request, who, raw, handle)
+
+
+async def erase_personal_data(request: web.Request) -> web.Response:
+    """Crypto-shred the relationship's personal data (docs/erasure.md)."""
+    s, who = services(request), principal(request)
+    relationship_id = path_uuid(request, "id", "relationship")
+    body, raw = await json_object(request)
+    envelope = parse_envelope({}, source=who.name, now=_now())
+
+    async def handle(scope: IdempotencyKey | None) -> web.Response:
+        recorded = await s.application.erase(relationship_id, body, envelope, idempotency=scope)
+        return web.json_response(
+            recorded_event(recorded, redacted=False),
+            status=201,
+            headers={"ETag": _etag(recorded.event.originator_version)},
         )
 
     return await idempotent(request, who, raw, handle)
@@ -264,6 +282,26 @@ ROUTES = [
         ),
         params=(ID, IF_MATCH, IDEMPOTENCY_KEY),
         ok_headers=("ETag", "Location"),
+    ),
+    Route(
+        "POST",
+        "/v1/relationships/{id}/erasure",
+        erase_personal_data,
+        ADMIN,
+        "Erase a relationship's personal data (crypto-shredding)",
+        "erasure",
+        ok_status=201,
+        ok_schema="RecordedEvent",
+        body="ErasureRequest",
+        errors=(
+            *BODY_ERRORS,
+            "not-found",
+            "validation-error",
+            "erasure-unavailable",
+            "idempotency-conflict",
+        ),
+        params=(ID, IDEMPOTENCY_KEY),
+        ok_headers=("ETag",),
     ),
     Route(
         "GET",

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES, Relationship
+from domain import CONFIDENTIAL_FIELDS, EVENT_CLASSES, RECORDABLE_TYPES, Relationship
 from domain.catalog import data_schema
 from domain.samples import DATA_SAMPLES, walk_to
 from service.http.app import openapi_document
