@@ -8,7 +8,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from domain import RECORDABLE_TYPES
+from domain import EVENT_CLASSES
 from projections.paging import one_page
 from service.http.context import services
 from service.http.problems import Problem
@@ -19,9 +19,7 @@ from service.webhooks import endpoints
 from service.webhooks.outbox import PHASE_CHANGED, wire_id
 from service.webhooks.ssrf import UnsafeUrl, check_url
 
-WEBHOOK_TYPES = frozenset({PHASE_CHANGED, "relationship.relationship.opened"}) | {
-    f"relationship.{t}" for t in RECORDABLE_TYPES
-}
+WEBHOOK_TYPES = frozenset({PHASE_CHANGED}) | {f"relationship.{t}" for t in EVENT_CLASSES}
 MAX_DESCRIPTION = 500
 
 
