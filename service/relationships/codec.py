@@ -92,7 +92,7 @@ class EventCodec:
         self.transcoder = make_transcoder([*extra_transcodings, SealedAsBase64()])
         self.compressor = ZlibCompressor() if compress else None
         self._master = AESGCM(base64.b64decode(cipher_key)) if cipher_key else None
-        self._keys: OrderedDict[bytes, AESGCM] = OrderedDict()
+        self._keys: OrderedDict[tuple[UUID, bytes], AESGCM] = OrderedDict()
 
     @property
     def seals(self) -> bool:
@@ -115,8 +115,9 @@ class EventCodec:
 
     def data_key(self, stream_id: UUID, wrapped: bytes) -> AESGCM:
         """The relationship's data key from its wrapped form (cached by the
-        wrapped bytes: a destroyed key is never read again, so never used)."""
-        cached = self._keys.get(wrapped)
+        wrapped bytes, which are read with every record: a destroyed key is
+        never read again, so never used again)."""
+        cached = self._keys.get((stream_id, wrapped))
         if cached is not None:
             return cached
         master = self._require_master()
@@ -129,7 +130,7 @@ class EventCodec:
                 f"the data key of {stream_id} does not open with MENTORFLOW_CIPHER_KEY"
             ) from None
         aead = AESGCM(key)
-        self._keys[wrapped] = aead
+        self._keys[(stream_id, wrapped)] = aead
         while len(self._keys) > CACHED_KEYS:
             self._keys.popitem(last=False)
         return aead
