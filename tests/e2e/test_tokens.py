@@ -269,10 +269,13 @@ async def _open_in(api: Api, program: str | None) -> tuple[str, int]:
 
 
 def _relationship_routes() -> list[tuple[str, str]]:
+    """The routes that name a relationship and that a token limited to
+    programs (a writer or an auditor, never an admin) may call at all."""
     return [
         (route.method, route.path)
         for route in all_routes()
-        if route.path == RELATIONSHIP_PATH or route.path.startswith(RELATIONSHIP_PATH + "/")
+        if (route.path == RELATIONSHIP_PATH or route.path.startswith(RELATIONSHIP_PATH + "/"))
+        and (route.roles is None or route.roles & {"writer", "auditor"})
     ]
 
 
