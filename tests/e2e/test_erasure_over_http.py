@@ -231,6 +231,9 @@ async def _journey(
     assert found_in(before, m["name"]) == [("relationship_summaries", "mentee_name")]
     assert not found_in(before, m["notes"]), "sealed in the events, kept nowhere else in clear"
 
+    kept = await _kept_responses(dsn, server.schema, rid)
+    assert kept == len(recorded) + 1, "every POST about it kept its response (sealed)"
+
     # only admins erase; the event type cannot be posted
     erasure = f"/v1/relationships/{rid}/erasure"
     for other in (writer, auditor):
@@ -317,7 +320,9 @@ async def _journey(
         text = body.decode()
         assert not [s for s in secrets if s in text]
 
-    # the database: no plaintext of an erased field in any table
+    # the database: no plaintext of an erased field in any table, no stored
+    # response about the relationship (not even the erasure's own)
+    assert await _kept_responses(dsn, server.schema, rid) == 0
     values = await scan_schema(dsn, server.schema)
     for secret in secrets:
         assert not found_in(values, secret), (secret, found_in(values, secret))
@@ -334,6 +339,18 @@ async def _journey(
     assert ERASED in replay.stdout and not [s for s in secrets if s in replay.stdout]
     verify = _cli(env, "verify", "--all")
     assert verify.returncode == 0, verify.stdout + verify.stderr
+
+
+async def _kept_responses(dsn: str, schema: str, relationship_id: str) -> int:
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    try:
+        count: int = await conn.fetchval(
+            "SELECT count(*) FROM idempotent_responses WHERE relationship_id = $1",
+            uuid.UUID(relationship_id),
+        )
+        return count
+    finally:
+        await conn.close()
 
 
 def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
