@@ -46,11 +46,16 @@ _LOOKUP = (  # one round trip: an expired row is deleted as the fresh one is loo
     f" WHERE token_id = $1 AND key = $2 AND {_FRESH}"
 )
 _DELETE_ONE = "DELETE FROM idempotent_responses WHERE token_id = $1 AND key = $2"
-_SAVE = (  # never for a relationship already erased (an erasure deletes the earlier ones)
-    "INSERT INTO idempotent_responses"
+_SAVE = (
+    # never for an erased relationship: its data key's row is locked first, so
+    # an erasure (which deletes the responses about it, migration 0070) either
+    # waits for this insert and then deletes it, or has committed and is seen
+    "WITH data_key AS MATERIALIZED (SELECT erased_at FROM data_keys WHERE stream_id = $7"
+    " FOR SHARE)"
+    " INSERT INTO idempotent_responses"
     " (token_id, key, fingerprint, status, body, headers, relationship_id)"
-    " SELECT $1, $2, $3, $4, $5, $6, $7 WHERE NOT EXISTS (SELECT 1 FROM data_keys"
-    " WHERE stream_id = $7 AND erased_at IS NOT NULL)"
+    " SELECT $1, $2, $3, $4, $5, $6, $7"
+    " WHERE NOT EXISTS (SELECT 1 FROM data_key WHERE erased_at IS NOT NULL)"
     " ON CONFLICT (token_id, key) DO NOTHING RETURNING true"
 )
 _CLEANUP = (

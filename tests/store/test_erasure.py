@@ -18,6 +18,7 @@ from domain import (
     create_cipher_key,
     event_data,
     make_mapper,
+    take_snapshot,
 )
 from domain.samples import Clock, walk_to
 from projections import RelationshipSummaries, Timeline
@@ -182,3 +183,17 @@ def _more_events(relationship: Relationship | None) -> Relationship:
             envelope(),
         )
     return relationship
+
+
+async def test_no_snapshot_is_kept_for_an_erased_relationship(store: EventStore) -> None:
+    repository = repository_on(store)
+    relationship = named("cultivation", "Ada")
+    await repository.save(relationship)
+    taken_before = repository.mapper.to_stored_event(take_snapshot(relationship))
+    await Application(repository).erase(relationship.id, {"reason": "r"}, envelope())
+    await repository.snapshots.save(taken_before)  # a writer elsewhere, late
+    assert not await _fetch(store, "SELECT 1 FROM snapshots WHERE stream_id = $1", relationship.id)
+    other = named("reflection", "Grace")
+    await repository.save(other)
+    await repository.snapshots.save(repository.mapper.to_stored_event(take_snapshot(other)))
+    assert await _fetch(store, "SELECT 1 FROM snapshots WHERE stream_id = $1", other.id)
