@@ -15,10 +15,11 @@ import sys
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import cast
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
-from domain import create_cipher_key, make_mapper  # noqa: E402
+from domain import Relationship, create_cipher_key, make_mapper  # noqa: E402
 from domain.samples import long_history  # noqa: E402
 from service.relationships.codec import EventCodec  # noqa: E402
 
@@ -38,7 +39,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=7)
     args = parser.parse_args()
     relationship = long_history(args.events)
-    events = list(relationship.collect_events())
+    events = [cast(Relationship.Event, e) for e in relationship.collect_events()]
     count = len(events)
     key = create_cipher_key()
     plain = make_mapper()
