@@ -169,12 +169,14 @@ def walk_to(
     *,
     mentee_id: str = "mentee-1",
     mentor_id: str = "mentor-1",
+    program_id: str | None = None,
     clock: Clock | None = None,
     id: UUID | None = None,
 ) -> Relationship:
     """A relationship opened and taken, event by event, to ``phase``."""
     clock = clock or Clock()
-    relationship = Relationship.open({"mentee_id": mentee_id}, clock.envelope(mentee_id), id=id)
+    opening = {"mentee_id": mentee_id} | ({"program_id": program_id} if program_id else {})
+    relationship = Relationship.open(opening, clock.envelope(mentee_id), id=id)
     target = PHASES.index(phase)
     for reached, event_type, data in _steps(mentor_id):
         if PHASES.index(reached) > target:
@@ -189,7 +191,12 @@ def long_history(
     """A relationship in cultivation with ``events`` events: meetings, action items,
     goal progress and feedback, as a long-running pair would accumulate."""
     clock = clock or Clock(step=timedelta(hours=6))
-    relationship = walk_to("cultivation", clock=clock, id=id)
+    return cultivate(walk_to("cultivation", clock=clock, id=id), events, clock)
+
+
+def cultivate(relationship: Relationship, events: int, clock: Clock) -> Relationship:
+    """Rounds of cultivation (a meeting scheduled and held, its action item done,
+    goal progress, feedback) until the relationship has ``events`` events."""
     number = 0
     while relationship.version < events:
         number += 1

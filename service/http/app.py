@@ -12,7 +12,7 @@ from aiohttp import web
 from service.composition.components import Components, build
 from service.http import ops_routes, read_routes, relationship_routes, webhook_routes
 from service.http.context import SERVICES
-from service.http.idempotency import RESPONSES, ResponseKeeper
+from service.http.idempotency import RESPONSES, ResponseKeeper, idempotent_posts
 from service.http.middleware import (
     authenticate,
     declared_query,
@@ -53,7 +53,14 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     # aiohttp's own limit sits just above ours so our check answers with a problem
     app = web.Application(
         client_max_size=MAX_BODY + 1024,
-        middlewares=[request_context, problems, utf8_headers, authenticate, declared_query],
+        middlewares=[
+            request_context,
+            problems,
+            utf8_headers,
+            authenticate,
+            declared_query,
+            idempotent_posts,
+        ],
     )
     app[SERVICES] = components
     app[RESPONSES] = ResponseKeeper(components.store, components.settings.cipher_key)

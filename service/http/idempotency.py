@@ -1,4 +1,5 @@
-"""Idempotency-Key on POSTs: the same key and body get the first response back.
+"""Idempotency-Key on every authenticated POST: the same key and body get the
+first response back (a middleware, so no route can forget it).
 
 The response is kept per token id (two clients may pick the same key, and a
 token created later, whatever its name, never sees another's keys), for
@@ -7,8 +8,12 @@ when one is set (it may hold confidential fields). An expired response is
 never replayed: the lookup ignores and deletes it, and every process deletes
 expired rows at most once per CLEANUP_EVERY_S, on insert.
 
-Appends made under a key also carry it into the event store, so two copies
-of one request racing each other still record the events once.
+Appends made under a key also carry it into the event store
+(:func:`idempotency_scope`), so two copies of one request racing each other
+still record the events once. A response member that is a credential (a new
+token, a webhook secret: ``Route.secrets``) is kept only sealed; without a
+cipher key its replay carries null there, since no secret is ever stored in
+clear.
 """
 
 from __future__ import annotations
@@ -25,7 +30,9 @@ from aiohttp import web
 
 from domain import DomainError
 from service.access.tokens import Principal
+from service.http.context import principal
 from service.http.problems import Problem, problem_from_domain
+from service.http.routing import Handler, route_of
 from service.relationships.application import IdempotencyKey
 from service.store.eventstore import EventStore
 from service.webhooks.sealing import SecretSealer, SecretUnavailable
@@ -71,6 +78,7 @@ class ResponseKeeper:
     def __init__(self, store: EventStore, cipher_key: str | None) -> None:
         self.store = store
         self.sealer = SecretSealer(cipher_key, what="a stored idempotent response")
+        self.keeps_secrets = cipher_key is not None
         self._next_cleanup = 0.0
 
     async def lookup(self, who: Principal, key: str) -> Any:
@@ -137,14 +145,41 @@ def fingerprint(request: web.Request, body: bytes) -> bytes:
 
 RESPONSES = web.AppKey("responses", ResponseKeeper)
 """The application's kept responses (sealed, expiring)."""
+_SCOPE = "idempotency_scope"
+
+
+def idempotency_scope(request: web.Request) -> IdempotencyKey | None:
+    """The request's Idempotency-Key, scoped to its token, for handlers whose
+    appends carry it into the event store; None without a key."""
+    scope = request.get(_SCOPE)
+    return scope if isinstance(scope, IdempotencyKey) else None
+
+
+@web.middleware
+async def idempotent_posts(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Every authenticated POST (``Route.idempotent``) runs once per key."""
+    route = route_of(request)
+    if route is None or not route.idempotent:
+        return await handler(request)
+
+    async def run(scope: IdempotencyKey | None) -> web.StreamResponse:
+        request[_SCOPE] = scope
+        return await handler(request)
+
+    if "Idempotency-Key" not in request.headers:
+        return await run(None)
+    body = await request.read()
+    return await idempotent(request, principal(request), body, run, secrets=route.secrets)
 
 
 async def idempotent(
     request: web.Request,
     who: Principal,
     body: bytes,
-    handler: Callable[[IdempotencyKey | None], Awaitable[web.Response]],
-) -> web.Response:
+    handler: Callable[[IdempotencyKey | None], Awaitable[web.StreamResponse]],
+    *,
+    secrets: tuple[str, ...] = (),
+) -> web.StreamResponse:
     """Run `handler` once per (token id, key); replay its response afterwards."""
     keeper = request.app[RESPONSES]
     key = request.headers.get("Idempotency-Key")
@@ -170,9 +205,11 @@ async def idempotent(
         if first is None:
             raise problem from None
         return _replay(first, scope, key)
-    body_json = _json(response)
+    kept = _json(response)
+    if secrets and isinstance(kept, dict) and not keeper.keeps_secrets:
+        kept = {name: None if name in secrets else value for name, value in kept.items()}
     first = await keeper.save(
-        who, key, scope, response.status, body_json, _kept(response), _about(request, body_json)
+        who, key, scope, response.status, kept, _kept(response), _about(request, kept)
     )
     return response if first is None else _replay(first, scope, key)
 
@@ -180,8 +217,11 @@ async def idempotent(
 def _about(request: web.Request, body: object) -> UUID | None:
     """The relationship a response is about: the one in the path, or the one
     a POST /v1/relationships opened."""
-    raw = request.match_info.get("id")
-    if raw is None and isinstance(body, dict) and request.path.rstrip("/") == "/v1/relationships":
+    path = request.path.rstrip("/")
+    raw: object = None
+    if path.startswith("/v1/relationships/"):
+        raw = request.match_info.get("id")
+    elif path == "/v1/relationships" and isinstance(body, dict):
         raw = body.get("id")
     try:
         return UUID(str(raw)) if raw is not None else None
@@ -199,16 +239,19 @@ def _replay(row: Any, scope: IdempotencyKey, key: str) -> web.Response:
     body = row["body"]
     headers = dict(row["headers"]) if isinstance(row["headers"], dict) else {}
     headers["Idempotent-Replayed"] = "true"
+    if body is None:
+        return web.Response(status=status, headers=headers)
     content_type = "application/problem+json" if status >= 400 else "application/json"
     return web.Response(
         status=status, text=json.dumps(body), content_type=content_type, headers=headers
     )
 
 
-def _json(response: web.Response) -> object:
-    assert response.text is not None
-    return json.loads(response.text)
+def _json(response: web.StreamResponse) -> object:
+    """The response's JSON body; None for one without a body (204)."""
+    text = response.text if isinstance(response, web.Response) else None
+    return json.loads(text) if text else None
 
 
-def _kept(response: web.Response) -> dict[str, str]:
+def _kept(response: web.StreamResponse) -> dict[str, str]:
     return {name: response.headers[name] for name in REPLAYED_HEADERS if name in response.headers}

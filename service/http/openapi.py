@@ -12,7 +12,7 @@ from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
 from service.http.openapi_webhooks import hoist, webhooks
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
-from service.http.routing import Route
+from service.http.routing import IDEMPOTENCY_KEY, Route
 
 COMMON_PROBLEMS = ("unavailable",)
 AUTH_PROBLEMS = ("unauthorized", "forbidden")
@@ -153,6 +153,41 @@ _RELATIONSHIP: dict[str, Any] = {
     "description": "domain.view.relationship_view",
 }
 
+RECORDED_EVENT_PROPERTIES: dict[str, Any] = {
+    "id": {"type": "string", "format": "uuid"},
+    "type": {"type": "string", "enum": sorted(EVENT_CLASSES)},
+    "relationship_id": {"type": "string", "format": "uuid"},
+    "version": {"type": "integer"},
+    "position": {"type": "integer"},
+    "occurred_at": _TIMESTAMP,
+    "recorded_at": _TIMESTAMP,
+    "actor": _ACTOR,
+    "source": _NULLABLE_STRING,
+    "correlation_id": _NULLABLE_STRING,
+    "causation_id": _NULLABLE_STRING,
+    "data": {"type": "object"},
+    "from_phase": {"type": "string"},
+    "to_phase": {"type": "string"},
+}
+"""A recorded event as every view shows it (domain.event_view); timeline and audit
+entries add their own members to these."""
+RECORDED_EVENT_REQUIRED = ["id", "type", "relationship_id", "version", "position", "data"]
+
+
+def page_of(item: str, **extra: Any) -> dict[str, Any]:
+    """A page of a list: ``items`` of one component and the cursor to the next page."""
+    return {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["items", "next_cursor", *extra],
+        "properties": {
+            "items": {"type": "array", "items": {"$ref": f"#/components/schemas/{item}"}},
+            "next_cursor": {"type": ["string", "null"]},
+            **extra,
+        },
+    }
+
+
 SCHEMAS: dict[str, dict[str, Any]] = {
     "Any": {},
     "Status": {
@@ -234,43 +269,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     "RecordedEvent": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["id", "type", "relationship_id", "version", "position", "data"],
-        "properties": {
-            "id": {"type": "string", "format": "uuid"},
-            "type": {"type": "string", "enum": sorted(EVENT_CLASSES)},
-            "relationship_id": {"type": "string", "format": "uuid"},
-            "version": {"type": "integer"},
-            "position": {"type": "integer"},
-            "occurred_at": _TIMESTAMP,
-            "recorded_at": _TIMESTAMP,
-            "actor": _ACTOR,
-            "source": _NULLABLE_STRING,
-            "correlation_id": _NULLABLE_STRING,
-            "causation_id": _NULLABLE_STRING,
-            "data": {"type": "object"},
-            "from_phase": {"type": "string"},
-            "to_phase": {"type": "string"},
-        },
+        "required": RECORDED_EVENT_REQUIRED,
+        "properties": RECORDED_EVENT_PROPERTIES,
     },
-    "EventPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedEvent"}},
-            "next_cursor": _NULLABLE_STRING,
-        },
-    },
-    "FeedPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next_cursor", "next_after"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/RecordedEvent"}},
-            "next_cursor": _NULLABLE_STRING,
-            "next_after": {"type": "integer"},
-        },
-    },
+    "EventPage": page_of("RecordedEvent"),
+    "FeedPage": page_of("RecordedEvent", next_after={"type": "integer"}),
     "Workflow": {"type": "object"},
     "TokenCreate": {
         "type": "object",
@@ -298,7 +301,11 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "role": {"type": "string"},
             "program_ids": {"type": ["array", "null"], "items": {"type": "string"}},
             "created_at": {"type": "string", "format": "date-time"},
-            "token": {"type": "string"},
+            "token": {
+                "type": ["string", "null"],
+                "description": "shown only here; null in an Idempotency-Key replay"
+                " when no MENTORFLOW_CIPHER_KEY is set (secrets are never kept in clear)",
+            },
         },
     },
     "Token": {
@@ -323,15 +330,7 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "revoked_at": {"type": ["string", "null"], "format": "date-time"},
         },
     },
-    "TokenPage": {
-        "type": "object",
-        "additionalProperties": False,
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Token"}},
-            "next_cursor": {"type": ["string", "null"]},
-        },
-    },
+    "TokenPage": page_of("Token"),
 }
 
 
@@ -365,7 +364,7 @@ def _operation(route: Route) -> dict[str, Any]:
         "operationId": route.operation_id,
         "summary": route.summary,
         "tags": [route.tag],
-        "parameters": [_parameter(p) for p in route.params],
+        "parameters": [_parameter(p) for p in _parameters(route)],
         "responses": _responses(route),
     }
     if route.roles is not None:
@@ -379,6 +378,10 @@ def _operation(route: Route) -> dict[str, Any]:
             "content": {"application/json": {"schema": _ref(route.body)}},
         }
     return operation
+
+
+def _parameters(route: Route) -> tuple[Any, ...]:
+    return (*route.params, IDEMPOTENCY_KEY) if route.idempotent else route.params
 
 
 def _parameter(param: Any) -> dict[str, Any]:
@@ -401,6 +404,8 @@ def _responses(route: Route) -> dict[str, Any]:
         success["headers"] = {h: {"schema": {"type": "string"}} for h in route.ok_headers}
     responses: dict[str, Any] = {str(route.ok_status): success}
     problems = [*route.errors, *COMMON_PROBLEMS]
+    if route.idempotent:  # a bad key is a 400, a reused one a 422
+        problems += [p for p in ("malformed-request", "idempotency-conflict") if p not in problems]
     if route.roles is not None:
         problems += list(AUTH_PROBLEMS)
     by_status: dict[int, list[str]] = {}
@@ -457,9 +462,9 @@ def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "type", "mapping": mapping},
     }
-    out["ErasureRequest"] = hoist(data_schema(ERASED_TYPE), out)
+    out["ErasureRequest"] = hoist(data_schema(ERASED_TYPE), out) | {"title": "ErasureRequest"}
     out["ErasureRequest"]["example"] = {"reason": "erasure request #1234 (GDPR art. 17)"}
-    out["RelationshipCreate"] = hoist(opening_schema(), out)
+    out["RelationshipCreate"] = hoist(opening_schema(), out) | {"title": "RelationshipCreate"}
     out["RelationshipCreate"]["example"] = {
         "mentee_id": "mentee-1",
         "program_id": "program-1",

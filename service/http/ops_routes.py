@@ -341,6 +341,7 @@ ROUTES = [
         "administration",
         ok_status=201,
         ok_schema="TokenCreated",
+        secrets=("token",),
         body="TokenCreate",
         errors=(
             "malformed-request",

@@ -11,6 +11,7 @@ from aiohttp import web
 
 from projections import InvalidQuery
 from service.http.context import principal, services
+from service.http.openapi import RECORDED_EVENT_PROPERTIES, page_of
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
 from service.http.routing import READ, Param, Route
@@ -137,10 +138,10 @@ ROUTES = [
                   Param("at_risk", "query", {"type": "string", "enum": ["true", "false"]}),
                   LIMIT, CURSOR, MIN_POSITION), program_scoped=True),
     Route("GET", "/v1/relationships/{id}/timeline", timeline, READ,
-          "Read a relationship's timeline", "audit", ok_schema="EntryPage",
+          "Read a relationship's timeline", "audit", ok_schema="TimelinePage",
           errors=("not-found", "validation-error"), params=(ID, LIMIT, CURSOR, MIN_POSITION)),
     Route("GET", "/v1/relationships/{id}/audit", audit, READ,
-          "Read a relationship's audit trail", "audit", ok_schema="EntryPage",
+          "Read a relationship's audit trail", "audit", ok_schema="AuditPage",
           errors=("not-found", "validation-error"), params=(ID, LIMIT, CURSOR)),
     Route("GET", "/v1/relationships/{id}/audit/verify", verify_audit, READ,
           "Verify a relationship's hash chain", "audit", ok_schema="Verification",
@@ -150,21 +151,84 @@ ROUTES = [
           program_scoped=True),
 ]  # fmt: skip
 
-SCHEMAS = {
-    "SummaryPage": {
-        "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {"items": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}},
-    },
-    "EntryPage": {
-        "type": "object",
-        "required": ["relationship_id", "items", "next_cursor"],
-        "properties": {
-            "relationship_id": {"type": "string"},
-            "items": {"type": "array"},
-            "next_cursor": {"type": ["string", "null"]},
+_NULLABLE_TEXT = {"type": ["string", "null"]}
+_NULLABLE_TIME = {"type": ["string", "null"], "format": "date-time"}
+_SUMMARY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["id", "version", "phase", "paused", "mentee_id", "at_risk", "risk_reasons"],
+    "properties": {
+        "id": {"type": "string", "format": "uuid"},
+        "version": {"type": "integer", "minimum": 1},
+        "phase": {"type": "string", "enum": list(PHASES)},
+        "paused": {"type": "boolean"},
+        "mentee_id": {"type": "string"},
+        "mentee_name": _NULLABLE_TEXT,
+        "mentor_id": _NULLABLE_TEXT,
+        "program_id": _NULLABLE_TEXT,
+        "predecessor_id": {"type": ["string", "null"], "format": "uuid"},
+        "opened_at": _NULLABLE_TIME,
+        "phase_entered_at": _NULLABLE_TIME,
+        "last_event_at": _NULLABLE_TIME,
+        "cadence": _NULLABLE_TEXT,
+        "last_meeting_at": _NULLABLE_TIME,
+        "meetings_held": {"type": "integer", "minimum": 0},
+        "open_action_items": {"type": "integer", "minimum": 0},
+        "outcome": _NULLABLE_TEXT,
+        "at_risk": {"type": "boolean"},
+        "risk_flags": {"type": "object", "additionalProperties": {"type": "boolean"}},
+        "risk_reasons": {
+            "type": "array",
+            "items": {
+                "type": "object",
+                "required": ["code", "message"],
+                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
+            },
         },
     },
+}
+_ENTRY_PROPERTIES = {
+    "event_id": {"type": "string", "format": "uuid"},
+    **{k: v for k, v in RECORDED_EVENT_PROPERTIES.items() if k not in ("id", "relationship_id")},
+}
+"""A recorded event as the per-relationship histories show it (domain.event_view):
+named by ``event_id``, the relationship being the page's."""
+_ENTRY_REQUIRED = ["event_id", "type", "version", "position"]
+_TIMELINE_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [*_ENTRY_REQUIRED, "data", "summary", "redacted"],
+    "properties": {
+        **_ENTRY_PROPERTIES,
+        "summary": {"type": "string", "description": "the event as a sentence"},
+        "redacted": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "the fields hidden from this role",
+        },
+    },
+}
+_AUDIT_ENTRY = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": [*_ENTRY_REQUIRED, "data", "topic", "chain_hash", "metadata"],
+    "properties": {
+        **_ENTRY_PROPERTIES,
+        "data": {"type": ["object", "null"]},
+        "topic": {"type": "string", "description": "the stored event class"},
+        "chain_hash": {"type": "string", "description": "hex SHA-256 of the stream's chain"},
+        "metadata": {"type": "object", "description": "the stored envelope"},
+        "decode_error": {"type": "string", "description": "the stored payload does not decode"},
+    },
+}
+
+SCHEMAS = {
+    "Summary": _SUMMARY,
+    "SummaryPage": page_of("Summary"),
+    "TimelineEntry": _TIMELINE_ENTRY,
+    "TimelinePage": page_of("TimelineEntry", relationship_id={"type": "string"}),
+    "AuditEntry": _AUDIT_ENTRY,
+    "AuditPage": page_of("AuditEntry", relationship_id={"type": "string"}),
     "Verification": {
         "type": "object",
         "required": ["valid", "checked", "first_invalid_version"],

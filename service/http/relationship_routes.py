@@ -19,7 +19,7 @@ from domain import (
 )
 from projections.paging import one_page
 from service.http.context import principal, services
-from service.http.idempotency import idempotent
+from service.http.idempotency import idempotency_scope
 from service.http.problems import Problem
 from service.http.requests import (
     MAX_INTEGER,
@@ -32,7 +32,7 @@ from service.http.requests import (
 )
 from service.http.routing import ADMIN, READ, WRITE, Param, Route, url_of
 from service.http.views import decode_cursor, recorded_event
-from service.relationships.application import Caller, IdempotencyKey
+from service.relationships.application import Caller
 from service.store.records import StoredRecord
 
 
@@ -59,25 +59,22 @@ def _redacted(request: web.Request) -> bool:
 
 async def create_relationship(request: web.Request) -> web.Response:
     s, who = services(request), principal(request)
-    body, raw = await json_object(request)
+    body, _ = await json_object(request)
     envelope = parse_envelope(body, source=who.name, now=_now())
     data = {key: value for key, value in body.items() if key not in ENVELOPE_KEYS}
 
-    async def handle(scope: IdempotencyKey | None) -> web.Response:
-        opened = await s.application.open_relationship(
-            data, envelope, caller=Caller(who.program_ids), idempotency=scope
-        )
-        relationship = opened.relationship
-        return web.json_response(
-            {**relationship_view(relationship), "position": opened.position},
-            status=201,
-            headers={
-                "ETag": _etag(relationship.version),
-                "Location": url_of(request, get_relationship, id=str(relationship.id)),
-            },
-        )
-
-    return await idempotent(request, who, raw, handle)
+    opened = await s.application.open_relationship(
+        data, envelope, caller=Caller(who.program_ids), idempotency=idempotency_scope(request)
+    )
+    relationship = opened.relationship
+    return web.json_response(
+        {**relationship_view(relationship), "position": opened.position},
+        status=201,
+        headers={
+            "ETag": _etag(relationship.version),
+            "Location": url_of(request, get_relationship, id=str(relationship.id)),
+        },
+    )
 
 
 async def get_relationship(request: web.Request) -> web.Response:
@@ -95,54 +92,49 @@ async def get_relationship(request: web.Request) -> web.Response:
 async def post_event(request: web.Request) -> web.Response:
     s, who = services(request), principal(request)
     relationship_id = path_uuid(request, "id", "relationship")
-    body, raw = await json_object(request)
+    body, _ = await json_object(request)
     expected = if_match(request)
     event_type, data = _event_parts(body)
     envelope = parse_envelope(body, source=who.name, now=_now())
 
-    async def handle(scope: IdempotencyKey | None) -> web.Response:
-        saved = await s.application.post_event(
-            relationship_id,
-            event_type,
-            data,
-            envelope,
-            expected_version=expected,
-            idempotency=scope,
-        )
-        recorded = saved.events[-1]
-        return web.json_response(
-            recorded_event(recorded, redacted=False),
-            status=201,
-            headers={
-                "ETag": _etag(recorded.event.originator_version),
-                "Location": url_of(
-                    request,
-                    list_relationship_events,
-                    {"from_version": str(recorded.event.originator_version)},
-                    id=str(relationship_id),
-                ),
-            },
-        )
-
-    return await idempotent(request, who, raw, handle)
+    saved = await s.application.post_event(
+        relationship_id,
+        event_type,
+        data,
+        envelope,
+        expected_version=expected,
+        idempotency=idempotency_scope(request),
+    )
+    recorded = saved.events[-1]
+    return web.json_response(
+        recorded_event(recorded, redacted=False),
+        status=201,
+        headers={
+            "ETag": _etag(recorded.event.originator_version),
+            "Location": url_of(
+                request,
+                list_relationship_events,
+                {"from_version": str(recorded.event.originator_version)},
+                id=str(relationship_id),
+            ),
+        },
+    )
 
 
 async def erase_personal_data(request: web.Request) -> web.Response:
     """Crypto-shred the relationship's personal data (docs/erasure.md)."""
     s, who = services(request), principal(request)
     relationship_id = path_uuid(request, "id", "relationship")
-    body, raw = await json_object(request)
+    body, _ = await json_object(request)
     envelope = parse_envelope({}, source=who.name, now=_now())
-
-    async def handle(scope: IdempotencyKey | None) -> web.Response:
-        recorded = await s.application.erase(relationship_id, body, envelope, idempotency=scope)
-        return web.json_response(
-            recorded_event(recorded, redacted=False),
-            status=201,
-            headers={"ETag": _etag(recorded.event.originator_version)},
-        )
-
-    return await idempotent(request, who, raw, handle)
+    recorded = await s.application.erase(
+        relationship_id, body, envelope, idempotency=idempotency_scope(request)
+    )
+    return web.json_response(
+        recorded_event(recorded, redacted=False),
+        status=201,
+        headers={"ETag": _etag(recorded.event.originator_version)},
+    )
 
 
 def _event_parts(body: dict[str, Any]) -> tuple[str, Any]:
@@ -214,12 +206,6 @@ ID = Param("id", "path", {"type": "string", "format": "uuid"}, "relationship id"
 IF_MATCH = Param(
     "If-Match", "header", {"type": "string"}, 'the version the event applies to, e.g. "3"'
 )
-IDEMPOTENCY_KEY = Param(
-    "Idempotency-Key",
-    "header",
-    {"type": "string", "minLength": 1, "maxLength": 255},
-    "replays the first response for the same key and body",
-)
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500, "default": 50})
 CURSOR = Param("cursor", "query", {"type": "string"}, "next_cursor of the previous page")
 BODY_ERRORS = ("malformed-request", "payload-too-large", "unsupported-media-type")
@@ -235,8 +221,7 @@ ROUTES = [
         ok_status=201,
         ok_schema="RelationshipCreated",
         body="RelationshipCreate",
-        errors=(*BODY_ERRORS, "validation-error", "idempotency-conflict"),
-        params=(IDEMPOTENCY_KEY,),
+        errors=(*BODY_ERRORS, "validation-error"),
         ok_headers=("ETag", "Location"),
         program_scoped=True,
     ),
@@ -278,9 +263,8 @@ ROUTES = [
             "version-conflict",
             "validation-error",
             "guard-failed",
-            "idempotency-conflict",
         ),
-        params=(ID, IF_MATCH, IDEMPOTENCY_KEY),
+        params=(ID, IF_MATCH),
         ok_headers=("ETag", "Location"),
     ),
     Route(
@@ -293,14 +277,8 @@ ROUTES = [
         ok_status=201,
         ok_schema="RecordedEvent",
         body="ErasureRequest",
-        errors=(
-            *BODY_ERRORS,
-            "not-found",
-            "validation-error",
-            "erasure-unavailable",
-            "idempotency-conflict",
-        ),
-        params=(ID, IDEMPOTENCY_KEY),
+        errors=(*BODY_ERRORS, "not-found", "validation-error", "erasure-unavailable"),
+        params=(ID,),
         ok_headers=("ETag",),
     ),
     Route(

@@ -51,7 +51,15 @@ class Route:
     programs may see (or nothing per relationship). Routes under
     RELATIONSHIP_PATH are checked by the authentication middleware instead;
     any other route refuses such a token (403)."""
+    secrets: tuple[str, ...] = ()
+    """Members of the response that are credentials (a new token, a webhook
+    secret): a response kept for Idempotency-Key holds them only sealed."""
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def idempotent(self) -> bool:
+        """Every authenticated POST honours Idempotency-Key (service.http.idempotency)."""
+        return self.method == "POST" and self.roles is not None
 
     @property
     def query_names(self) -> frozenset[str]:
@@ -62,6 +70,13 @@ class Route:
     def operation_id(self) -> str:
         return self.handler.__name__
 
+
+IDEMPOTENCY_KEY = Param(
+    "Idempotency-Key",
+    "header",
+    {"type": "string", "minLength": 1, "maxLength": 255},
+    "replays the first response for the same key and body (kept 24 hours per token)",
+)
 
 ROUTE_SPEC = web.AppKey("route_spec", dict)
 

@@ -11,6 +11,7 @@ from aiohttp import web
 from domain import EVENT_CLASSES
 from projections.paging import one_page
 from service.http.context import services
+from service.http.openapi import page_of
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid
 from service.http.routing import ADMIN, Param, Route, url_of
@@ -212,7 +213,7 @@ BODY_ERRORS = (
 ROUTES = [
     Route("POST", "/v1/webhooks", create_webhook, ADMIN, "Subscribe a webhook endpoint",
           "webhooks", ok_status=201, ok_schema="WebhookCreated", body="WebhookCreate",
-          errors=BODY_ERRORS, ok_headers=("Location",)),
+          errors=BODY_ERRORS, ok_headers=("Location",), secrets=("secret",)),
     Route("GET", "/v1/webhooks", list_webhooks, ADMIN, "List webhook endpoints", "webhooks",
           ok_schema="WebhookPage", errors=("validation-error",), params=PAGING),
     Route("GET", "/v1/webhooks/{id}", get_webhook, ADMIN, "Read a webhook endpoint",
@@ -225,7 +226,7 @@ ROUTES = [
           params=(WEBHOOK_ID,)),
     Route("POST", "/v1/webhooks/{id}/rotate-secret", rotate_webhook_secret, ADMIN,
           "Rotate a webhook endpoint's secret", "webhooks", ok_schema="SecretRotated",
-          errors=("not-found",), params=(WEBHOOK_ID,)),
+          errors=("not-found",), params=(WEBHOOK_ID,), secrets=("secret",)),
     Route("POST", "/v1/webhooks/{id}/test", test_webhook, ADMIN,
           "Send a webhook.test message to an endpoint now, whatever its event types",
           "webhooks", ok_status=202, ok_schema="WebhookTestQueued", errors=("not-found",),
@@ -241,6 +242,27 @@ ROUTES = [
           ok_schema="Any", body="WebhookRecover", errors=("not-found", *BODY_ERRORS),
           params=(WEBHOOK_ID,)),
 ]  # fmt: skip
+
+_WHEN = {"type": ["string", "null"], "format": "date-time"}
+_SECRET = {
+    "type": ["string", "null"],
+    "pattern": "^whsec_",
+    "description": "shown only here; null in an Idempotency-Key replay when no"
+    " MENTORFLOW_CIPHER_KEY is set (secrets are never kept in clear)",
+}
+_WEBHOOK: dict[str, Any] = {
+    "id": {"type": "string", "format": "uuid"},
+    "url": {"type": "string", "format": "uri"},
+    "event_types": {"type": "array", "items": {"type": "string"}},
+    "description": {"type": ["string", "null"]},
+    "enabled": {"type": "boolean"},
+    "disabled_reason": {"type": ["string", "null"]},
+    "previous_secret_expires_at": _WHEN,
+    "failing_since": _WHEN,
+    "created_at": _WHEN,
+    "updated_at": _WHEN,
+}
+"""An endpoint as the API shows it (never its secrets): endpoints.endpoint_view."""
 
 SCHEMAS: dict[str, dict[str, Any]] = {
     "WebhookCreate": {
@@ -270,37 +292,22 @@ SCHEMAS: dict[str, dict[str, Any]] = {
     },
     "Webhook": {
         "type": "object",
-        "required": ["id", "url", "event_types", "enabled"],
-        "properties": {
-            "id": {"type": "string"},
-            "url": {"type": "string"},
-            "event_types": {"type": "array", "items": {"type": "string"}},
-            "enabled": {"type": "boolean"},
-        },
+        "additionalProperties": False,
+        "required": list(_WEBHOOK),
+        "properties": _WEBHOOK,
     },
     "WebhookCreated": {
-        "allOf": [
-            {"$ref": "#/components/schemas/Webhook"},
-            {
-                "type": "object",
-                "required": ["secret"],
-                "properties": {"secret": {"type": "string"}},
-            },
-        ]
-    },
-    "WebhookPage": {
         "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {
-            "items": {"type": "array", "items": {"$ref": "#/components/schemas/Webhook"}},
-            "next_cursor": {"type": ["string", "null"]},
-        },
+        "additionalProperties": False,
+        "required": [*_WEBHOOK, "secret"],
+        "properties": {**_WEBHOOK, "secret": _SECRET},
     },
+    "WebhookPage": page_of("Webhook"),
     "SecretRotated": {
         "type": "object",
         "required": ["secret", "previous_secret_expires_at"],
         "properties": {
-            "secret": {"type": "string"},
+            "secret": _SECRET,
             "previous_secret_expires_at": {"type": "string"},
         },
     },
@@ -313,9 +320,25 @@ SCHEMAS: dict[str, dict[str, Any]] = {
             "state": {"const": "pending"},
         },
     },
-    "DeliveryPage": {
+    "Delivery": {
         "type": "object",
-        "required": ["items", "next_cursor"],
-        "properties": {"items": {"type": "array"}, "next_cursor": {"type": ["string", "null"]}},
+        "additionalProperties": False,
+        "required": ["id", "delivery_id", "webhook_id", "attempt", "state", "webhook_type"],
+        "properties": {
+            "id": {"type": "integer", "description": "the attempt"},
+            "delivery_id": {"type": "string", "format": "uuid", "description": "the message"},
+            "webhook_id": {"type": "string", "description": "the webhook-id header sent"},
+            "attempt": {"type": "integer", "minimum": 1},
+            "attempted_at": {"type": ["string", "null"], "format": "date-time"},
+            "status_code": {"type": ["integer", "null"]},
+            "latency_ms": {"type": ["number", "null"]},
+            "error": {"type": ["string", "null"]},
+            "next_retry_at": {"type": ["string", "null"], "format": "date-time"},
+            "webhook_type": {"type": "string"},
+            "position": {"type": ["integer", "null"]},
+            "relationship_id": {"type": ["string", "null"], "format": "uuid"},
+            "state": {"type": "string"},
+        },
     },
+    "DeliveryPage": page_of("Delivery"),
 }
