@@ -36,9 +36,11 @@ _RECORD_PROGRAM = (
     " ON CONFLICT (stream_id) DO NOTHING"
 )
 _PROGRAM_OF = "SELECT program_id FROM relationship_programs WHERE stream_id = $1"
-_NEW_KEY = (
-    "INSERT INTO data_keys (stream_id, wrapped_key) VALUES ($1, $2)"
-    " ON CONFLICT (stream_id) DO NOTHING"
+_KEY_FOR_WRITING = (  # one round trip: the key made now, or the one already there
+    "WITH made AS (INSERT INTO data_keys (stream_id, wrapped_key) VALUES ($1, $2)"
+    " ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped_key, true AS made)"
+    " SELECT wrapped_key, made FROM made"
+    " UNION ALL SELECT wrapped_key, false FROM data_keys WHERE stream_id = $1"
 )
 _KEY_OF = "SELECT wrapped_key FROM data_keys WHERE stream_id = $1"
 
@@ -220,17 +222,16 @@ class RelationshipRepository:
             self._write_keys.move_to_end(relationship_id)
             return self._write_keys[relationship_id]
         codec = self.codec
-        wrapped = await self.store.with_connection(
-            lambda conn: conn.fetchval(_KEY_OF, relationship_id)
+        fresh = codec.new_data_key(relationship_id)  # used only if it has none yet
+        rows = await self.store.with_connection(
+            lambda conn: conn.fetch(_KEY_FOR_WRITING, relationship_id, fresh)
         )
-        if wrapped is None:
-            fresh = codec.new_data_key(relationship_id)
-
-            async def create(conn: Any) -> Any:
-                await conn.execute(_NEW_KEY, relationship_id, fresh)
-                return await conn.fetchval(_KEY_OF, relationship_id)
-
-            wrapped = await self.store.with_connection(create)
+        if rows:
+            wrapped = rows[0]["wrapped_key"]
+        else:  # made by another writer after this statement's snapshot was taken
+            wrapped = await self.store.with_connection(
+                lambda conn: conn.fetchval(_KEY_OF, relationship_id)
+            )
         key = None if wrapped is None else codec.data_key(relationship_id, wrapped)
         self._write_keys[relationship_id] = key
         while len(self._write_keys) > CACHED_RELATIONSHIPS:

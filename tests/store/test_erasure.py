@@ -4,9 +4,10 @@ processes, read models incremental and rebuilt, and the hash chains."""
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime
 from typing import Any
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import pytest
 
@@ -197,3 +198,14 @@ async def test_no_snapshot_is_kept_for_an_erased_relationship(store: EventStore)
     await repository.save(other)
     await repository.snapshots.save(repository.mapper.to_stored_event(take_snapshot(other)))
     assert await _fetch(store, "SELECT 1 FROM snapshots WHERE stream_id = $1", other.id)
+
+
+async def test_writers_racing_for_a_new_relationship_share_one_key(store: EventStore) -> None:
+    stream = uuid4()
+    writers = [repository_on(store) for _ in range(8)]
+    keys = await asyncio.gather(*(w._write_key(stream) for w in writers))
+    rows = await _fetch(store, "SELECT wrapped_key FROM data_keys WHERE stream_id = $1", stream)
+    assert len(rows) == 1
+    nonce = b"\x00" * 12
+    sealed = {key.encrypt(nonce, b"x", None) for key in keys if key is not None}
+    assert len(sealed) == 1 and len(keys) == 8, "every writer seals with the same key"
