@@ -50,8 +50,10 @@ from domain.values import (
     Goal,
     GoalStatus,
     Id,
+    MaxLength,
     MinItems,
     Minutes,
+    NonBlank,
     Outcome,
     PartyRole,
     PersonalLabel,
@@ -59,7 +61,6 @@ from domain.values import (
     ProposedBy,
     ReflectionKind,
     RequiredPersonalText,
-    RequiredText,
     ReviewTrigger,
     Severity,
 )
@@ -797,7 +798,8 @@ class Relationship(Aggregate):
         recordable = False
         recorded_by: ClassVar[str] = "POST /v1/relationships/{id}/erasure"
 
-        reason: RequiredText
+        reason: Annotated[str, NonBlank(), MaxLength(500)]
+        """Short on purpose: a reference, not a narrative."""
 
         def evolve(self, relationship: "Relationship") -> None:
             relationship.erased = True
