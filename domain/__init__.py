@@ -7,6 +7,7 @@ stores events with :func:`make_mapper`, and reads them back with
 
 from domain.catalog import (
     CONFIDENTIAL_FIELDS,
+    ERASABLE_FIELDS,
     EVENT_CLASSES,
     EVENT_TYPES_BY_CLASS,
     RECORDABLE_TYPES,
@@ -21,6 +22,7 @@ from domain.catalog import (
     redact,
 )
 from domain.envelope import ENVELOPE_KEYS, EVENT_BODY_KEYS, parse_envelope
+from domain.erasure import ERASED, erase_text
 from domain.errors import (
     DomainError,
     FieldError,
@@ -41,6 +43,8 @@ from domain.view import relationship_view
 __all__ = [
     "CONFIDENTIAL_FIELDS",
     "ENVELOPE_KEYS",
+    "ERASABLE_FIELDS",
+    "ERASED",
     "EVENT_BODY_KEYS",
     "EVENT_CLASSES",
     "EVENT_TYPES_BY_CLASS",
@@ -64,6 +68,7 @@ __all__ = [
     "create_cipher_key",
     "data_schema",
     "envelope_schema",
+    "erase_text",
     "event_class",
     "event_data",
     "event_metadata",

@@ -11,6 +11,7 @@ from collections.abc import Mapping
 from typing import Any
 
 from domain.envelope import EnvelopeFields
+from domain.erasure import ERASED, erasable_paths
 from domain.jsonable import JSONValue, to_jsonable
 from domain.metadata import ENVELOPE_FIELDS
 from domain.relationship import EVENT_CLASSES, RECORDABLE_TYPES, Relationship
@@ -22,10 +23,17 @@ CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {
     "meeting.held": frozenset({"notes"}),
     "feedback.given": frozenset({"comment"}),
     "concern.raised": frozenset({"detail"}),
+    "concern.resolved": frozenset({"note"}),
 }
 """Per event type, the data fields marked ``(c)`` in docs/api.md."""
 
 REDACTED = "[redacted]"
+
+ERASABLE_FIELDS: Mapping[str, tuple[str, ...]] = {
+    api_type: tuple(erasable_paths(cls)) for api_type, cls in EVENT_CLASSES.items()
+}
+"""Per event type, its erasable fields as paths (``goals[].statement``): read
+from the ``Erasable`` marker of each field's declaration (domain.erasure)."""
 
 EVENT_TYPES_BY_CLASS: Mapping[type[Relationship.Event], str] = {
     cls: api_type for api_type, cls in EVENT_CLASSES.items()
@@ -33,6 +41,7 @@ EVENT_TYPES_BY_CLASS: Mapping[type[Relationship.Event], str] = {
 
 __all__ = [
     "CONFIDENTIAL_FIELDS",
+    "ERASABLE_FIELDS",
     "EVENT_CLASSES",
     "EVENT_TYPES_BY_CLASS",
     "RECORDABLE_TYPES",
@@ -67,11 +76,11 @@ def redact(api_type: str, data: Mapping[str, Any]) -> dict[str, Any]:
     """A copy of ``data`` with its confidential fields replaced by ``"[redacted]"``.
 
     Fields that were not given stay absent, so a reader can tell "no notes" from
-    "notes you may not read".
+    "notes you may not read"; an erased one reads ``"[erased]"`` for every role.
     """
     hidden = confidential_fields(api_type)
     return {
-        key: REDACTED if key in hidden and value is not None else value
+        key: REDACTED if key in hidden and value is not None and value != ERASED else value
         for key, value in data.items()
     }
 

@@ -22,6 +22,7 @@ from uuid import UUID
 from eventsourcing.domain import Aggregate
 
 import workflows
+from domain.erasure import erase_text, transform_fields
 from domain.errors import FieldError, GuardFailed, InvalidTransition, UnmetRule, ValidationFailed
 from domain.metadata import ENVELOPE_FIELDS, changes_phase, paused_after
 from domain.schema import validator_for
@@ -49,26 +50,32 @@ from domain.values import (
     Goal,
     GoalStatus,
     Id,
-    Label,
+    MaxLength,
     MinItems,
     Minutes,
+    NonBlank,
     Outcome,
     PartyRole,
+    PersonalLabel,
+    PersonalText,
     ProposedBy,
     ReflectionKind,
-    RequiredText,
+    RequiredPersonalText,
     Resolution,
     ReviewTrigger,
     RiskCode,
     RiskReason,
     Severity,
-    Text,
 )
 from workflows import AgreementFacts, LifecycleFacts, Phase
 
 
 class Relationship(Aggregate):
     """A mentoring relationship, from the mentee's self-reflection to its conclusion."""
+
+    erased: bool = False
+    """Whether its personal data was erased (``personal_data.erased``); a class
+    default too, so snapshots taken before the attribute existed still load."""
 
     def __init__(self) -> None:
         """The empty relationship that :class:`Opened` then fills in."""
@@ -105,6 +112,7 @@ class Relationship(Aggregate):
         self.review_trigger: ReviewTrigger | None = None
         self.outcome: str | None = None
         self.outcome_summary: str | None = None
+        self.erased = False
 
     # --- reading the state --------------------------------------------------------
 
@@ -233,12 +241,29 @@ class Relationship(Aggregate):
                 event_type, self.phase, self.paused, client_events(decision.allowed_events)
             )
         fields = {**event_class.assigned_fields(self), **fields}  # the client's value wins
+        if self.erased:  # personal data is no longer recorded for this relationship
+            fields = transform_fields(event_class, fields, erase_text)
         self.trigger_event(
             event_class,
             **fields,
             **_envelope_fields(envelope),
             from_phase=decision.from_phase,
             to_phase=decision.to_phase,
+        )
+        return cast(Relationship.Event, self.pending_events[-1])
+
+    def erase(self, data: Mapping[str, Any] | None, envelope: Envelope) -> "Relationship.Event":
+        """Record ``personal_data.erased`` (``POST /v1/relationships/{id}/erasure``),
+        in any phase, concluded included; raises :class:`ValidationFailed`.
+        Making the earlier erasable fields unreadable (destroying the data key)
+        is the service's part."""
+        fields = self.PersonalDataErased.parse(data, path="")
+        self.trigger_event(
+            self.PersonalDataErased,
+            **fields,
+            **_envelope_fields(envelope),
+            from_phase=self.phase,
+            to_phase=self.phase,
         )
         return cast(Relationship.Event, self.pending_events[-1])
 
@@ -347,7 +372,7 @@ class Relationship(Aggregate):
 
         mentee_id: Id
         program_id: Id | None = None
-        mentee_name: Text | None = None
+        mentee_name: PersonalText | None = None
         predecessor_id: UUID | None = None
 
         def evolve(self, relationship: "Relationship") -> None:
@@ -365,10 +390,10 @@ class Relationship(Aggregate):
 
         author_role: PartyRole
         kind: ReflectionKind
-        development_areas: list[Label] | None = None
-        values: Text | None = None
-        work_style: Text | None = None
-        notes: Text | None = None
+        development_areas: list[PersonalLabel] | None = None
+        values: PersonalText | None = None
+        work_style: PersonalText | None = None
+        notes: PersonalText | None = None
 
         def evolve(self, relationship: "Relationship") -> None:
             areas = list(self.development_areas or ())
@@ -393,7 +418,7 @@ class Relationship(Aggregate):
         mentor_id: Id
         proposed_by: ProposedBy | None = None
         match_score: Annotated[float, Between(0, 1)] | None = None
-        rationale: Text | None = None
+        rationale: PersonalText | None = None
 
         @classmethod
         def references(
@@ -422,7 +447,7 @@ class Relationship(Aggregate):
 
         mentor_id: Id
         met_at: datetime
-        notes: Text | None = None
+        notes: PersonalText | None = None
 
         @classmethod
         def references(
@@ -473,16 +498,16 @@ class Relationship(Aggregate):
         api_type = "agreement.proposed"
 
         version: Annotated[int, Assigned()]
-        objectives: Annotated[list[Label], MinItems(1)]
+        objectives: Annotated[list[PersonalLabel], MinItems(1)]
         goals: Annotated[list[Goal], MinItems(1)]
         cadence: Cadence
         start_date: date
         end_date: date
         agenda_owner: AgendaOwner | None = None
-        communication_channel: Text | None = None
-        feedback_plan: Text | None = None
-        confidentiality: Text | None = None
-        boundaries: Text | None = None
+        communication_channel: PersonalText | None = None
+        feedback_plan: PersonalText | None = None
+        confidentiality: PersonalText | None = None
+        boundaries: PersonalText | None = None
 
         @classmethod
         def references(
@@ -568,7 +593,7 @@ class Relationship(Aggregate):
 
         meeting_id: Id
         scheduled_for: datetime
-        agenda: list[Label] | None = None
+        agenda: list[PersonalLabel] | None = None
 
         @classmethod
         def references(
@@ -598,9 +623,9 @@ class Relationship(Aggregate):
         meeting_id: Id | None = None
         duration_minutes: Minutes | None = None
         agenda_set_by: PartyRole | None = None
-        topics: list[Label] | None = None
+        topics: list[PersonalLabel] | None = None
         action_items: list[ActionItem] | None = None
-        notes: Text | None = None
+        notes: PersonalText | None = None
 
         @classmethod
         def references(
@@ -672,7 +697,7 @@ class Relationship(Aggregate):
 
         goal_id: Id
         status: GoalStatus
-        note: Text | None = None
+        note: PersonalText | None = None
 
         @classmethod
         def references(
@@ -697,7 +722,7 @@ class Relationship(Aggregate):
 
         from_role: PartyRole
         rating: Annotated[int, Between(1, 5)]
-        comment: Text | None = None
+        comment: PersonalText | None = None
 
         def evolve(self, relationship: "Relationship") -> None:
             role = self.from_role
@@ -714,7 +739,7 @@ class Relationship(Aggregate):
         severity: Severity
         concern_id: Id | None = None
         """Assigned (``concern-<n>``) when the client gives none."""
-        detail: Text | None = None
+        detail: PersonalText | None = None
 
         @classmethod
         def references(
@@ -747,7 +772,7 @@ class Relationship(Aggregate):
 
         concern_id: Id
         resolution: Resolution
-        note: Text | None = None
+        note: PersonalText | None = None
 
         def evolve(self, relationship: "Relationship") -> None:
             concern = relationship.concern(self.concern_id)
@@ -785,7 +810,7 @@ class Relationship(Aggregate):
 
         api_type = "relationship.paused"
 
-        reason: RequiredText
+        reason: RequiredPersonalText
         expected_resume: date | None = None
 
         def evolve(self, relationship: "Relationship") -> None:
@@ -812,7 +837,7 @@ class Relationship(Aggregate):
 
         api_type = "relationship.refined"
 
-        reason: Text | None = None
+        reason: PersonalText | None = None
 
     class RelationshipConcluded(Event):
         """The relationship ended as planned, with an outcome."""
@@ -820,7 +845,7 @@ class Relationship(Aggregate):
         api_type = "relationship.concluded"
 
         outcome: Outcome
-        summary: Text | None = None
+        summary: PersonalText | None = None
 
         def concluded_outcome(self) -> str:
             return self.outcome
@@ -836,7 +861,7 @@ class Relationship(Aggregate):
 
         reason_code: Id
         safety_override: bool | None = None
-        justification: Text | None = None
+        justification: PersonalText | None = None
 
         def concluded_outcome(self) -> str:
             return "withdrawn"
@@ -844,6 +869,23 @@ class Relationship(Aggregate):
         def evolve(self, relationship: "Relationship") -> None:
             relationship.outcome = self.concluded_outcome()
             relationship.outcome_summary = self.reason_code
+
+    class PersonalDataErased(Event):
+        """An administrator erased the relationship's personal data (crypto-shredding).
+
+        Recorded by the erasure route only, in any phase. ``reason`` is not
+        erasable: it is the lasting record of why, and must not describe a
+        person (a ticket or request reference, a legal basis)."""
+
+        api_type = "personal_data.erased"
+        recordable = False
+        recorded_by: ClassVar[str] = "POST /v1/relationships/{id}/erasure"
+
+        reason: Annotated[str, NonBlank(), MaxLength(500)]
+        """Short on purpose: a reference, not a narrative."""
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.erased = True
 
 
 def client_events(event_types: Iterable[str]) -> list[str]:
@@ -882,6 +924,7 @@ EVENT_CLASSES: dict[str, type[Relationship.Event]] = {
         Relationship.RelationshipRefined,
         Relationship.RelationshipConcluded,
         Relationship.RelationshipWithdrawn,
+        Relationship.PersonalDataErased,
     )
 }
 """API type (``meeting.held``) -> event class; ``relationship.opened`` is the created event."""
@@ -894,6 +937,10 @@ RECORDABLE_TYPES: tuple[str, ...] = tuple(t for t, c in EVENT_CLASSES.items() if
 
 def _recordable_class(event_type: object) -> type[Relationship.Event]:
     event_class = EVENT_CLASSES.get(event_type) if isinstance(event_type, str) else None
+    recorded_by = getattr(event_class, "recorded_by", None)
+    if event_class is not None and not event_class.recordable and recorded_by:
+        message = f"{event_type} cannot be posted as an event: it is recorded by {recorded_by}"
+        raise ValidationFailed([FieldError("type", message)])
     if event_class is None or not event_class.recordable:
         raise ValidationFailed(
             [

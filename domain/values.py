@@ -78,6 +78,15 @@ class Assigned:
     """Set by the aggregate, never by the client (e.g. an agreement's version)."""
 
 
+@dataclass(frozen=True, slots=True)
+class Erasable:
+    """Free text that may describe a person: stored encrypted under the
+    relationship's data key when a cipher key is configured, and reads
+    ``"[erased]"`` once the relationship's personal data is erased (see
+    :mod:`domain.erasure`, docs/erasure.md). Ids, codes, dates and numbers are
+    never erasable: the lifecycle and the read models keep working on them."""
+
+
 Id = Annotated[str, NonBlank(), MaxLength(200)]
 """An identifier chosen by the caller (mentor, goal, meeting, action item...)."""
 Text = Annotated[str, MaxLength(20_000)]
@@ -87,6 +96,13 @@ RequiredText = Annotated[str, NonBlank(), MaxLength(20_000)]
 Label = Annotated[str, NonBlank(), MaxLength(500)]
 """A short non-empty string in a list (development area, objective, topic...)."""
 Minutes = Annotated[int, Between(1, 24 * 60)]
+
+PersonalText = Annotated[str, MaxLength(20_000), Erasable()]
+"""Free text that may describe a person (erasable); may be empty."""
+RequiredPersonalText = Annotated[str, NonBlank(), MaxLength(20_000), Erasable()]
+"""Free text that may describe a person (erasable) and must say something."""
+PersonalLabel = Annotated[str, NonBlank(), MaxLength(500), Erasable()]
+"""A short non-empty string in a list that may describe a person (erasable)."""
 
 
 # --- value objects ----------------------------------------------------------------
@@ -105,9 +121,9 @@ class Goal:
     """A goal of an agreement (SMART: the guard wants a measure and a target date)."""
 
     id: Id
-    statement: RequiredText
+    statement: RequiredPersonalText
     horizon: GoalHorizon | None = None
-    measure: Text | None = None
+    measure: PersonalText | None = None
     target_date: date | None = None
 
 
@@ -118,7 +134,7 @@ class Cadence:
     frequency: Frequency
     duration_minutes: Minutes | None = None
     mode: MeetingMode | None = None
-    location: Text | None = None
+    location: PersonalText | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -126,7 +142,7 @@ class ActionItem:
     """A task agreed at a meeting."""
 
     id: Id
-    description: RequiredText
+    description: RequiredPersonalText
     owner: PartyRole
     due_date: date | None = None
 

@@ -13,7 +13,7 @@ from datetime import date, datetime
 from typing import Any
 from uuid import UUID
 
-from domain import Relationship
+from domain import Relationship, erase_text
 from domain.risk import OpenConcern, RiskFacts
 from projections.base import ProjectedEvent
 
@@ -217,6 +217,12 @@ def _resumed(s: Summary, e: ProjectedEvent) -> None:
     _meeting_clock(s, e.occurred_at, e.position)
 
 
+def _erased(s: Summary, e: ProjectedEvent) -> None:
+    # the row's only erasable text; a rebuild decodes "[erased]" from the
+    # opening event already, and this gives the same row
+    s.mentee_name = erase_text(s.mentee_name)
+
+
 _EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
     "mentor.selected": _mentor_selected,
     "agreement.proposed": _agreement_proposed,
@@ -228,9 +234,13 @@ _EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
     "risk.cleared": _risk_cleared,
     "relationship.paused": _paused,
     "relationship.resumed": _resumed,
+    "personal_data.erased": _erased,
 }
 """How the event types that change more than the envelope's facts change a row."""
-DECODED = frozenset({"relationship.opened", *_EVOLVE}) - {"relationship.resumed"}
+DECODED = frozenset({"relationship.opened", *_EVOLVE}) - {
+    "relationship.resumed",
+    "personal_data.erased",
+}
 """The event types whose payload the fold reads, besides the events that
 conclude a relationship (their outcome, see :func:`needs_payload`)."""
 

@@ -16,7 +16,13 @@ from typing import Any
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
 
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES, data_schema, event_class
+from domain import (
+    CONFIDENTIAL_FIELDS,
+    ERASABLE_FIELDS,
+    RECORDABLE_TYPES,
+    data_schema,
+    event_class,
+)
 from service.webhooks.outbox import PHASE_CHANGED, RISK_TYPES, THIN_FIELDS
 from workflows.describe import describe_workflow
 
@@ -254,7 +260,11 @@ def _describe(schema: dict[str, Any], root: dict[str, Any]) -> str:
 
 
 def _rows(
-    schema: dict[str, Any], root: dict[str, Any], prefix: str, confidential: frozenset[str]
+    schema: dict[str, Any],
+    root: dict[str, Any],
+    prefix: str,
+    confidential: frozenset[str],
+    erasable: frozenset[str] = frozenset(),
 ) -> list[str]:
     rows = []
     required = set(schema.get("required", []))
@@ -265,14 +275,16 @@ def _rows(
             flags.append("required")
         if not prefix and name in confidential:
             flags.append("confidential")
+        if path in erasable or path + "[]" in erasable:
+            flags.append("erasable")
         rows.append(f"| `{path}` | {_describe(prop, root)} | {', '.join(flags)} |")
         inner = _resolve(_non_null(prop), root)
         if inner.get("type") == "array":
             item = _resolve(_non_null(inner.get("items", {})), root)
             if item.get("type") == "object":
-                rows += _rows(item, root, path + "[].", confidential)
+                rows += _rows(item, root, path + "[].", confidential, erasable)
         elif inner.get("type") == "object" and inner.get("properties"):
-            rows += _rows(inner, root, path + ".", confidential)
+            rows += _rows(inner, root, path + ".", confidential, erasable)
     return rows
 
 
@@ -315,10 +327,13 @@ def render() -> str:
         "",
         "How to read the tables: *required* fields must be present; other fields may be",
         "left out or sent as `null`. Unknown fields are refused (422 `validation-error`).",
-        "*Confidential* fields are encrypted with the rest of the payload when",
-        '`MENTORFLOW_CIPHER_KEY` is set, are shown as `"[redacted]"` to the `auditor`',
-        'role and are never sent in a webhook. "not blank" means the text must hold a',
-        "character that is not white space. Date-times must carry a time zone.",
+        "*Erasable* fields are free text that may describe a person: when",
+        "`MENTORFLOW_CIPHER_KEY` is set they are stored encrypted under the",
+        "relationship's own data key, and once the relationship's personal data is",
+        'erased they read `"[erased]"` for every role (see [erasure.md](erasure.md)).',
+        "*Confidential* fields are erasable too, are shown as `\"[redacted]\"` to the",
+        '`auditor` role and are never sent in a webhook. "not blank" means the text must',
+        "hold a character that is not white space. Date-times must carry a time zone.",
         "",
         "Errors, in the order the service checks: unknown `type` or bad envelope 422",
         "`validation-error`; not accepted in the current phase (or while paused) 409",
@@ -354,7 +369,7 @@ def render() -> str:
         if moves:
             out.append(f"Moves the relationship: {'; '.join(moves)}.")
         out.append("")
-        rows = _rows(schema, schema, "", confidential)
+        rows = _rows(schema, schema, "", confidential, frozenset(ERASABLE_FIELDS[event_type]))
         if rows:
             out += ["| field | type and constraints | |", "|---|---|---|", *rows, ""]
         else:
@@ -414,7 +429,45 @@ def render() -> str:
         out += ["", example, "", "```json"]
         out.append(json.dumps({"type": event_type, **EXAMPLES[event_type]}, indent=2))
         out += ["```", ""]
-    return "\n".join(out)
+    return "\n".join(out + _erasure_section())
+
+
+def _erasure_section() -> list[str]:
+    """The erasable fields of every event type, and the erasure's own event."""
+    out = [
+        "## Erasable fields, by event type",
+        "",
+        "Declared once, on each field (`PersonalText`, `RequiredPersonalText` and",
+        "`PersonalLabel` in `domain/values.py`); `[]` is each item of a list. See",
+        "[erasure.md](erasure.md).",
+        "",
+        "| type | erasable fields |",
+        "|---|---|",
+    ]
+    for event_type in sorted(ERASABLE_FIELDS):
+        paths = ERASABLE_FIELDS[event_type]
+        listed = ", ".join(f"`{path}`" for path in paths) if paths else "—"
+        out.append(f"| `{event_type}` | {listed} |")
+    erased = "personal_data.erased"
+    schema = data_schema(erased)
+    out += [
+        "",
+        f"## {erased}",
+        "",
+        "Recorded only by `POST /v1/relationships/{id}/erasure` (admin), in every",
+        "phase, concluded included; posting it as an event is a 422 `validation-error`.",
+        "Its `reason` is kept for good and is not erasable: it must not describe a",
+        "person (give a request reference or a legal basis).",
+        "",
+        "| field | type and constraints | |",
+        "|---|---|---|",
+        *_rows(schema, schema, "", frozenset()),
+        "",
+        f"Webhook types: `relationship.{erased}`. Webhook `data`: `relationship_id`,"
+        " `event_type`, `version`, `phase`.",
+        "",
+    ]
+    return out
 
 
 if __name__ == "__main__":

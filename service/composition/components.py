@@ -21,7 +21,7 @@ from service.platform.settings import Settings
 from service.platform.supervisor import Supervisor
 from service.projection_runner import ProjectionRunner
 from service.relationships.application import Application
-from service.relationships.codec import mapper_for
+from service.relationships.codec import codec_for
 from service.relationships.read_models import ReadModels
 from service.relationships.repository import RelationshipRepository
 from service.risk import TASK_NAME as RISK_TASK
@@ -93,7 +93,7 @@ class Components:
 
 def build(settings: Settings, store: EventStore, dsn: str) -> Components:
     metrics = Metrics()
-    repository = RelationshipRepository(store, mapper_for(settings))
+    repository = RelationshipRepository(store, codec_for(settings))
 
     def decode(record: StoredRecord) -> Relationship.Event:
         return repository.decode(record).event

@@ -24,6 +24,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from typing import Any
+from uuid import UUID
 
 from aiohttp import web
 
@@ -53,8 +54,16 @@ _LOOKUP = (  # one round trip: an expired row is deleted as the fresh one is loo
 )
 _DELETE_ONE = "DELETE FROM idempotent_responses WHERE token_id = $1 AND key = $2"
 _SAVE = (
-    "INSERT INTO idempotent_responses (token_id, key, fingerprint, status, body, headers)"
-    " VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (token_id, key) DO NOTHING RETURNING true"
+    # never for an erased relationship: its data key's row is locked first, so
+    # an erasure (which deletes the responses about it, migration 0070) either
+    # waits for this insert and then deletes it, or has committed and is seen
+    "WITH data_key AS MATERIALIZED (SELECT erased_at FROM data_keys WHERE stream_id = $7"
+    " FOR SHARE)"
+    " INSERT INTO idempotent_responses"
+    " (token_id, key, fingerprint, status, body, headers, relationship_id)"
+    " SELECT $1, $2, $3, $4, $5, $6, $7"
+    " WHERE NOT EXISTS (SELECT 1 FROM data_key WHERE erased_at IS NOT NULL)"
+    " ON CONFLICT (token_id, key) DO NOTHING RETURNING true"
 )
 _CLEANUP = (
     "DELETE FROM idempotent_responses WHERE ctid = ANY(ARRAY("  # noqa: S608
@@ -96,15 +105,19 @@ class ResponseKeeper:
         status: int,
         body: object,
         headers: dict[str, str],
+        relationship_id: UUID | None = None,
     ) -> Any:
         """Keep this response for the key; if a copy of the request running
-        elsewhere kept its response first, return that one: first one wins."""
+        elsewhere kept its response first, return that one: first one wins.
+        ``relationship_id`` names the relationship it is about: erasing that
+        relationship deletes it, and nothing is kept once it is erased (a
+        repeat then runs again and answers from the event store)."""
         sealed = self.sealer.seal(json.dumps(body))
         await self._cleanup()
         for _ in range(2):  # again if the row in the way had expired (the lookup dropped it)
             inserted = await self.store.with_connection(
                 lambda conn: conn.fetchval(
-                    _SAVE, who.id, key, scope.fingerprint, status, sealed, headers
+                    _SAVE, who.id, key, scope.fingerprint, status, sealed, headers, relationship_id
                 )
             )
             if inserted:
@@ -186,15 +199,34 @@ async def idempotent(
         problem = exc if isinstance(exc, Problem) else problem_from_domain(exc)
         if problem.status >= 500:
             raise  # the same request may well succeed later
-        first = await keeper.save(who, key, scope, problem.status, problem.body(), {})
+        first = await keeper.save(
+            who, key, scope, problem.status, problem.body(), {}, _about(request, None)
+        )
         if first is None:
             raise problem from None
         return _replay(first, scope, key)
     kept = _json(response)
     if secrets and isinstance(kept, dict) and not keeper.keeps_secrets:
         kept = {name: None if name in secrets else value for name, value in kept.items()}
-    first = await keeper.save(who, key, scope, response.status, kept, _kept(response))
+    first = await keeper.save(
+        who, key, scope, response.status, kept, _kept(response), _about(request, kept)
+    )
     return response if first is None else _replay(first, scope, key)
+
+
+def _about(request: web.Request, body: object) -> UUID | None:
+    """The relationship a response is about: the one in the path, or the one
+    a POST /v1/relationships opened."""
+    path = request.path.rstrip("/")
+    raw: object = None
+    if path.startswith("/v1/relationships/"):
+        raw = request.match_info.get("id")
+    elif path == "/v1/relationships" and isinstance(body, dict):
+        raw = body.get("id")
+    try:
+        return UUID(str(raw)) if raw is not None else None
+    except ValueError:
+        return None
 
 
 def _replay(row: Any, scope: IdempotencyKey, key: str) -> web.Response:

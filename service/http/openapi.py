@@ -7,10 +7,10 @@ from collections.abc import Iterable
 from typing import Any
 
 import workflows
-from domain import RECORDABLE_TYPES
+from domain import EVENT_CLASSES, RECORDABLE_TYPES
 from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
-from service.http.openapi_webhooks import OPENED, hoist, webhooks
+from service.http.openapi_webhooks import hoist, webhooks
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 from service.http.routing import IDEMPOTENCY_KEY, Route
 
@@ -179,7 +179,7 @@ _RELATIONSHIP: dict[str, Any] = {
 
 RECORDED_EVENT_PROPERTIES: dict[str, Any] = {
     "id": {"type": "string", "format": "uuid"},
-    "type": {"type": "string", "enum": [OPENED, *sorted(RECORDABLE_TYPES)]},
+    "type": {"type": "string", "enum": sorted(EVENT_CLASSES)},
     "relationship_id": {"type": "string", "format": "uuid"},
     "version": {"type": "integer"},
     "position": {"type": "integer"},
@@ -450,6 +450,9 @@ def _ref(name: str) -> dict[str, str]:
 # --- Generated from the declarations the service validates requests with ---------------
 
 
+ERASED_TYPE = "personal_data.erased"
+
+
 def _component_name(api_type: str) -> str:
     """``meeting.held`` -> ``MeetingHeld``."""
     return "".join(part.capitalize() for part in api_type.replace("_", ".").split("."))
@@ -483,6 +486,8 @@ def _generated_schemas(existing: dict[str, Any]) -> dict[str, Any]:
         "oneOf": [{"$ref": ref} for ref in mapping.values()],
         "discriminator": {"propertyName": "type", "mapping": mapping},
     }
+    out["ErasureRequest"] = hoist(data_schema(ERASED_TYPE), out) | {"title": "ErasureRequest"}
+    out["ErasureRequest"]["example"] = {"reason": "erasure request #1234 (GDPR art. 17)"}
     out["RelationshipCreate"] = hoist(opening_schema(), out) | {"title": "RelationshipCreate"}
     out["RelationshipCreate"]["example"] = {
         "mentee_id": "mentee-1",

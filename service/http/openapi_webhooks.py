@@ -9,7 +9,7 @@ import copy
 from typing import Any
 
 import workflows
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES
+from domain import CONFIDENTIAL_FIELDS, EVENT_CLASSES
 from domain.catalog import data_schema, opening_schema
 from service.webhooks.outbox import (
     CHECKPOINT_TYPE,
@@ -100,7 +100,11 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
         }
     }
     # the opening event is sent too (as relationship.relationship.opened)
-    sources = {OPENED: opening_schema(), **{t: data_schema(t) for t in sorted(RECORDABLE_TYPES)}}
+    # and so are the service's own events (personal_data.erased)
+    sources = {
+        OPENED: opening_schema(),
+        **{t: data_schema(t) for t in sorted(EVENT_CLASSES) if t != OPENED},
+    }
     for api_type, schema in sources.items():
         hidden = CONFIDENTIAL_FIELDS.get(api_type, frozenset())
         # the definitions these fields refer to are already components (hoisted

@@ -15,6 +15,7 @@ from domain import DomainError, GuardFailed, InvalidTransition, ValidationFailed
 from service.relationships.application import (
     ApplicationError,
     Contended,
+    ErasureUnavailable,
     NotPermitted,
     VersionMismatch,
 )
@@ -29,6 +30,7 @@ TITLES: dict[str, tuple[int, str]] = {
     "not-found": (404, "Not found"),
     "method-not-allowed": (405, "Method not allowed"),
     "invalid-transition": (409, "Event not accepted in the current phase"),
+    "erasure-unavailable": (409, "Erasure not available"),
     "version-conflict": (412, "Version conflict"),
     "payload-too-large": (413, "Payload too large"),
     "unsupported-media-type": (415, "Unsupported media type"),
@@ -104,6 +106,8 @@ def problem_from_application(exc: ApplicationError) -> Problem:
         return Problem("version-conflict", str(exc), current_version=exc.current)
     if isinstance(exc, NotPermitted):
         return Problem("forbidden", str(exc))
+    if isinstance(exc, ErasureUnavailable):
+        return Problem("erasure-unavailable", str(exc))
     if isinstance(exc, Contended):
         return Problem("unavailable", str(exc), headers={"Retry-After": "1"})
     return Problem("not-found", str(exc))

@@ -30,7 +30,7 @@ from service.http.requests import (
     query_datetime,
     query_int,
 )
-from service.http.routing import READ, WRITE, Param, Route, url_of
+from service.http.routing import ADMIN, READ, WRITE, Param, Route, url_of
 from service.http.views import decode_cursor, recorded_event
 from service.relationships.application import Caller
 from service.store.records import StoredRecord
@@ -124,6 +124,22 @@ async def post_event(request: web.Request) -> web.Response:
                 id=str(relationship_id),
             ),
         },
+    )
+
+
+async def erase_personal_data(request: web.Request) -> web.Response:
+    """Crypto-shred the relationship's personal data (docs/erasure.md)."""
+    s, who = services(request), principal(request)
+    relationship_id = path_uuid(request, "id", "relationship")
+    body, _ = await json_object(request)
+    envelope = parse_envelope({}, source=who.name, now=_now())
+    recorded = await s.application.erase(
+        relationship_id, body, envelope, idempotency=idempotency_scope(request)
+    )
+    return web.json_response(
+        recorded_event(recorded, redacted=False),
+        status=201,
+        headers={"ETag": _etag(recorded.event.originator_version)},
     )
 
 
@@ -256,6 +272,20 @@ ROUTES = [
         ),
         params=(ID, IF_MATCH),
         ok_headers=("ETag", "Location"),
+    ),
+    Route(
+        "POST",
+        "/v1/relationships/{id}/erasure",
+        erase_personal_data,
+        ADMIN,
+        "Erase a relationship's personal data (crypto-shredding)",
+        "erasure",
+        ok_status=201,
+        ok_schema="RecordedEvent",
+        body="ErasureRequest",
+        errors=(*BODY_ERRORS, "not-found", "validation-error", "erasure-unavailable"),
+        params=(ID,),
+        ok_headers=("ETag",),
     ),
     Route(
         "GET",

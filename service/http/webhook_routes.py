@@ -8,7 +8,7 @@ from uuid import UUID
 
 from aiohttp import web
 
-from domain import RECORDABLE_TYPES
+from domain import EVENT_CLASSES
 from projections.paging import one_page
 from service.http.context import services
 from service.http.openapi import page_of
@@ -20,8 +20,8 @@ from service.webhooks import endpoints
 from service.webhooks.outbox import CHECKPOINT_TYPE, PHASE_CHANGED, wire_id
 from service.webhooks.ssrf import UnsafeUrl, check_url
 
-WEBHOOK_TYPES = frozenset({PHASE_CHANGED, "relationship.relationship.opened", CHECKPOINT_TYPE}) | {
-    f"relationship.{t}" for t in RECORDABLE_TYPES
+WEBHOOK_TYPES = frozenset({PHASE_CHANGED, CHECKPOINT_TYPE}) | {
+    f"relationship.{t}" for t in EVENT_CLASSES
 }
 MAX_DESCRIPTION = 500
 

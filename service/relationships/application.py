@@ -23,7 +23,7 @@ from typing import Any
 from uuid import UUID
 
 from domain import EVENT_CLASSES, Envelope, FieldError, Relationship, ValidationFailed
-from service.relationships.repository import RelationshipRepository, Saved
+from service.relationships.repository import RecordedEvent, RelationshipRepository, Saved
 from service.relationships.serialise import KeyedLocks
 from service.store.errors import VersionConflict
 
@@ -65,6 +65,11 @@ class VersionMismatch(ApplicationError):
 
 class Contended(ApplicationError):
     """Other writers won every attempt: the caller should retry later."""
+
+
+class ErasureUnavailable(ApplicationError):
+    """Erasure asked for, but no cipher key is configured: erasable fields are
+    not sealed under data keys, so there is no key to destroy."""
 
 
 @dataclass(frozen=True)
@@ -188,6 +193,42 @@ class Application:
                 except VersionConflict as conflict:
                     if expected_version is not None:
                         raise VersionMismatch(expected_version, conflict.current_version) from None
+        raise Contended("the relationship is changing too fast to record this event; retry")
+
+    async def erase(
+        self,
+        relationship_id: UUID,
+        data: Mapping[str, Any] | None,
+        envelope: Envelope,
+        *,
+        idempotency: IdempotencyKey | None = None,
+    ) -> RecordedEvent:
+        """Erase the relationship's personal data: record ``personal_data.erased``.
+
+        Its append destroys the relationship's data key, its snapshots and the
+        stored idempotent responses about it, in the same transaction (a
+        trigger of migration 0070), so the erasure is recorded exactly when the
+        key is gone. Erasing again records nothing and returns the first
+        erasure's event. Raises :class:`ErasureUnavailable` without a cipher key."""
+        if not self.repository.can_erase:
+            raise ErasureUnavailable(
+                "erasure needs MENTORFLOW_CIPHER_KEY: without it personal data is not"
+                " encrypted under per-relationship keys, so it cannot be crypto-shredded"
+            )
+        Relationship.PersonalDataErased.parse(data, path="")
+        async with self._locks.hold(relationship_id):
+            for _ in range(DECISION_ATTEMPTS):
+                relationship = await self._current(relationship_id, None)
+                if relationship.erased:
+                    first = await self.repository.erasure_event(relationship_id)
+                    assert first is not None
+                    return first
+                relationship.erase(data, envelope)
+                try:
+                    saved = await self._save(relationship, idempotency)
+                except VersionConflict:
+                    continue
+                return saved.events[-1]
         raise Contended("the relationship is changing too fast to record this event; retry")
 
     async def save_decided(self, relationship: Relationship) -> Saved:

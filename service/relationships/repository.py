@@ -14,9 +14,12 @@ from datetime import datetime
 from typing import Any, cast
 from uuid import UUID
 
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from eventsourcing.domain import Snapshot
 from eventsourcing.persistence import Mapper, StoredEvent
 
-from domain import Relationship, event_metadata, rebuild_from_stored, take_snapshot
+from domain import Relationship, event_metadata, rebuild, take_snapshot
+from service.relationships.codec import Codec, EventCodec, MapperCodec
 from service.store.errors import StoreError
 from service.store.eventstore import EventStore
 from service.store.records import AppendResult, NewEvent, StoredRecord
@@ -33,6 +36,13 @@ _RECORD_PROGRAM = (
     " ON CONFLICT (stream_id) DO NOTHING"
 )
 _PROGRAM_OF = "SELECT program_id FROM relationship_programs WHERE stream_id = $1"
+_KEY_FOR_WRITING = (  # one round trip: the key made now, or the one already there
+    "WITH made AS (INSERT INTO data_keys (stream_id, wrapped_key) VALUES ($1, $2)"
+    " ON CONFLICT (stream_id) DO NOTHING RETURNING wrapped_key, true AS made)"
+    " SELECT wrapped_key, made FROM made"
+    " UNION ALL SELECT wrapped_key, false FROM data_keys WHERE stream_id = $1"
+)
+_KEY_OF = "SELECT wrapped_key FROM data_keys WHERE stream_id = $1"
 
 
 @dataclass(frozen=True)
@@ -56,10 +66,16 @@ class Saved:
 
 class RelationshipRepository:
     def __init__(
-        self, store: EventStore, mapper: Mapper[Any], *, snapshot_every: int = SNAPSHOT_EVERY
+        self,
+        store: EventStore,
+        codec: EventCodec | Mapper[Any],
+        *,
+        snapshot_every: int = SNAPSHOT_EVERY,
     ):
         self.store = store
-        self.mapper = mapper
+        self.codec: Codec = codec if isinstance(codec, EventCodec) else MapperCodec(codec)
+        self.mapper = self.codec.snapshot_mapper
+        """Snapshots (whole-payload encrypted with a cipher key; deleted by an erasure)."""
         self.snapshots = SnapshotStore(store)
         self.snapshot_every = snapshot_every
         self._latest: OrderedDict[UUID, Relationship] = OrderedDict()
@@ -68,6 +84,16 @@ class RelationshipRepository:
         by a writer holding the relationship's lock (see service.relationships.serialise)."""
         self._programs: OrderedDict[UUID, str | None] = OrderedDict()
         """Programs of relationships (they never change), for access checks."""
+        self._write_keys: OrderedDict[UUID, AESGCM | None] = OrderedDict()
+        """Data keys to seal new events with (None: erased), by relationship.
+        Dropped with the relationship's state (``forget``): a key erased by
+        another process is only ever used for an event decided on a stale
+        state, whose append the store then refuses."""
+
+    @property
+    def can_erase(self) -> bool:
+        """Whether erasable fields are sealed under data keys (a cipher key is set)."""
+        return self.codec.seals
 
     async def save(
         self,
@@ -79,10 +105,11 @@ class RelationshipRepository:
         """Append the relationship's pending events. Raises the store's errors
         (VersionConflict when another writer got there first, ...)."""
         pending = relationship.collect_events()
-        events = [self.to_new_event(cast(Relationship.Event, e)) for e in pending]
         opened = [e for e in pending if isinstance(e, Relationship.Opened)]
         if opened:
             await self._record_program(opened[0].originator_id, opened[0].program_id)
+        data_key = await self._write_key(relationship.id) if self.codec.seals else None
+        events = [self.to_new_event(cast(Relationship.Event, e), data_key) for e in pending]
         try:
             result = await self.store.append(
                 events, idempotency_key=idempotency_key, fingerprint=fingerprint
@@ -93,8 +120,11 @@ class RelationshipRepository:
         if result.replayed:
             self.forget(relationship.id)
             return Saved(await self._recorded_at(result), replayed=True)
-        self._remember(relationship)
-        await self._maybe_snapshot(relationship, pending[0].originator_version - 1)
+        if any(isinstance(e, Relationship.PersonalDataErased) for e in pending):
+            self.forget(relationship.id)  # its state in memory still holds what was erased
+        else:
+            self._remember(relationship)
+            await self._maybe_snapshot(relationship, pending[0].originator_version - 1)
         recorded = [
             RecordedEvent(cast(Relationship.Event, e), new.event_id, position, result.recorded_at)
             for e, new, position in zip(pending, events, result.positions, strict=True)
@@ -117,10 +147,13 @@ class RelationshipRepository:
             from_version=None if snapshot is None else snapshot.originator_version + 1,
             to_version=version,
         )
-        stored = [StoredEvent(r.stream_id, r.version, r.topic, r.payload) for r in records]
-        if snapshot is None and not stored:
+        if snapshot is None and not records:
             return None
-        return rebuild_from_stored(self.mapper, stored, snapshot=snapshot)
+        decoded = (
+            None if snapshot is None else cast(Snapshot, self.mapper.to_domain_event(snapshot))
+        )
+        events = (self.decode(record).event for record in records)
+        return rebuild(events, snapshot=decoded)
 
     async def load_for_update(self, relationship_id: UUID) -> Relationship | None:
         """The latest state to decide a new event on: from memory when this
@@ -180,6 +213,30 @@ class RelationshipRepository:
 
     def forget(self, relationship_id: UUID) -> None:
         self._latest.pop(relationship_id, None)
+        self._write_keys.pop(relationship_id, None)
+
+    async def _write_key(self, relationship_id: UUID) -> AESGCM | None:
+        """The relationship's data key to seal new events with, made (and
+        stored, before any event that needs it) on first use; None once erased."""
+        if relationship_id in self._write_keys:
+            self._write_keys.move_to_end(relationship_id)
+            return self._write_keys[relationship_id]
+        codec = self.codec
+        fresh = codec.new_data_key(relationship_id)  # used only if it has none yet
+        rows = await self.store.with_connection(
+            lambda conn: conn.fetch(_KEY_FOR_WRITING, relationship_id, fresh)
+        )
+        if rows:
+            wrapped = rows[0]["wrapped_key"]
+        else:  # made by another writer after this statement's snapshot was taken
+            wrapped = await self.store.with_connection(
+                lambda conn: conn.fetchval(_KEY_OF, relationship_id)
+            )
+        key = None if wrapped is None else codec.data_key(relationship_id, wrapped)
+        self._write_keys[relationship_id] = key
+        while len(self._write_keys) > CACHED_RELATIONSHIPS:
+            self._write_keys.popitem(last=False)
+        return key
 
     def _remember(self, relationship: Relationship) -> None:
         self._latest[relationship.id] = relationship
@@ -187,14 +244,24 @@ class RelationshipRepository:
         while len(self._latest) > CACHED_RELATIONSHIPS:
             self._latest.popitem(last=False)
 
+    async def erasure_event(self, relationship_id: UUID) -> RecordedEvent | None:
+        """The relationship's ``personal_data.erased`` event (the first one)."""
+        for record in await self.store.read_stream(relationship_id):
+            if record.metadata.get("type") == Relationship.PersonalDataErased.api_type:
+                return self.decode(record)
+        return None
+
     def decode(self, record: StoredRecord) -> RecordedEvent:
+        """The record's event; its erasable fields opened with the data key read
+        with it, or ``"[erased]"`` when that key was destroyed."""
         stored = StoredEvent(record.stream_id, record.version, record.topic, record.payload)
-        event = cast(Relationship.Event, self.mapper.to_domain_event(stored))
+        event = self.codec.decode(stored, record.data_key)
         return RecordedEvent(event, record.event_id, record.position, record.recorded_at)
 
-    def to_new_event(self, event: Relationship.Event) -> NewEvent:
-        """The event as the store takes it: mapped payload, envelope in clear."""
-        stored = self.mapper.to_stored_event(event)
+    def to_new_event(self, event: Relationship.Event, data_key: AESGCM | None = None) -> NewEvent:
+        """The event as the store takes it: encoded payload (erasable fields
+        sealed under ``data_key`` when the codec seals), envelope in clear."""
+        stored = self.codec.encode(event, data_key)
         return NewEvent(
             stream_id=cast(UUID, stored.originator_id),
             version=stored.originator_version,

@@ -34,21 +34,26 @@ from service.store.subscriptions import Notifier, Subscription
 T = TypeVar("T")
 log = logging.getLogger(__name__)
 
+_RECORD_COLUMNS = (
+    "SELECT e.position, e.stream_id, e.version, e.event_id, e.topic, e.payload, e.metadata,"
+    " e.recorded_at, e.chain_hash, k.wrapped_key FROM events e"
+    " LEFT JOIN data_keys k ON k.stream_id = e.stream_id"
+)
+"""A record's columns, with its relationship's wrapped data key (docs/erasure.md):
+read in the same statement, so a record is never decoded with a key that was
+destroyed before the record was read, in this process or any other."""
 _READ_STREAM = (
-    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
-    " chain_hash FROM events WHERE stream_id = $1"
+    _RECORD_COLUMNS + " WHERE e.stream_id = $1"
     " AND ($2::bigint IS NULL OR version >= $2) AND ($3::bigint IS NULL OR version <= $3)"
     " AND ($4::timestamptz IS NULL OR recorded_at <= $4) ORDER BY version"
 )
 _READ_LOG = (
-    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
-    " chain_hash FROM events WHERE position > $1"
+    _RECORD_COLUMNS + " WHERE position > $1"
     " AND ($3::bigint IS NULL OR position <= $3)"
     " AND (cardinality($4::text[]) = 0 OR topic = ANY($4)) ORDER BY position LIMIT $2"
 )
 _READ_LOG_OF_PROGRAMS = (
-    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
-    " chain_hash FROM events WHERE position > $1 AND stream_id IN"
+    _RECORD_COLUMNS + " WHERE position > $1 AND e.stream_id IN"  # noqa: S608
     " (SELECT stream_id FROM relationship_programs WHERE program_id = ANY($3::text[]))"
     " ORDER BY position LIMIT $2"
 )
@@ -86,6 +91,7 @@ def _record(row: asyncpg.Record) -> StoredRecord:
         metadata=row["metadata"],
         recorded_at=row["recorded_at"],
         chain_hash=row["chain_hash"],
+        data_key=row["wrapped_key"],
     )
 
 

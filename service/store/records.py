@@ -84,6 +84,9 @@ class StoredRecord:
     metadata: Mapping[str, Any]
     recorded_at: datetime
     chain_hash: bytes
+    data_key: bytes | None = None
+    """Its relationship's data key, wrapped (table data_keys), as read with the
+    record; None when it has none or it was erased."""
 
 
 @dataclass(frozen=True)

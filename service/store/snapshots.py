@@ -9,7 +9,13 @@ from eventsourcing.persistence import StoredEvent
 from service.store.eventstore import EventStore
 
 _SAVE = (
-    "INSERT INTO snapshots (stream_id, version, topic, payload) VALUES ($1, $2, $3, $4)"
+    # never for an erased relationship: its data key's row is locked first, so
+    # an erasure (which deletes snapshots, migration 0070) either waits for
+    # this insert and then deletes it, or has committed and is seen here
+    "WITH data_key AS MATERIALIZED (SELECT erased_at FROM data_keys WHERE stream_id = $1"
+    " FOR SHARE)"
+    " INSERT INTO snapshots (stream_id, version, topic, payload) SELECT $1, $2, $3, $4"
+    " WHERE NOT EXISTS (SELECT 1 FROM data_key WHERE erased_at IS NOT NULL)"
     " ON CONFLICT (stream_id, version) DO NOTHING"
 )
 _LATEST = (

@@ -16,6 +16,7 @@ from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
+from domain import create_cipher_key
 from service.http.app import openapi_document
 from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, TO_CONCLUDED, TO_CULTIVATION
@@ -163,6 +164,9 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
         reader.checked = admin.checked
         await reader.get(events)
     await writer.get("/v1/tokens")  # forbidden
+    erasure = f"/v1/relationships/{rid}/erasure"
+    assert (await admin.post(erasure, {"reason": "request 1"}))[0] == 409  # no cipher key
+    assert (await writer.post(erasure, {"reason": "request 1"}))[0] == 403
 
     # verifiable history: checkpoints, the public key, evidence
     status, published, _ = await admin.post("/v1/checkpoints")
@@ -194,6 +198,30 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
     await admin.get("/healthz")
     await admin.get("/readyz")
     assert len(admin.checked) > 40
+
+
+async def test_erasure_conforms_to_the_description(dsn: str) -> None:
+    with running_server(dsn, MENTORFLOW_CIPHER_KEY=create_cipher_key()) as process:
+        async with aiohttp.ClientSession() as session:
+            admin = CheckedApi(session, process.url, ADMIN_TOKEN)
+            status, created, _ = await admin.post(
+                "/v1/relationships", {"mentee_id": "m", "mentee_name": "Ada"}
+            )
+            assert status == 201
+            erasure = f"/v1/relationships/{created['id']}/erasure"
+            assert (await admin.post(erasure, {}))[0] == 422
+            assert (await admin.post(erasure, {"reason": "r", "by": "me"}))[0] == 422
+            assert (await admin.post(erasure, {"reason": " "}))[0] == 422
+            key = {"Idempotency-Key": "erase-1"}
+            assert (await admin.post(erasure, {"reason": "ticket 9"}, headers=key))[0] == 201
+            assert (await admin.post(erasure, {"reason": "ticket 9"}, headers=key))[0] == 201
+            assert (await admin.post(erasure, {"reason": "again"}))[0] == 201
+            unknown = "/v1/relationships/00000000-0000-0000-0000-000000000000/erasure"
+            assert (await admin.post(unknown, {"reason": "r"}))[0] == 404
+            status, page, _ = await admin.get(f"/v1/relationships/{created['id']}/events")
+            assert status == 200 and page["items"][-1]["type"] == "personal_data.erased"
+            await admin.get(f"/v1/relationships/{created['id']}")
+            assert len(admin.checked) == 10
 
 
 class _Assets(HTMLParser):

@@ -14,7 +14,7 @@ from openapi_spec_validator import validate
 from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
-from domain import CONFIDENTIAL_FIELDS, RECORDABLE_TYPES, Relationship
+from domain import CONFIDENTIAL_FIELDS, EVENT_CLASSES, RECORDABLE_TYPES, Relationship
 from domain.catalog import data_schema
 from domain.samples import DATA_SAMPLES, walk_to
 from service.http.app import openapi_document
@@ -126,7 +126,7 @@ def test_the_event_schema_refuses_what_validation_refuses(body: dict[str, Any]) 
 def test_every_webhook_type_is_described() -> None:
     webhooks = DOC["webhooks"]
     expected = {"relationship.phase_changed", "webhook.test", "checkpoint.published"} | {
-        f"relationship.{t}" for t in {*RECORDABLE_TYPES, "relationship.opened"}
+        f"relationship.{t}" for t in EVENT_CLASSES
     }
     assert set(webhooks) == expected
     for name, item in webhooks.items():

@@ -159,7 +159,14 @@ def _events(history: list[tuple[str, dict[str, Any] | None]]) -> list[Relationsh
     return list(relationship.collect_events())
 
 
+def _erasure() -> Relationship.Event:
+    relationship = Relationship.open({"mentee_id": "mentee-1"}, ENVELOPE)
+    return relationship.erase({"reason": "erasure request 1234"}, ENVELOPE)
+
+
 EVENTS = _events(HISTORY) + _events(REFINED_AND_WITHDRAWN)[-2:]
+SAMPLES = [*EVENTS, _erasure()]
+"""Every event type, with every field given."""
 KEY = create_cipher_key()
 MAPPERS = {
     "plain": make_mapper(),
@@ -184,9 +191,9 @@ def _same_types(left: Any, right: Any, path: str) -> None:
 
 
 def test_the_sample_covers_every_event_type_and_every_field() -> None:
-    assert {event.api_type for event in EVENTS} == set(EVENT_CLASSES)
+    assert {event.api_type for event in SAMPLES} == set(EVENT_CLASSES)
     for cls in EVENT_CLASSES.values():
-        samples = [event for event in EVENTS if type(event) is cls]
+        samples = [event for event in SAMPLES if type(event) is cls]
         for field in dataclasses.fields(cls):
             if field.name not in ENVELOPE_FIELDS:
                 given = [getattr(event, field.name) for event in samples]
@@ -195,7 +202,7 @@ def test_the_sample_covers_every_event_type_and_every_field() -> None:
 
 @pytest.mark.parametrize("mapper_name", MAPPERS)
 @pytest.mark.parametrize(
-    "event", EVENTS, ids=[f"{e.originator_version}-{e.api_type}" for e in EVENTS]
+    "event", SAMPLES, ids=[f"{e.originator_version}-{e.api_type}" for e in SAMPLES]
 )
 def test_round_trip_keeps_every_field_and_type(mapper_name: str, event: Relationship.Event) -> None:
     mapper = MAPPERS[mapper_name]
@@ -286,6 +293,6 @@ def test_every_stored_dataclass_has_a_fixed_name() -> None:
         and obj.__module__ in stored_modules
     }
     expected = dataclass_types - {Envelope, values.NonBlank, values.MaxLength, values.Between}
-    expected -= {values.MinItems, values.Assigned}
+    expected -= {values.MinItems, values.Assigned, values.Erasable}
     assert set(STORED_NAMES) == expected
     assert len(set(STORED_NAMES.values())) == len(STORED_NAMES)
