@@ -24,7 +24,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from service.http.ops_routes import strict_page_headers
+from service.pages.headers import strict_page_headers
 from service.pages.svg import lifecycle_svg
 from workflows import PHASES
 

@@ -36,7 +36,6 @@ def _diagram_parts() -> tuple[str, tuple[str, ...], int]:
     edges: dict[tuple[str, str], list[str]] = defaultdict(list)
     for transition in described["transitions"]:
         edges[(transition["from"], transition["to"])].append(transition["event"])
-    width = _x(len(phases)) - GAP + MARGIN
     parts: list[str] = []
     labelled_below: set[tuple[str, ...]] = set()
     below = 0

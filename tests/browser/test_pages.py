@@ -51,7 +51,7 @@ class World:
     main_id: str  # program prog-a, mentee mentee-a, in cultivation, version 11
     other_id: str  # program prog-b, mentee mentee-b, in reflection
     public_key: str = ""
-    versions: dict[str, int] = field(default_factory=dict)
+    positions: dict[int, int] = field(default_factory=dict)  # version -> global position
 
 
 @pytest.fixture(scope="module")
@@ -60,7 +60,7 @@ async def world(server: ServerProcess) -> AsyncIterator[World]:
         admin = Api(session, server.url, ADMIN_TOKEN)
         writer = admin.as_token(await admin.token_for("writer"))
         main = await open_relationship(writer, mentee_id="mentee-a", program_id="prog-a")
-        await walk(writer, main["id"], TO_CULTIVATION)  # versions 2..10
+        walked = await walk(writer, main["id"], TO_CULTIVATION)  # versions 2..10
         await post(
             writer,
             main["id"],
@@ -86,6 +86,7 @@ async def world(server: ServerProcess) -> AsyncIterator[World]:
             main_id=main["id"],
             other_id=other["id"],
             public_key=key["public_key"],
+            positions={event["version"]: event["position"] for event in walked},
         )
 
 
@@ -219,6 +220,12 @@ async def test_sign_in_filter_open_slide_and_deep_link(browser: Any, world: Worl
     assert "reflection.recorded" in await page.locator("#changed").inner_text()
     assert await page.locator("#timeline li.current").get_attribute("id") == "version-2"
 
+    # an at-risk reason's evidence links name global positions: they open that event
+    await page.goto(f"{world.url}/ui/relationships/{world.main_id}#position-{world.positions[4]}")
+    await page.locator("#phase-text", has_text="version 4:").wait_for()
+    assert await page.locator("#timeline li.evidence").get_attribute("id") == "version-4"
+    assert await current_phase(page) == "identification"
+
     await page.goto(world.url + "/ui/stats")
     await page.locator("#funnel-table tbody tr").first.wait_for()
     assert await page.locator("#funnel-chart svg rect").count() >= 6
@@ -250,7 +257,8 @@ async def test_auditor_sees_no_confidential_text_and_verifies_the_evidence(
     await download.save_as(bundle)
     text = bundle.read_text()
     assert SECRET not in text
-    checked = subprocess.run(
+    checked = await asyncio.to_thread(
+        subprocess.run,
         [sys.executable, "-m", "service.cli", "evidence", "verify", str(bundle),
          "--public-key", world.public_key],
         capture_output=True, text=True, cwd=ROOT, timeout=60, check=False,
