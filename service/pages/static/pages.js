@@ -223,7 +223,7 @@
 
   // --- one relationship ---
 
-  const rel = { id: null, latest: 1, entries: [], byVersion: new Map(), states: new Map(), timer: null };
+  const rel = { id: null, latest: 1, entries: [], byVersion: new Map(), events: new Map(), states: new Map(), timer: null, pendingHash: false };
 
   function formatValue(value) {
     if (value === null || value === undefined || value === "") return "—";
@@ -271,22 +271,45 @@
     facts($("state"), STATE_FIELDS.map(([label, key]) => [label, state[key]]));
   }
 
-  function showChanged(version) {
-    const entry = rel.byVersion.get(version);
+  function eventAt(version) {
+    // the timeline's entry when it is loaded; until then the event itself
+    if (rel.byVersion.has(version)) return Promise.resolve(rel.byVersion.get(version));
+    if (!rel.events.has(version)) {
+      const path = `/v1/relationships/${rel.id}/events?from_version=${version}&limit=1`;
+      rel.events.set(version, json(path).then((body) => body.items.find((e) => e.version === version)));
+    }
+    return rel.events.get(version);
+  }
+
+  async function showChanged(version) {
+    let entry;
+    try {
+      entry = await eventAt(version);
+    } catch (error) {
+      failed("relationship-status", error);
+      return;
+    }
+    if (Number($("version").value) !== version) return; // the slider moved on
     const box = $("changed");
     if (!entry) {
-      box.replaceChildren(el("p", {}, `Version ${version} is not in the timeline yet.`));
+      box.replaceChildren(el("p", {}, `No event at version ${version}.`));
       return;
     }
     const dl = el("dl", { class: "facts" });
-    const pairs = [["Event", entry.type], ["Summary", entry.summary], ["Occurred", entry.occurred_at],
-      ["Recorded", entry.recorded_at], ["Position", entry.position]];
+    const pairs = [["Event", entry.type]];
+    if (entry.summary) pairs.push(["Summary", entry.summary]);
+    pairs.push(["Occurred", entry.occurred_at], ["Recorded", entry.recorded_at], ["Position", entry.position]);
     if (entry.from_phase || entry.to_phase) pairs.push(["Phase change", `${entry.from_phase} → ${entry.to_phase}`]);
     if (entry.actor) pairs.push(["Actor", entry.actor]);
     pairs.push(["Data", entry.data]);
     if (entry.redacted && entry.redacted.length) pairs.push(["Hidden from your role", entry.redacted.join(", ")]);
     facts(dl, pairs);
     box.replaceChildren(dl);
+  }
+
+  function scrollTimelineTo(item) {
+    const list = $("timeline");
+    list.scrollTop = item.offsetTop - list.clientHeight / 2;
   }
 
   function markTimeline(version) {
@@ -317,7 +340,7 @@
     if (how === "push") history.pushState(null, "", url);
     else if (how !== "keep") history.replaceState(null, "", url);
     const item = markTimeline(version);
-    if (item && how !== "keep-scroll") item.scrollIntoView({ block: "nearest" });
+    if (item) scrollTimelineTo(item);
     showChanged(version);
     clearTimeout(rel.timer);
     rel.timer = setTimeout(async () => {
@@ -330,24 +353,49 @@
     }, how === "slide" ? 120 : 0);
   }
 
-  function renderTimeline() {
-    const items = rel.entries.map((entry) =>
+  function appendTimeline(entries) {
+    rel.entries.push(...entries);
+    for (const entry of entries) rel.byVersion.set(entry.version, entry);
+    $("timeline").append(...entries.map((entry) =>
       el("li", { id: `version-${entry.version}`, "data-position": entry.position },
         el("a", { href: `?version=${entry.version}`, "data-version": entry.version }, `v${entry.version} · ${entry.type}`),
         " ",
         el("span", {}, entry.summary || ""),
         el("span", { class: "meta", id: `position-${entry.position}` }, ` · position ${entry.position} · ${entry.occurred_at || ""}`),
       ),
-    );
-    $("timeline").replaceChildren(...items);
+    ));
+  }
+
+  async function loadTimeline() {
+    // a first short page, then the rest in large pages, each shown as it comes
+    let cursor = null;
+    for (let page = 0; page < 200; page += 1) {
+      const size = page ? 500 : 100;
+      const more = cursor ? `&cursor=${encodeURIComponent(cursor)}` : "";
+      const body = await json(`/v1/relationships/${rel.id}/timeline?limit=${size}${more}`);
+      appendTimeline(body.items);
+      const current = Number($("version").value);
+      if (body.items.some((e) => e.version === current)) {
+        scrollTimelineTo(markTimeline(current));
+        if (body.items.find((e) => e.version === current).summary) showChanged(current);
+      }
+      if (rel.pendingHash) followHash();
+      cursor = body.next_cursor;
+      if (!cursor) break;
+    }
+    say("timeline-status", `${rel.entries.length} events in the timeline.`);
   }
 
   function followHash() {
     const match = /^#position-(\d+)$/.exec(location.hash);
+    rel.pendingHash = false;
     if (!match) return false;
     const position = Number(match[1]);
     const entry = rel.entries.find((e) => e.position === position);
-    if (!entry) return false;
+    if (!entry) {
+      rel.pendingHash = true; // not loaded yet
+      return false;
+    }
     for (const item of document.querySelectorAll("#timeline li.evidence")) item.classList.remove("evidence");
     showVersion(entry.version, "replace");
     const item = $(`version-${entry.version}`);
@@ -408,10 +456,7 @@
     let latest;
     try {
       const wanted = params.get("as_of") ? `?as_of=${encodeURIComponent(params.get("as_of"))}` : "";
-      [latest, rel.entries] = await Promise.all([
-        json(`/v1/relationships/${rel.id}`),
-        allPages(`/v1/relationships/${rel.id}/timeline?limit=500`),
-      ]);
+      latest = await json(`/v1/relationships/${rel.id}`);
       rel.states.set(latest.version, Promise.resolve(latest));
       rel.latest = latest.version;
       if (wanted) {
@@ -423,13 +468,12 @@
       failed("relationship-status", error);
       return;
     }
-    rel.byVersion = new Map(rel.entries.map((e) => [e.version, e]));
     say("relationship-name", latest.mentee_name || latest.mentee_id);
     say("relationship-status", "");
     const slider = $("version");
     slider.max = String(rel.latest);
-    renderTimeline();
     showVerification();
+    loadTimeline().catch((error) => failed("timeline-status", error));
     const asked = Number(params.get("version"));
     if (!followHash()) showVersion(Number.isInteger(asked) && asked >= 1 ? asked : rel.latest, params.get("as_of") ? "keep" : "replace");
     slider.addEventListener("input", () => showVersion(Number(slider.value), "slide"));
