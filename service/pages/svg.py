@@ -18,8 +18,8 @@ from html import escape
 
 import workflows
 
-BOX_W, BOX_H, GAP, TOP = 150, 56, 44, 90
-MARGIN = 90
+BOX_W, BOX_H, GAP, TOP = 140, 56, 50, 90
+MARGIN = 40
 
 
 def _x(index: int) -> int:

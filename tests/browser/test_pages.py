@@ -16,6 +16,7 @@ import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
@@ -219,6 +220,12 @@ async def test_sign_in_filter_open_slide_and_deep_link(browser: Any, world: Worl
     assert await current_phase(page) == "reflection"
     assert "reflection.recorded" in await page.locator("#changed").inner_text()
     assert await page.locator("#timeline li.current").get_attribute("id") == "version-2"
+
+    # ?as_of= shows the version current at that moment (now: the latest)
+    now = datetime.now(UTC).isoformat().replace("+00:00", "Z")
+    await page.goto(f"{world.url}/ui/relationships/{world.main_id}?as_of={now}")
+    await page.locator("#phase-text", has_text="version 11:").wait_for()
+    assert "as_of=" in page.url
 
     # an at-risk reason's evidence links name global positions: they open that event
     await page.goto(f"{world.url}/ui/relationships/{world.main_id}#position-{world.positions[4]}")

@@ -225,20 +225,20 @@
 
   const rel = { id: null, latest: 1, entries: [], byVersion: new Map(), events: new Map(), states: new Map(), timer: null, pendingHash: false };
 
-  function formatValue(value) {
+  function formatValue(value, open) {
     if (value === null || value === undefined || value === "") return "—";
     if (Array.isArray(value) && value.every((v) => typeof v !== "object" || v === null)) {
       return value.length ? value.join(", ") : "none";
     }
     if (typeof value === "object") {
       const size = Array.isArray(value) ? `${value.length} item${value.length === 1 ? "" : "s"}` : "details";
-      return el("details", {}, el("summary", {}, size), el("pre", {}, JSON.stringify(value, null, 2)));
+      return el("details", { open: open ? "" : null }, el("summary", {}, size), el("pre", {}, JSON.stringify(value, null, 2)));
     }
     return String(value);
   }
 
   function facts(dl, pairs) {
-    dl.replaceChildren(...pairs.flatMap(([name, value]) => [el("dt", {}, name), el("dd", {}, formatValue(value))]));
+    dl.replaceChildren(...pairs.flatMap(([name, value, open]) => [el("dt", {}, name), el("dd", {}, formatValue(value, open))]));
   }
 
   const STATE_FIELDS = [
@@ -260,8 +260,16 @@
     for (const group of document.querySelectorAll(".lifecycle .phase")) {
       const current = group.dataset.phase === phase;
       group.classList.toggle("current", current);
-      if (current) group.setAttribute("aria-current", "step");
-      else group.removeAttribute("aria-current");
+      if (current) {
+        group.setAttribute("aria-current", "step");
+        // on a narrow screen the diagram scrolls: bring the phase into view
+        const box = group.querySelector("rect");
+        const frame = group.closest(".diagram");
+        const left = Number(box.getAttribute("x")) - (frame.clientWidth - Number(box.getAttribute("width"))) / 2;
+        frame.scrollLeft = Math.max(0, left);
+      } else {
+        group.removeAttribute("aria-current");
+      }
     }
   }
 
@@ -300,8 +308,9 @@
     if (entry.summary) pairs.push(["Summary", entry.summary]);
     pairs.push(["Occurred", entry.occurred_at], ["Recorded", entry.recorded_at], ["Position", entry.position]);
     if (entry.from_phase || entry.to_phase) pairs.push(["Phase change", `${entry.from_phase} → ${entry.to_phase}`]);
-    if (entry.actor) pairs.push(["Actor", entry.actor]);
-    pairs.push(["Data", entry.data]);
+    if (entry.actor) pairs.push(["Actor", entry.actor.id ? `${entry.actor.id} (${entry.actor.role})` : entry.actor]);
+    if (entry.source) pairs.push(["Recorded with token", entry.source]);
+    pairs.push(["Data", entry.data, true]);
     if (entry.redacted && entry.redacted.length) pairs.push(["Hidden from your role", entry.redacted.join(", ")]);
     facts(dl, pairs);
     box.replaceChildren(dl);
