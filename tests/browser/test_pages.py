@@ -358,3 +358,41 @@ async def test_pages_send_strict_headers_and_no_inline_code(world: World) -> Non
             assert response.status == 404
         async with session.get(world.url + "/openapi.json") as response:
             assert not [p for p in (await response.json())["paths"] if p.startswith("/ui")]
+
+
+async def test_risk_badges_link_their_evidence_to_the_timeline(browser: Any, world: World) -> None:
+    """The list items' `risk_reasons` gain `detail` and `evidence` (positions);
+    until the service sends them, the test adds them to the API's own answer."""
+    context, w = await watched(browser, world)
+    page = w.page
+    position = world.positions[3]
+
+    async def with_evidence(route: Any) -> None:
+        response = await route.fetch()
+        body = await response.json()
+        for item in body["items"]:
+            if item["id"] == world.main_id:
+                item["at_risk"] = True
+                item["risk_reasons"] = [
+                    {"code": "no_recent_meeting", "message": "no meeting lately",
+                     "detail": "no meeting since <b>February</b>", "evidence": [position]},
+                    {"code": "stalled", "message": "the phase stalled"},
+                ]  # fmt: skip
+        await route.fulfill(response=response, json=body)
+
+    await page.route(re.compile(r"/v1/relationships\?"), with_evidence)
+    await sign_in(page, world.url + "/ui/?program_id=prog-a", world.writer)
+    row = page.locator("#relationships tbody tr", has_text="mentee-a")
+    await row.wait_for()
+    badges = row.locator(".badge")
+    assert await badges.count() == 2
+    assert "no meeting since <b>February</b>" in await badges.first.inner_text()  # as text
+    assert await row.locator("b").count() == 0
+    assert "the phase stalled" in await badges.nth(1).inner_text()
+    await badges.first.get_by_role("link").click()
+    await page.wait_for_url(f"**/ui/relationships/{world.main_id}#position-{position}")
+    await page.locator("#phase-text", has_text="version 3:").wait_for()
+    assert await page.locator("#timeline li.evidence").get_attribute("id") == "version-3"
+    assert "identification.started" in await page.locator("#changed").inner_text()
+    w.check()
+    await context.close()

@@ -276,7 +276,11 @@
   function showState(state) {
     highlight(state.phase);
     say("phase-text", `Phase at version ${state.version}: ${state.phase}${state.paused ? " (paused)" : ""}.`);
-    facts($("state"), STATE_FIELDS.map(([label, key]) => [label, state[key]]));
+    const pairs = STATE_FIELDS.map(([label, key]) => [label, state[key]]);
+    facts($("state"), pairs);
+    if (Array.isArray(state.risk_reasons) && state.risk_reasons.length) {
+      $("state").append(el("dt", {}, "At risk"), el("dd", {}, riskBadges(state)));
+    }
   }
 
   function eventAt(version) {
