@@ -396,3 +396,43 @@ async def test_risk_badges_link_their_evidence_to_the_timeline(browser: Any, wor
     assert "identification.started" in await page.locator("#changed").inner_text()
     w.check()
     await context.close()
+
+
+async def test_the_list_pages_and_inline_script_is_refused(browser: Any, world: World) -> None:
+    context, w = await watched(browser, world)
+    page = w.page
+    await sign_in(page, world.url + "/ui/?limit=1", world.writer)
+    rows = page.locator("#relationships tbody tr")
+    await rows.first.wait_for()
+    assert await rows.count() == 1
+    first = await rows.first.inner_text()
+    await page.get_by_role("button", name="Next page").click()
+    await page.wait_for_url(re.compile(r"cursor="))
+    await page.locator("#relationships tbody tr", has_not_text=first.split()[0]).wait_for()
+    assert await rows.count() == 1
+    await page.get_by_role("button", name="First page").click()
+    await page.locator("#relationships tbody tr", has_text=first.split()[0]).wait_for()
+    assert "cursor=" not in page.url
+
+    # the policy is in force: an injected inline script does not run, and is reported
+    outcome = await page.evaluate(
+        """() => new Promise((resolve) => {
+            document.addEventListener("securitypolicyviolation",
+                (e) => resolve({blocked: e.violatedDirective, ran: window.injected === 1}));
+            const script = document.createElement("script");
+            script.textContent = "window.injected = 1";
+            document.body.append(script);
+        })"""
+    )
+    assert outcome == {"blocked": "script-src-elem", "ran": False}
+    w.problems = [p for p in w.problems if "Content Security Policy" not in p]  # ours
+    w.check()
+    await context.close()
+
+
+async def test_no_token_reaches_the_server_log(server: ServerProcess, world: World) -> None:
+    """Run last: every page test above signed in and read with these tokens."""
+    logs = server.logs()
+    assert "GET" in logs or "request" in logs
+    for token in (world.writer, world.auditor, world.scoped):
+        assert token not in logs

@@ -168,11 +168,10 @@
       if (field.type === "checkbox") field.checked = params.get(name) === "true";
       else field.value = params.get(name) || "";
     }
-    const query = new URLSearchParams();
-    for (const name of [...FILTERS, "cursor"]) {
-      if (params.get(name)) query.set(name, params.get(name));
+    const query = new URLSearchParams({ limit: "50" });
+    for (const name of [...FILTERS, "cursor", "limit"]) {
+      if (params.get(name)) query.set(name, params.get(name)); // the API validates them
     }
-    query.set("limit", "50");
     say("list-status", "Loading…");
     let body;
     try {
