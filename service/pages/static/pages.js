@@ -160,7 +160,10 @@
     return list;
   }
 
+  let listRequest = 0;
+
   async function relationshipsPage() {
+    const mine = (listRequest += 1); // a slower earlier answer must not overwrite a later one
     const form = $("filters");
     const params = new URLSearchParams(location.search);
     for (const name of FILTERS) {
@@ -177,12 +180,13 @@
     try {
       body = await json(`/v1/relationships?${query}`);
     } catch (error) {
-      failed("list-status", error);
+      if (mine === listRequest) failed("list-status", error);
       return;
     }
+    if (mine !== listRequest) return;
     const rows = body.items.map((item) =>
       el("tr", {},
-        el("td", {}, el("a", { href: `/ui/relationships/${item.id}` }, item.mentee_name || item.mentee_id)),
+        el("td", {}, el("a", { href: `/ui/relationships/${encodeURIComponent(item.id)}` }, item.mentee_name || item.mentee_id)),
         el("td", {}, item.mentor_id || "—"),
         el("td", {}, item.program_id || "—"),
         el("td", {}, el("span", { class: "phase-tag" }, item.phase + (item.paused ? " (paused)" : ""))),
