@@ -11,6 +11,10 @@ client at the same concurrency, interleaved for several rounds; figures are
 medians. Targets: mentorflow >= 50% of the baseline's requests/s, p99 < 50 ms.
 
     python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16] [--no-workers]
+                         [--profile FILE]
+
+--profile runs the server under pyinstrument and writes its profile of the
+whole run (text) to FILE when the server stops.
 
 By default the server also runs the projection workers and the webhook
 dispatcher, which share its CPU; --no-workers measures an API-only process
@@ -110,10 +114,16 @@ def summary(latencies: list[float], seconds: float) -> dict[str, float]:
     }
 
 
-async def main(seconds: float, rounds: int, concurrency: int, workers: bool) -> None:
+async def main(
+    seconds: float, rounds: int, concurrency: int, workers: bool, profile: str | None = None
+) -> None:
     dsn = database_url_for_tests()
     schema = f"bench_{uuid.uuid4().hex[:10]}"
+    profiler = (
+        ("-m", "pyinstrument", "-r", "text", "-p", "flat=true", "-o", profile) if profile else ()
+    )
     server = ServerProcess(dsn, schema, MENTORFLOW_RUN_WORKERS="1" if workers else "0")
+    server.python_args = profiler
     server.start()
     bare_port = free_port()
     bare = await asyncio.create_subprocess_exec(
@@ -149,6 +159,8 @@ async def main(seconds: float, rounds: int, concurrency: int, workers: bool) -> 
     finally:
         bare.terminate()
         await bare.wait()
+        if profile:
+            server.terminate(timeout=120)  # a clean exit, so the profiler writes its report
         server.close()
         await drop_schema(dsn, schema)
 
@@ -187,5 +199,8 @@ if __name__ == "__main__":
         action="store_true",
         help="serve the API only (projections and webhooks run in another process)",
     )
+    parser.add_argument("--profile", metavar="FILE", help="profile the server (pyinstrument)")
     args = parser.parse_args()
-    asyncio.run(main(args.seconds, args.rounds, args.concurrency, not args.no_workers))
+    asyncio.run(
+        main(args.seconds, args.rounds, args.concurrency, not args.no_workers, args.profile)
+    )

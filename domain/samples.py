@@ -98,7 +98,23 @@ DATA_SAMPLES: dict[str, dict[str, Any]] = {
     "action_item.completed": {"action_item_id": "a1"},
     "goal.progressed": {"goal_id": "g1", "status": "at_risk", "note": "n"},
     "feedback.given": {"from_role": "mentor", "rating": 5, "comment": "c"},
-    "concern.raised": {"category": "wellbeing", "severity": "high", "detail": "d"},
+    "concern.raised": {
+        "concern_id": "c1",
+        "category": "wellbeing",
+        "severity": "high",
+        "detail": "d",
+    },
+    "concern.resolved": {"concern_id": "c1", "resolution": "addressed", "note": "n"},
+    "risk.flagged": {
+        "reasons": [
+            {
+                "code": "no_recent_meeting",
+                "since": "2025-03-21T15:00:00Z",
+                "detail": "no meeting since 2025-02-10; the monthly cadence wanted one by then",
+            }
+        ]
+    },
+    "risk.cleared": {"codes": ["no_recent_meeting"]},
     "relationship.paused": {"reason": "leave", "expected_resume": "2025-05-01"},
     "relationship.resumed": {},
     "review.started": {"trigger": "term_ended"},
@@ -169,12 +185,14 @@ def walk_to(
     *,
     mentee_id: str = "mentee-1",
     mentor_id: str = "mentor-1",
+    program_id: str | None = None,
     clock: Clock | None = None,
     id: UUID | None = None,
 ) -> Relationship:
     """A relationship opened and taken, event by event, to ``phase``."""
     clock = clock or Clock()
-    relationship = Relationship.open({"mentee_id": mentee_id}, clock.envelope(mentee_id), id=id)
+    opening = {"mentee_id": mentee_id} | ({"program_id": program_id} if program_id else {})
+    relationship = Relationship.open(opening, clock.envelope(mentee_id), id=id)
     target = PHASES.index(phase)
     for reached, event_type, data in _steps(mentor_id):
         if PHASES.index(reached) > target:
@@ -189,7 +207,12 @@ def long_history(
     """A relationship in cultivation with ``events`` events: meetings, action items,
     goal progress and feedback, as a long-running pair would accumulate."""
     clock = clock or Clock(step=timedelta(hours=6))
-    relationship = walk_to("cultivation", clock=clock, id=id)
+    return cultivate(walk_to("cultivation", clock=clock, id=id), events, clock)
+
+
+def cultivate(relationship: Relationship, events: int, clock: Clock) -> Relationship:
+    """Rounds of cultivation (a meeting scheduled and held, its action item done,
+    goal progress, feedback) until the relationship has ``events`` events."""
     number = 0
     while relationship.version < events:
         number += 1

@@ -78,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("relationship_id", nargs="?")
     target.add_argument("--all", action="store_true")
     verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument(
+        "--trusted-checkpoint",
+        metavar="FILE",
+        help="with --all: a checkpoint kept outside the database (JSON or signed note)",
+    )
+    verify.add_argument(
+        "--public-key",
+        metavar="KEY",
+        help="the checkpoint's Ed25519 public key: a PEM file or base64 (pins the key)",
+    )
 
     projections = commands.add_parser("projections", help="manage read models")
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)
@@ -225,7 +235,14 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     if command == "verify":
         return asyncio.run(
-            auditor.verify(settings, args.relationship_id, all=args.all, fmt=args.format)
+            auditor.verify(
+                settings,
+                args.relationship_id,
+                all=args.all,
+                fmt=args.format,
+                trusted_checkpoint=args.trusted_checkpoint,
+                public_key=args.public_key,
+            )
         )
     if command == "projections":
         return asyncio.run(auditor.rebuild(settings, args.name))

@@ -13,6 +13,7 @@ from service.composition.components import Components, build
 from service.http import (
     checkpoint_routes,
     ops_routes,
+    proof_routes,
     read_routes,
     relationship_routes,
     webhook_routes,
@@ -40,6 +41,7 @@ def all_routes() -> list[Route]:
         *relationship_routes.ROUTES,
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
+        *proof_routes.ROUTES,
         *checkpoint_routes.ROUTES,
     ]
 
@@ -47,7 +49,12 @@ def all_routes() -> list[Route]:
 def openapi_document() -> dict[str, object]:
     return build_openapi(
         all_routes(),
-        {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS, **checkpoint_routes.SCHEMAS},
+        {
+            **read_routes.SCHEMAS,
+            **webhook_routes.SCHEMAS,
+            **proof_routes.SCHEMAS,
+            **checkpoint_routes.SCHEMAS,
+        },
     )
 
 

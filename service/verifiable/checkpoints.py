@@ -32,6 +32,7 @@ from domain.verifiable.note import checkpoint_text, sign
 from service.store.eventstore import EventStore
 from service.verifiable.signing_key import SigningKey
 from service.verifiable.tree import MerkleTree
+from service.verifiable.tree_builder import catch_up
 from service.webhooks.outbox import (
     CHANNEL_PREFIX,
     CHECKPOINT_GROUP,
@@ -67,6 +68,14 @@ _QUEUE = (
     " ON CONFLICT ON CONSTRAINT webhook_messages_once DO NOTHING"
 )
 _WAKE = "SELECT pg_notify($1 || current_schema(), '')"
+
+
+def wants_checkpoints(event_types: list[str]) -> bool:
+    """Checkpoints go to endpoints that name them (`checkpoint.published`,
+    `checkpoint.*`): a bare `*` (the default) keeps meaning the relationship
+    webhook types it always meant, so receivers written for those are not
+    sent a message of another shape."""
+    return matches([p for p in event_types if p != "*"], CHECKPOINT_TYPE)
 
 
 @dataclass(frozen=True)
@@ -156,10 +165,13 @@ class Checkpoints:
         return None if row is None else _checkpoint(row)
 
     async def publish(self) -> Published:
-        """Sign and store a checkpoint of the tree as it is now, unless the
-        latest one already has this size (then it is returned, `new` false)."""
+        """Sign and store a checkpoint of the whole log as committed now (the
+        stored tree is brought up to its end first, which costs time in
+        proportion to what the builder had not reached), unless the latest one
+        already has this size (then it is returned, `new` false)."""
         key = self._key()
         origin = await self.origin()
+        await catch_up(self.store)
         async with self._publishing, self.store.transaction() as conn:
             await conn.execute(_LOCK)
             row = await conn.fetchrow(_LATEST)
@@ -179,9 +191,7 @@ class Checkpoints:
 
 async def _queue_messages(conn: asyncpg.Connection, checkpoint: StoredCheckpoint) -> None:
     endpoints = [
-        row["id"]
-        for row in await conn.fetch(_ENDPOINTS)
-        if matches(row["event_types"], CHECKPOINT_TYPE)
+        row["id"] for row in await conn.fetch(_ENDPOINTS) if wants_checkpoints(row["event_types"])
     ]
     if not endpoints:
         return

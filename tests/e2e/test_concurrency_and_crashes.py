@@ -8,7 +8,6 @@ import json
 import signal
 import time
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import aiohttp
@@ -180,8 +179,8 @@ async def test_sigterm_answers_a_body_still_arriving_and_exits_without_waiting_t
         stream.close()
 
 
-async def test_database_down_gives_503_and_recovers_without_restart(tmp_path: Path) -> None:
-    postgres = DisposablePostgres(tmp_path / "pg")
+async def test_database_down_gives_503_and_recovers_without_restart() -> None:
+    postgres = DisposablePostgres("down-and-up")
     process = ServerProcess(postgres.url, "mentorflow")
     try:
         process.start()

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
-from pathlib import Path
 from uuid import uuid4
 
 import pytest
@@ -19,8 +18,8 @@ pytestmark = pytest.mark.db
 
 
 @pytest.fixture
-def postgres(tmp_path: Path) -> Iterator[DisposablePostgres]:
-    server = DisposablePostgres(tmp_path / "pg")
+def postgres() -> Iterator[DisposablePostgres]:
+    server = DisposablePostgres("availability")
     try:
         yield server
     finally:

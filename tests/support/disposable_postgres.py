@@ -3,6 +3,8 @@ may stop and start again: the database going away and coming back."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 import warnings
 from pathlib import Path
 
@@ -12,8 +14,15 @@ with warnings.catch_warnings():
 
 
 class DisposablePostgres:
-    def __init__(self, path: Path):
-        self._server = postgres_server.get_server(path, cleanup_mode="delete")
+    """In a directory of its own under the system's temporary directory, not
+    pytest's: PostgreSQL runs as another user, which must be able to reach it,
+    and pytest makes its own base directory private again whenever another
+    pytest process starts."""
+
+    def __init__(self, name: str):
+        self._dir = Path(tempfile.mkdtemp(prefix=f"mentorflow-{name}-"))
+        self._dir.chmod(0o755)
+        self._server = postgres_server.get_server(self._dir / "pg", cleanup_mode="delete")
         self.url = self._server.get_uri()
 
     def stop(self) -> None:
@@ -27,3 +36,4 @@ class DisposablePostgres:
 
     def destroy(self) -> None:
         self._server.cleanup()
+        shutil.rmtree(self._dir, ignore_errors=True)

@@ -32,6 +32,8 @@ class ServerProcess:
 
     def __init__(self, dsn: str, schema: str, **env: str):
         self.dsn = dsn
+        self.python_args: tuple[str, ...] = ()
+        """Arguments for Python before ``-m service.cli`` (a profiler's, for example)."""
         self.schema = schema
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -46,10 +48,21 @@ class ServerProcess:
             "DATABASE_URL": self.dsn,
             "MENTORFLOW_DB_SCHEMA": self.schema,
             "MENTORFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+            # the service records risk.* on its own as time passes: only the tests
+            # about it turn the risk worker on, so the others see their own events only
+            "MENTORFLOW_RISK_WORKER": "0",
             **self._extra_env,
         }
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "service.cli", "serve", "--port", str(self.port)],
+            [
+                sys.executable,
+                *self.python_args,
+                "-m",
+                "service.cli",
+                "serve",
+                "--port",
+                str(self.port),
+            ],
             env=env,
             stdout=self._log,
             stderr=subprocess.STDOUT,

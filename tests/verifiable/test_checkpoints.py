@@ -105,6 +105,9 @@ async def test_each_checkpoint_is_queued_for_subscribers(
     other, _ = await endpoints.create(
         store, "http://127.0.0.1:9/c", ["relationship.*"], None, sealer=sealer
     )
+    prefixed, _ = await endpoints.create(
+        store, "http://127.0.0.1:9/d", ["relationship.*", "checkpoint.*"], None, sealer=sealer
+    )
     await _append(store, 2)
     cp = (await components.checkpoints.publish()).checkpoint
     rows = await store.with_connection(
@@ -114,8 +117,8 @@ async def test_each_checkpoint_is_queued_for_subscribers(
             CHECKPOINT_TYPE,
         )
     )
-    assert {str(r["endpoint_id"]) for r in rows} == {everything["id"], witness["id"]}
-    assert other["id"] not in {str(r["endpoint_id"]) for r in rows}
+    assert {str(r["endpoint_id"]) for r in rows} == {witness["id"], prefixed["id"]}
+    assert not {everything["id"], other["id"]} & {str(r["endpoint_id"]) for r in rows}
     for row in rows:
         assert row["position"] == 2 and row["relationship_id"] == CHECKPOINT_GROUP
         body = row["body"]

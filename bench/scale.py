@@ -1,0 +1,395 @@
+"""How every cost grows with the size of the store, in one run.
+
+Builds a store of ``--relationships`` relationships and ``--events`` events
+(default 100,000 and 2,000,000) through the store's own append path (the
+repository, 16 saves at a time), with a real `mentorflow serve` process (its
+workers in process) following it, and at 10%, 50% and 100% of it measures:
+
+- single-event append latency (the store, p50/p99) and throughput at 16 writers;
+- ``POST`` of an event over HTTP (p50/p99);
+- the relationship list with each filter (phase, program, mentor, at-risk);
+- loading a relationship at a random version; a timeline page; a global feed
+  page; an inclusion proof (where the route exists); ``verify --all`` events/s;
+- bytes per event on disk (events, their indexes, the Merkle tree, read models)
+  and the server's resident memory.
+
+Every request figure is also shown as a ratio to ``GET /healthz`` measured in
+the same stage (the machine's noise cancels), and each figure's growth from 10%
+to 100% is printed: the target is no per-request figure growing more than 1.5x.
+
+    python bench/scale.py [--relationships 100000] [--events 2000000] [--samples 200]
+                          [--no-verify]
+    (DATABASE_URL selects a server; default: the embedded PostgreSQL)
+"""
+
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path[0] = str(ROOT)  # bench/ holds an http.py: keep it off the path
+
+import argparse  # noqa: E402
+import asyncio  # noqa: E402
+import os  # noqa: E402
+import random  # noqa: E402
+import statistics  # noqa: E402
+import subprocess  # noqa: E402
+import time  # noqa: E402
+from collections.abc import Awaitable, Callable  # noqa: E402
+from dataclasses import dataclass, field  # noqa: E402
+from datetime import timedelta  # noqa: E402
+from typing import Any  # noqa: E402
+from uuid import UUID  # noqa: E402
+
+import aiohttp  # noqa: E402
+import asyncpg  # noqa: E402
+
+from domain import Relationship  # noqa: E402
+from domain.samples import START, Clock, cultivate, walk_to  # noqa: E402
+from service.platform.settings import Settings  # noqa: E402
+from service.relationships.codec import mapper_for  # noqa: E402
+from service.relationships.repository import RelationshipRepository  # noqa: E402
+from service.store.eventstore import EventStore  # noqa: E402
+from tests.support.database import database_url_for_tests, drop_schema, new_schema_name  # noqa: E402
+from tests.support.server import ADMIN_TOKEN, ServerProcess  # noqa: E402
+from workflows import PHASES, Phase  # noqa: E402
+
+STAGES = (10, 50, 100)
+_CULTIVATION: Phase = "cultivation"
+MIX: tuple[Phase, ...] = (_CULTIVATION,) * 5 + tuple(p for p in PHASES if p != _CULTIVATION)
+"""Half the relationships in cultivation (the long histories), one in ten in each other phase."""
+PROGRAMS, MENTORS = 200, 20_000
+GROWTH_LIMIT = 1.5
+Sample = Callable[[], Awaitable[Any]]
+
+
+@dataclass
+class Store:
+    """The store being built, and what the bench knows of it."""
+
+    repository: RelationshipRepository
+    events_per_relationship: float
+    built: int = 0
+    versions: dict[UUID, int] = field(default_factory=dict)
+    cultivating: list[UUID] = field(default_factory=list)
+
+    def cultivation_length(self) -> int:
+        others = sum(walk_to(phase).version for phase in MIX if phase != "cultivation")
+        in_cultivation = MIX.count("cultivation")
+        return max(11, round((len(MIX) * self.events_per_relationship - others) / in_cultivation))
+
+    def make(self, index: int, cultivation_length: int) -> Relationship:
+        phase: Phase = MIX[index % len(MIX)]
+        clock = Clock(start=START + timedelta(minutes=index), step=timedelta(hours=3))
+        relationship = walk_to(
+            phase,
+            mentee_id=f"mentee-{index}",
+            mentor_id=f"mentor-{index % MENTORS}",
+            program_id=f"program-{index % PROGRAMS}",
+            clock=clock,
+        )
+        if phase == "cultivation":
+            cultivate(relationship, cultivation_length, clock)
+        return relationship
+
+    async def grow_to(self, count: int) -> float:
+        """Build relationships up to ``count``; events/s of the appends alone."""
+        length, appending = self.cultivation_length(), 0.0
+        events = 0
+        while self.built < count:
+            batch = [self.make(i, length) for i in range(self.built, min(count, self.built + 64))]
+            started = time.perf_counter()
+            for start in range(0, len(batch), 16):
+                await asyncio.gather(*(self.repository.save(r) for r in batch[start : start + 16]))
+            appending += time.perf_counter() - started
+            for relationship in batch:
+                self.versions[relationship.id] = relationship.version
+                if relationship.phase == "cultivation":
+                    self.cultivating.append(relationship.id)
+                events += relationship.version
+            self.built += len(batch)
+        return events / appending if appending else 0.0
+
+
+def percentiles(seconds: list[float]) -> tuple[float, float]:
+    ordered = sorted(seconds)
+    return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
+
+
+async def timed(sample: Sample, times: int) -> tuple[float, float]:
+    """p50 and p99 in ms of ``times`` sequential calls."""
+    spent: list[float] = []
+    for _ in range(times):
+        started = time.perf_counter()
+        await sample()
+        spent.append(time.perf_counter() - started)
+    return percentiles(spent)
+
+
+class Http:
+    def __init__(self, session: aiohttp.ClientSession, base: str) -> None:
+        self.session, self.base = session, base
+        self.headers = {"Authorization": f"Bearer {ADMIN_TOKEN}"}
+
+    async def get(self, path: str) -> tuple[int, Any]:
+        async with self.session.get(self.base + path, headers=self.headers) as response:
+            return response.status, await response.json(content_type=None)
+
+    async def ok(self, path: str) -> Any:
+        status, body = await self.get(path)
+        if status != 200:
+            raise RuntimeError(f"GET {path}: {status} {body}")
+        return body
+
+    async def post(self, path: str, body: Any) -> Any:
+        async with self.session.post(self.base + path, json=body, headers=self.headers) as r:
+            answer = await r.json(content_type=None)
+            if r.status != 201:
+                raise RuntimeError(f"POST {path}: {r.status} {answer}")
+            return answer
+
+
+async def caught_up(conn: asyncpg.Connection, timeout: float = 1800) -> float:
+    """Wait until every projection (and the tree, where built) has reached the
+    log's end; seconds waited."""
+    started = time.perf_counter()
+    while time.perf_counter() - started < timeout:
+        last = await conn.fetchval("SELECT last_position FROM event_position")
+        behind = await conn.fetchval("SELECT count(*) FROM tracking WHERE position < $1", last)
+        tree = await conn.fetchval("SELECT to_regclass('merkle_tree_size') IS NOT NULL")
+        if tree:
+            behind += await conn.fetchval(
+                "SELECT count(*) FROM merkle_tree_size WHERE size < $1", last
+            )
+        if not behind:
+            return time.perf_counter() - started
+        await asyncio.sleep(0.5)
+    raise RuntimeError("the workers did not catch up")
+
+
+async def on_disk(conn: asyncpg.Connection) -> dict[str, int]:
+    """Bytes by kind: the events table, its indexes, the Merkle tree, read models."""
+    rows = await conn.fetch(
+        "SELECT c.relname, pg_table_size(c.oid) AS data, pg_indexes_size(c.oid) AS idx"
+        " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = current_schema() AND c.relkind = 'r'"
+    )
+    sizes = {"events": 0, "event indexes": 0, "merkle tree": 0, "read models": 0, "other": 0}
+    for row in rows:
+        name = row["relname"]
+        if name == "events":
+            sizes["events"] += row["data"]
+            sizes["event indexes"] += row["idx"]
+        elif name.startswith("merkle"):
+            sizes["merkle tree"] += row["data"] + row["idx"]
+        elif name in ("relationship_summaries", "timeline_entries") or name.startswith("phase_"):
+            sizes["read models"] += row["data"] + row["idx"]
+        else:
+            sizes["other"] += row["data"] + row["idx"]
+    return sizes
+
+
+def resident_kib(pid: int) -> int:
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1])
+    return 0
+
+
+async def measure(
+    store: Store, http: Http, conn: asyncpg.Connection, server: ServerProcess, args: Any
+) -> dict[str, float]:
+    rng = random.Random(7)
+    n = args.samples
+    ids = list(store.versions)
+    figures: dict[str, float] = {}
+
+    def record(name: str, p50_p99: tuple[float, float]) -> None:
+        figures[f"{name} p50 ms"], figures[f"{name} p99 ms"] = p50_p99
+
+    record("GET /healthz (baseline)", await timed(lambda: http.ok("/healthz"), n))
+    record("append, 1 event (store)", await _appends(store, rng, n))
+    figures["append, 16 writers (events/s)"] = await _append_throughput(store)
+
+    async def post() -> None:
+        rid = rng.choice(store.cultivating)
+        version = store.versions[rid] + 1
+        held = f"2026-0{1 + version % 9}-1{version % 10}T10:00:00Z"
+        await http.post(
+            f"/v1/relationships/{rid}/events",
+            {"type": "meeting.held", "actor": {"id": "mentee", "role": "mentee"},
+             "data": {"held_at": held, "duration_minutes": 30}},
+        )  # fmt: skip
+        store.versions[rid] = version
+
+    record("POST event (HTTP)", await timed(post, n))
+    filters: dict[str, Callable[[], str]] = {
+        "phase": lambda: "phase=cultivation",
+        "program": lambda: f"program_id=program-{rng.randrange(PROGRAMS)}",
+        "mentor": lambda: f"mentor_id=mentor-{rng.randrange(min(MENTORS, store.built))}",
+        "at-risk": lambda: "at_risk=true",
+    }
+    for name, query in filters.items():
+
+        def listing(q: Callable[[], str] = query) -> Awaitable[Any]:
+            return http.ok(f"/v1/relationships?{q()}")
+
+        record(f"list by {name}", await timed(listing, n))
+
+    def random_version() -> Awaitable[Any]:
+        rid = rng.choice(ids)
+        return http.ok(f"/v1/relationships/{rid}?version={rng.randint(1, store.versions[rid])}")
+
+    record("load at a random version", await timed(random_version, n))
+    record(
+        "timeline page",
+        await timed(lambda: http.ok(f"/v1/relationships/{rng.choice(ids)}/timeline"), n),
+    )
+    last = await conn.fetchval("SELECT last_position FROM event_position")
+    record(
+        "global feed page",
+        await timed(lambda: http.ok(f"/v1/events?after={rng.randrange(last)}"), n),
+    )
+    status, _ = await http.get(f"/v1/proofs/inclusion?position=1&tree_size={last}")
+    if status == 200:
+        proof = "/v1/proofs/inclusion?position={}&tree_size=" + str(last)
+        record("inclusion proof", await timed(
+            lambda: http.ok(proof.format(rng.randint(1, last))), n
+        ))  # fmt: skip
+    if args.verify:
+        figures["verify --all (events/s)"] = _verify_all(server, last)
+    for kind, size in (await on_disk(conn)).items():
+        figures[f"bytes/event: {kind}"] = size / last
+    figures["server resident memory (MiB)"] = resident_kib(server.process.pid) / 1024  # type: ignore[union-attr]
+    figures["events in the store"] = last
+    return figures
+
+
+async def _appends(store: Store, rng: random.Random, n: int) -> tuple[float, float]:
+    """Single-event appends through the store to existing relationships."""
+    spent: list[float] = []
+    repository = store.repository
+    for _ in range(n):
+        rid = rng.choice(store.cultivating)
+        relationship = await repository.load(rid)
+        assert relationship is not None
+        relationship.record(
+            "meeting.missed",
+            {"scheduled_for": "2026-01-05T10:00:00Z", "reason_code": "conflict"},
+            Clock().envelope(),
+        )
+        events = [repository.to_new_event(e) for e in relationship.collect_events()]  # type: ignore[arg-type]
+        started = time.perf_counter()
+        await repository.store.append(events)
+        spent.append(time.perf_counter() - started)
+        store.versions[rid] = relationship.version
+    return percentiles(spent)
+
+
+async def _append_throughput(store: Store, seconds: float = 2.0, writers: int = 16) -> float:
+    """Events/s of 16 writers, each opening new relationships (prepared beforehand)."""
+    repository = store.repository
+    prepared = [
+        [
+            repository.to_new_event(e)  # type: ignore[arg-type]
+            for e in Relationship.open(
+                {"mentee_id": f"burst-{w}-{i}"}, Clock().envelope()
+            ).collect_events()
+        ]
+        for w in range(writers)
+        for i in range(1500)
+    ]
+    queues = [prepared[w::writers] for w in range(writers)]
+    deadline, done = time.perf_counter() + seconds, [0] * writers
+
+    async def writer(w: int) -> None:
+        while time.perf_counter() < deadline and done[w] < len(queues[w]):
+            await repository.store.append(queues[w][done[w]])
+            done[w] += 1
+
+    started = time.perf_counter()
+    await asyncio.gather(*(writer(w) for w in range(writers)))
+    return sum(done) / (time.perf_counter() - started)
+
+
+def _verify_all(server: ServerProcess, events: int) -> float:
+    env = {**os.environ, "DATABASE_URL": server.dsn, "MENTORFLOW_DB_SCHEMA": server.schema}
+    started = time.perf_counter()
+    result = subprocess.run(
+        [sys.executable, "-m", "service.cli", "verify", "--all"],
+        env=env, capture_output=True, text=True, cwd=ROOT,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise RuntimeError(f"verify --all failed: {result.stdout[-500:]} {result.stderr[-500:]}")
+    return events / (time.perf_counter() - started)
+
+
+def report(stages: dict[int, dict[str, float]]) -> None:
+    names = list(stages[STAGES[-1]])
+    print(
+        f"\n{'figure':42} " + " ".join(f"{s:>10}%" for s in STAGES)
+        + "   growth  (÷ /healthz)  at 100% ÷ /healthz"
+    )  # fmt: skip
+    base = {s: stages[s]["GET /healthz (baseline) p50 ms"] for s in STAGES}
+    for name in names:
+        values = [stages[s].get(name) for s in STAGES]
+        cells = " ".join(f"{v:>11.2f}" if v is not None else f"{'n/a':>11}" for v in values)
+        first, last = values[0], values[-1]
+        growth = last / first if first and last else float("nan")
+        relative = ""
+        if name.endswith("p50 ms") and first and last and "baseline" not in name:
+            # the same growth with the machine's noise taken out: each stage over its /healthz
+            normalised = (last / base[STAGES[-1]]) / (first / base[STAGES[0]])
+            relative = f"  ({normalised:5.2f})  {last / base[STAGES[-1]]:8.1f}x"
+        flag = ""
+        if name.endswith(" ms") and "baseline" not in name and growth > GROWTH_LIMIT:
+            flag = "  GROWS"
+        print(f"{name:42} {cells}   {growth:5.2f}{relative}{flag}")
+
+
+async def main(args: Any) -> None:
+    dsn = database_url_for_tests()
+    schema = new_schema_name("scale")
+    server = ServerProcess(dsn, schema)
+    server.start(timeout=120)
+    print(f"server on {server.url}, schema {schema}; log {server._log_path}")
+    store = await EventStore.open(dsn, schema, pool_size=20, run_migrations=False)
+    conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
+    settings = Settings.from_env()
+    repository = RelationshipRepository(store, mapper_for(settings))
+    building = Store(repository, args.events / args.relationships)
+    stages: dict[int, dict[str, float]] = {}
+    started = time.perf_counter()
+    try:
+        async with aiohttp.ClientSession() as session:
+            http = Http(session, server.url)
+            for stage in STAGES:
+                rate = await building.grow_to(args.relationships * stage // 100)
+                waited = await caught_up(conn)
+                print(
+                    f"{stage}%: {building.built} relationships; appends {rate:,.0f} ev/s;"
+                    f" workers caught up {waited:.0f}s later"
+                    f" ({time.perf_counter() - started:.0f}s in all)",
+                    flush=True,
+                )
+                stages[stage] = await measure(building, http, conn, server, args)
+        report(stages)
+        print(f"\ntotal {time.perf_counter() - started:.0f}s")
+    finally:
+        await conn.close()
+        await store.close()
+        server.close()
+        if not args.keep:
+            await drop_schema(dsn, schema)
+
+
+if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--relationships", type=int, default=100_000)
+    parser.add_argument("--events", type=int, default=2_000_000)
+    parser.add_argument("--samples", type=int, default=200)
+    parser.add_argument("--no-verify", dest="verify", action="store_false")
+    parser.add_argument("--keep", action="store_true", help="keep the schema afterwards")
+    asyncio.run(main(parser.parse_args()))
