@@ -33,13 +33,14 @@ pytestmark = [pytest.mark.db, pytest.mark.browser]
 ROOT = Path(__file__).resolve().parents[2]
 SECRET = f"secret-notes-{uuid.uuid4().hex}"
 """Confidential text posted in `notes`: an auditor's page must never hold it."""
-REFLECTION_SECRET = str(TO_CULTIVATION[0][1]["notes"])  # type: ignore[index]
+REFLECTION = TO_CULTIVATION[0][1]
+REFLECTION_SECRET = str(REFLECTION["notes"])  # type: ignore[index]
 
 
 @pytest.fixture(scope="module")
 def server(dsn: str) -> Iterator[ServerProcess]:
     data_dir = tempfile.mkdtemp(prefix="mentorflow-pages-")
-    with running_server(dsn, MENTORFLOW_DATA_DIR=data_dir) as process:
+    with running_server(dsn, MENTORFLOW_DATA_DIR=data_dir, MENTORFLOW_RISK_INTERVAL="1") as process:
         yield process
 
 
@@ -53,6 +54,8 @@ class World:
     other_id: str  # program prog-b, mentee mentee-b, in reflection
     public_key: str = ""
     positions: dict[int, int] = field(default_factory=dict)  # version -> global position
+    risky_id: str = ""  # program prog-c, mentee mentee-c: at risk for an open high concern
+    concern_position: int = 0
 
 
 @pytest.fixture(scope="module")
@@ -70,6 +73,15 @@ async def world(server: ServerProcess) -> AsyncIterator[World]:
             MENTEE,
         )  # version 11
         other = await open_relationship(writer, mentee_id="mentee-b", program_id="prog-b")
+        risky = await open_relationship(writer, mentee_id="mentee-c", program_id="prog-c")
+        concern = await post(
+            writer,
+            risky["id"],
+            "concern.raised",
+            {"category": "wellbeing", "severity": "high", "detail": "confidential detail"},
+            MENTEE,
+        )  # version 2: at risk (an open high-severity concern), the concern its evidence
+        await post(writer, risky["id"], "reflection.recorded", REFLECTION, MENTEE)  # version 3
         status, key, _ = await admin.get("/v1/checkpoints/public-key")
         assert status == 200, key
         # The evidence route publishes a checkpoint itself; wait until the tree has the events.
@@ -88,6 +100,8 @@ async def world(server: ServerProcess) -> AsyncIterator[World]:
             other_id=other["id"],
             public_key=key["public_key"],
             positions={event["version"]: event["position"] for event in walked},
+            risky_id=risky["id"],
+            concern_position=concern["position"],
         )
 
 
@@ -365,8 +379,9 @@ async def test_pages_send_strict_headers_and_no_inline_code(world: World) -> Non
 
 
 async def test_risk_badges_link_their_evidence_to_the_timeline(browser: Any, world: World) -> None:
-    """The list items' `risk_reasons` gain `detail` and `evidence` (positions);
-    until the service sends them, the test adds them to the API's own answer."""
+    """Reasons the test writes into the API's own answer: a `detail` that looks
+    like markup (shown as text), several evidence positions, and a reason
+    without evidence (its badge shows the `message`)."""
     context, w = await watched(browser, world)
     page = w.page
     position = world.positions[3]
@@ -379,7 +394,8 @@ async def test_risk_badges_link_their_evidence_to_the_timeline(browser: Any, wor
                 item["at_risk"] = True
                 item["risk_reasons"] = [
                     {"code": "no_recent_meeting", "message": "no meeting lately",
-                     "detail": "no meeting since <b>February</b>", "evidence": [position]},
+                     "detail": "no meeting since <b>February</b>",
+                     "evidence": [position, world.positions[5]]},
                     {"code": "stalled", "message": "the phase stalled"},
                 ]  # fmt: skip
         await route.fulfill(response=response, json=body)
@@ -393,7 +409,8 @@ async def test_risk_badges_link_their_evidence_to_the_timeline(browser: Any, wor
     assert "no meeting since <b>February</b>" in await badges.first.inner_text()  # as text
     assert await row.locator("b").count() == 0
     assert "the phase stalled" in await badges.nth(1).inner_text()
-    await badges.first.get_by_role("link").click()
+    assert await badges.first.get_by_role("link").count() == 2
+    await badges.first.get_by_role("link").first.click()
     await page.wait_for_url(f"**/ui/relationships/{world.main_id}#position-{position}")
     await page.locator("#phase-text", has_text="version 3:").wait_for()
     assert await page.locator("#timeline li.evidence").get_attribute("id") == "version-3"
@@ -430,6 +447,27 @@ async def test_the_list_pages_and_inline_script_is_refused(browser: Any, world: 
     )
     assert outcome == {"blocked": "script-src-elem", "ran": False}
     w.problems = [p for p in w.problems if "Content Security Policy" not in p]  # ours
+    w.check()
+    await context.close()
+
+
+async def test_a_risk_badge_opens_the_event_that_makes_it_true(browser: Any, world: World) -> None:
+    """The risk rules' own reasons: the badge says why, and its evidence link
+    opens the relationship at the event it names (the concern, version 2)."""
+    context, w = await watched(browser, world)
+    page = w.page
+    await sign_in(page, world.url + "/ui/?program_id=prog-c&at_risk=true", world.writer)
+    row = page.locator("#relationships tbody tr", has_text="mentee-c")
+    await row.wait_for()
+    badge = row.locator(".badge", has_text="high-severity concern")
+    await badge.wait_for()
+    await badge.get_by_role("link").first.click()
+    await page.wait_for_url(
+        f"**/ui/relationships/{world.risky_id}#position-{world.concern_position}"
+    )
+    await page.locator("#phase-text", has_text="version 2:").wait_for()
+    assert await page.locator("#timeline li.evidence").get_attribute("id") == "version-2"
+    assert "concern.raised" in await page.locator("#changed").inner_text()
     w.check()
     await context.close()
 

@@ -144,14 +144,14 @@
       if (evidence.length === 0) {
         badge.append(el("a", { href: `/ui/relationships/${item.id}#timeline-heading` }, text));
       } else {
-        badge.append(text, " ");
+        badge.append(text, " · ");
         evidence.forEach((position, index) => {
           if (index) badge.append(" ");
           badge.append(
             el("a", {
               href: `/ui/relationships/${item.id}#position-${position}`,
               "aria-label": `event ${index + 1} that makes "${text}" true (position ${position})`,
-            }, `[${index + 1}]`),
+            }, evidence.length === 1 ? "see the event" : `event ${index + 1}`),
           );
         });
       }
@@ -281,8 +281,9 @@
     say("phase-text", `Phase at version ${state.version}: ${state.phase}${state.paused ? " (paused)" : ""}.`);
     const pairs = STATE_FIELDS.map(([label, key]) => [label, state[key]]);
     facts($("state"), pairs);
-    if (Array.isArray(state.risk_reasons) && state.risk_reasons.length) {
-      $("state").append(el("dt", {}, "At risk"), el("dd", {}, riskBadges(state)));
+    // the API gives the reasons true now (whatever the version asked for)
+    if (state.version === rel.latest && Array.isArray(state.risk_reasons) && state.risk_reasons.length) {
+      $("state").append(el("dt", {}, "At risk now"), el("dd", {}, riskBadges(state)));
     }
   }
 
