@@ -78,7 +78,7 @@ async def world(server: ServerProcess) -> AsyncIterator[World]:
             writer,
             risky["id"],
             "concern.raised",
-            {"category": "wellbeing", "severity": "high", "detail": "confidential detail"},
+            {"category": "wellbeing", "severity": "high", "detail": SECRET},
             MENTEE,
         )  # version 2: at risk (an open high-severity concern), the concern its evidence
         await post(writer, risky["id"], "reflection.recorded", REFLECTION, MENTEE)  # version 3
@@ -268,9 +268,10 @@ async def test_auditor_sees_no_confidential_text_and_verifies_the_evidence(
     await page.locator("#timeline li").nth(10).wait_for()
     await page.locator("#phase-text", has_text="version 11").wait_for()
     assert "notes" in await page.locator("#changed").inner_text()  # named as hidden
-    for version in (11, 2):
-        await page.goto(f"{world.url}/ui/relationships/{world.main_id}?version={version}")
+    for relationship, version in ((world.risky_id, 2), (world.main_id, 2), (world.main_id, 11)):
+        await page.goto(f"{world.url}/ui/relationships/{relationship}?version={version}")
         await page.locator("#changed dl").wait_for()
+        await page.locator("#timeline-status", has_text="events").wait_for()
         html = await page.content()
         assert SECRET not in html and REFLECTION_SECRET not in html
 
@@ -291,6 +292,9 @@ async def test_auditor_sees_no_confidential_text_and_verifies_the_evidence(
     assert checked.returncode == 0, checked.stdout + checked.stderr
     assert checked.stdout.startswith("VALID")
     await page.locator("#evidence-status", has_text="Downloaded").wait_for()
+    await page.goto(world.url + "/ui/?at_risk=true")  # the concern's reason, as an auditor sees it
+    await page.locator("#relationships tbody tr", has_text="mentee-c").wait_for()
+    assert SECRET not in await page.content()
     w.check()
     await context.close()
 
