@@ -24,6 +24,8 @@ from service.relationships.application import Application
 from service.relationships.codec import mapper_for
 from service.relationships.read_models import ReadModels
 from service.relationships.repository import RelationshipRepository
+from service.risk import TASK_NAME as RISK_TASK
+from service.risk import RiskWorker
 from service.store.eventstore import EventStore
 from service.store.opening import open_existing_store, open_store
 from service.store.records import StoredRecord
@@ -64,12 +66,15 @@ class Components:
     publisher: CheckpointPublisher
     evidence: Evidence
     """Evidence bundles and the inclusion status of a relationship."""
+    risk: RiskWorker
+    """Evaluates the at-risk rules as time passes (one process at a time, by lease)."""
 
     def decode(self, record: StoredRecord) -> Relationship.Event:
         return self.repository.decode(record).event
 
     async def start_workers(self) -> None:
-        """Projections, webhook dispatch and the Merkle tree builder, under this
+        """Projections, webhook dispatch, the Merkle tree builder, the checkpoint
+        publisher and the risk worker, under this
         process's supervisor (every process may run them: they coordinate
         through PostgreSQL)."""
         await self.runner.start(self.supervisor)
@@ -77,6 +82,8 @@ class Components:
         self.tree_builder.start(self.supervisor)
         self.checkpoints.signing_key()  # a missing or bad key stops the start, loudly
         self.publisher.start(self.supervisor)
+        if self.settings.risk_worker:
+            self.supervisor.spawn(RISK_TASK, self.risk.run)
 
     async def stop_workers(self) -> None:
         await self.supervisor.stop()
@@ -109,19 +116,20 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
     checkpoints = Checkpoints(
         store, MerkleTree(store), _key_loader(settings), settings.log_origin
     )
+    application = Application(
+        repository,
+        on_saved=lambda saved: metrics.appended(r.event.api_type for r in saved.events),
+    )
     return Components(
         settings=settings,
         store=store,
         dsn=dsn,
         metrics=metrics,
         repository=repository,
-        application=Application(
-            repository,
-            on_saved=lambda saved: metrics.appended(r.event.api_type for r in saved.events),
-        ),
+        application=application,
         tokens=TokenRegistry(store, settings.admin_token),
         runner=runner,
-        read_models=ReadModels(store, decode, runner),
+        read_models=ReadModels(store, decode, runner, policy=settings.risk_policy),
         dispatcher=dispatcher,
         sealer=sealer,
         supervisor=Supervisor(on_failure=metrics.task_failed),
@@ -129,6 +137,14 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         checkpoints=checkpoints,
         publisher=CheckpointPublisher(checkpoints, settings.checkpoint_interval_s),
         evidence=Evidence(store, checkpoints),
+        risk=RiskWorker(
+            application,
+            runner,
+            dsn,
+            policy=settings.risk_policy,
+            interval_s=settings.risk_interval_s,
+            metrics=metrics,
+        ),
     )
 
 

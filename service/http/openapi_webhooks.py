@@ -15,6 +15,7 @@ from service.webhooks.outbox import (
     CHECKPOINT_TYPE,
     CLOUDEVENT_TYPE_PREFIX,
     PHASE_CHANGED,
+    RISK_TYPES,
     TEST_TYPE,
     THIN_FIELDS,
 )
@@ -114,9 +115,14 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
             fields["agreement_version"] = hoist(
                 {**schema["properties"]["version"], "$defs": schema.get("$defs", {})}, out
             )
+        required = ["relationship_id", "event_type", "version", "phase"]
+        if api_type in RISK_TYPES:
+            fields["program_id"] = {"type": ["string", "null"]}
+            fields["codes"] = {"type": "array", "items": {"type": "string"}}
+            required += ["program_id", "codes"]
         shapes["relationship." + api_type] = {
             "type": "object",
-            "required": ["relationship_id", "event_type", "version", "phase"],
+            "required": required,
             "properties": {
                 "relationship_id": uuid,
                 "event_type": {"const": api_type},

@@ -12,7 +12,7 @@ from aiohttp import web
 from projections import InvalidQuery
 from service.http.checkpoint_routes import CHECKPOINT_STATUS
 from service.http.context import principal, services
-from service.http.openapi import RECORDED_EVENT_PROPERTIES, page_of
+from service.http.openapi import RECORDED_EVENT_PROPERTIES, RISK_REASONS, page_of
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
 from service.http.routing import READ, Param, Route
@@ -181,13 +181,11 @@ _SUMMARY = {
         "outcome": _NULLABLE_TEXT,
         "at_risk": {"type": "boolean"},
         "risk_flags": {"type": "object", "additionalProperties": {"type": "boolean"}},
-        "risk_reasons": {
+        "risk_reasons": RISK_REASONS,
+        "risk_recorded": {
             "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            },
+            "description": "the codes the service last recorded (risk.flagged / risk.cleared)",
+            "items": {"type": "string"},
         },
     },
 }

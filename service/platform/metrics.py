@@ -62,6 +62,18 @@ class Metrics:
         self.tree_size.set(size)
         self.tree_lag.set(max(0, last_position - size))
 
+        self.risk_pass = Histogram(
+            "mentorflow_risk_pass_seconds",
+            "Duration of one evaluation pass of the at-risk rules (the risk worker).",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.risk_leader = Gauge(
+            "mentorflow_risk_leader",
+            "1 while this process runs the risk worker.",
+            registry=self.registry,
+        )
+
     def task_failed(self, task: str, _error: BaseException | None) -> None:
         self.task_failures.labels(task).inc()
 

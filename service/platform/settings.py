@@ -10,7 +10,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from domain.risk import RiskPolicy
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 AES_KEY_SIZES = (16, 24, 32)
@@ -33,6 +36,12 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_s: float = 10.0
     run_workers: bool = True
+    risk_worker: bool = True
+    """Whether this process's workers include the risk worker."""
+    risk_interval_s: float = 60.0
+    """How often the risk worker evaluates the at-risk rules (also on new events)."""
+    risk_policy: RiskPolicy = field(default_factory=RiskPolicy)
+    """The thresholds of the at-risk rules (``MENTORFLOW_RISK_*`` days)."""
     log_format: str = "auto"
     """`text`, `json`, or `auto`: text on a terminal, JSON lines otherwise."""
     signing_key_path: Path | None = None
@@ -67,6 +76,9 @@ class Settings:
             else None,
             log_origin=_origin(env.get("MENTORFLOW_LOG_ORIGIN") or None),
             checkpoint_interval_s=_seconds(env, "MENTORFLOW_CHECKPOINT_INTERVAL", 60.0),
+            risk_worker=_flag(env, "MENTORFLOW_RISK_WORKER", default=True),
+            risk_interval_s=_seconds(env, "MENTORFLOW_RISK_INTERVAL", 60.0),
+            risk_policy=_risk_policy(env),
         )
 
 
@@ -143,3 +155,47 @@ def _schedule(raw: str | None) -> tuple[float, ...]:
     if not delays or any(d < 0 for d in delays):
         raise SettingsError("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE needs non-negative delays")
     return delays
+
+
+RISK_DAYS = {
+    "MENTORFLOW_RISK_FIRST_MEETING_DAYS": "first_meeting_within",
+    "MENTORFLOW_RISK_PAUSE_DAYS": "pause_limit",
+    "MENTORFLOW_RISK_RESUME_GRACE_DAYS": "resume_grace",
+}
+"""Thresholds of the at-risk rules, in days (docs/operations.md)."""
+STALL_DAYS = {
+    "MENTORFLOW_RISK_STALL_IDENTIFICATION_DAYS": "identification",
+    "MENTORFLOW_RISK_STALL_ESTABLISHMENT_DAYS": "establishment",
+}
+"""How long a phase may last before it counts as stalled, in days."""
+
+
+def _days(env: Mapping[str, str], name: str) -> timedelta | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of days, got {raw!r}") from None
+    if not 0 <= value <= 36_500:
+        raise SettingsError(f"{name} must be between 0 and 36500 days")
+    return timedelta(days=value)
+
+
+def _risk_policy(env: Mapping[str, str]) -> RiskPolicy:
+    default = RiskPolicy()
+    changes: dict[str, object] = {}
+    for name, attribute in RISK_DAYS.items():
+        if (days := _days(env, name)) is not None:
+            changes[attribute] = days
+    stall = dict(default.stall_limits)
+    for name, phase in STALL_DAYS.items():
+        if (days := _days(env, name)) is not None:
+            stall[phase] = days
+    return RiskPolicy(
+        cadence_periods=default.cadence_periods,
+        cadence_grace=default.cadence_grace,
+        stall_limits=stall,
+        **changes,  # type: ignore[arg-type]
+    )

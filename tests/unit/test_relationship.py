@@ -31,6 +31,7 @@ from domain import (
     relationship_view,
     take_snapshot,
 )
+from domain.relationship import client_events
 from domain.samples import Clock, agreement_data, walk_to
 from workflows import PHASES
 
@@ -68,7 +69,8 @@ def test_phase_is_checked_before_data() -> None:
             "relationship.withdrawn",
             "reflection.recorded",
             "concern.raised",
-        ],
+            "concern.resolved",
+        ],  # the lifecycle accepts risk.* too, but only the service records them
     }
 
 
@@ -93,6 +95,7 @@ def test_invalid_transition_while_paused_reports_paused() -> None:
     assert set(raised.value.allowed_events) == {
         "relationship.resumed",
         "concern.raised",
+        "concern.resolved",
         "reflection.recorded",
         "relationship.withdrawn",
     }
@@ -297,7 +300,9 @@ def test_the_view_is_json_ready_and_complete() -> None:
         "cultivation",
     }
     assert view["current_phase_entered_at"] == view["phase_entered_at"]["cultivation"]
-    assert view["allowed_events"] == workflows.allowed_events(relationship)
+    assert view["allowed_events"] == client_events(workflows.allowed_events(relationship))
+    assert "risk.flagged" in workflows.allowed_events(relationship)
+    assert "risk.flagged" not in view["allowed_events"]
     assert "secret" not in json.dumps(view), "the state never holds confidential fields"
     assert view["candidates"][0]["status"] == "met"
 
