@@ -34,19 +34,13 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, get_args
 
 from domain.jsonable import to_jsonable
+from domain.values import RiskCode
 
-RISK_CODES: tuple[str, ...] = (
-    "no_recent_meeting",
-    "no_first_meeting",
-    "overdue_action_items",
-    "open_high_concern",
-    "paused_too_long",
-    "phase_stalled",
-)
-"""Every rule's code, in the order reasons are listed."""
+RISK_CODES: tuple[str, ...] = get_args(RiskCode)
+"""Every rule's code, in the order reasons are listed (the one list is ``RiskCode``)."""
 
 CADENCE_PERIODS: Mapping[str, timedelta] = {
     "weekly": timedelta(days=7),
