@@ -107,9 +107,10 @@ class Evidence:
             return None
         checkpoint = await self._checkpoint(rows[-1].record, tree_size, may_publish)
         size = checkpoint.tree_size
+        paths = await self.tree.inclusion_proofs((row.record.position - 1 for row in rows), size)
         events = []
         for row in rows:
-            path = await self.tree.inclusion_proof(row.record.position - 1, size)
+            path = paths[row.record.position - 1]
             events.append(
                 {
                     "position": row.record.position,
@@ -190,13 +191,16 @@ class Evidence:
             "events_after": len(rows) - len(covered),
             "first_not_included_version": None,
         }
+        try:
+            paths = await self.tree.inclusion_proofs(
+                (row.record.position - 1 for row in covered), latest.tree_size
+            )
+        except LookupError:  # stored nodes missing: no event can be proven
+            paths = {}
         for row in covered:
             index = row.record.position - 1
             leaf = merkle.leaf_hash(row.canonical)
-            try:
-                path = await self.tree.inclusion_proof(index, latest.tree_size)
-            except LookupError:
-                path = []
+            path = paths.get(index, [])
             if not merkle.verify_inclusion(index, latest.tree_size, leaf, path, latest.root_hash):
                 status["first_not_included_version"] = row.record.version
                 break
