@@ -6,7 +6,8 @@ COPY domain domain
 COPY workflows workflows
 COPY projections projections
 COPY service service
-RUN pip install --no-cache-dir . && useradd --system mentorflow
+RUN pip install --no-cache-dir . && useradd --system mentorflow \
+    && mkdir -p /srv/mentorflow-data && chown mentorflow /srv/mentorflow-data
 USER mentorflow
 EXPOSE 8080
 CMD ["mentorflow", "serve", "--host", "0.0.0.0", "--port", "8080"]

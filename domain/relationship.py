@@ -61,7 +61,10 @@ from domain.values import (
     ProposedBy,
     ReflectionKind,
     RequiredPersonalText,
+    Resolution,
     ReviewTrigger,
+    RiskCode,
+    RiskReason,
     Severity,
 )
 from workflows import AgreementFacts, LifecycleFacts, Phase
@@ -127,6 +130,17 @@ class Relationship(Aggregate):
             return self.agreements[version - 1]
         return None
 
+    def concern(self, concern_id: str) -> ConcernNote | None:
+        """The concern with this id (open or resolved), if any."""
+        return next((c for c in self.concerns if c.concern_id == concern_id), None)
+
+    @property
+    def open_concerns(self) -> list[ConcernNote]:
+        """Concerns not resolved yet (a concluded relationship has none open)."""
+        if self.phase == "concluded":
+            return []
+        return [c for c in self.concerns if c.resolution is None]
+
     @property
     def goals(self) -> list[Goal]:
         agreement = self.agreement
@@ -159,6 +173,8 @@ class Relationship(Aggregate):
             refinement_reflections=frozenset(
                 (note.author_role, note.kind) for note in self.refinement_reflections
             ),
+            concerns_raised=frozenset(c.concern_id for c in self.concerns if c.concern_id),
+            concerns_open=frozenset(c.concern_id for c in self.open_concerns if c.concern_id),
         )
 
     @property
@@ -220,7 +236,7 @@ class Relationship(Aggregate):
             )
         if isinstance(decision, workflows.NotAccepted):  # pragma: no cover - checked above
             raise InvalidTransition(event_type, self.phase, self.paused, decision.allowed_events)
-        fields.update(event_class.assigned_fields(self))
+        fields = {**event_class.assigned_fields(self), **fields}  # the client's value wins
         if self.erased:  # personal data is no longer recorded for this relationship
             fields = transform_fields(event_class, fields, erase_text)
         self.trigger_event(
@@ -272,6 +288,8 @@ class Relationship(Aggregate):
         """Date-time fields that cannot be later than the request's receipt."""
         recordable: ClassVar[bool] = True
         """Whether it can be posted as a lifecycle event (``Opened`` cannot)."""
+        recorded_by_service: ClassVar[bool] = False
+        """Recorded by the service itself (its risk worker), never posted by a client."""
         class_version: ClassVar[int] = 1
         """Bump (and add ``upcast_v1_v2``) when a type's stored shape changes."""
 
@@ -715,12 +733,73 @@ class Relationship(Aggregate):
 
         category: ConcernCategory
         severity: Severity
+        concern_id: Id | None = None
+        """Assigned (``concern-<n>``) when the client gives none."""
         detail: PersonalText | None = None
 
+        @classmethod
+        def references(
+            cls, relationship: "Relationship", fields: Mapping[str, Any]
+        ) -> Iterator[FieldError]:
+            concern_id = fields.get("concern_id")
+            if concern_id is not None and relationship.concern(concern_id) is not None:
+                yield FieldError("data.concern_id", f"concern {concern_id!r} already exists")
+
+        @classmethod
+        def assigned_fields(cls, relationship: "Relationship") -> dict[str, Any]:
+            number = len(relationship.concerns) + 1
+            while relationship.concern(f"concern-{number}") is not None:
+                number += 1
+            return {"concern_id": f"concern-{number}"}
+
         def evolve(self, relationship: "Relationship") -> None:
+            # Events recorded before concerns had ids get the id they would have been assigned.
+            concern_id = self.concern_id or f"concern-{len(relationship.concerns) + 1}"
             relationship.concerns.append(
-                ConcernNote(self.category, self.severity, self.from_phase, self.occurred_at)
+                ConcernNote(
+                    self.category, self.severity, self.from_phase, self.occurred_at, concern_id
+                )
             )
+
+    class ConcernResolved(Event):
+        """An open concern was dealt with (addressed, referred, withdrawn...)."""
+
+        api_type = "concern.resolved"
+
+        concern_id: Id
+        resolution: Resolution
+        note: PersonalText | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            concern = relationship.concern(self.concern_id)
+            if concern is not None:
+                concern.resolution = self.resolution
+
+    class RiskFlagged(Event):
+        """The service found the relationship at risk: the reasons now true."""
+
+        api_type = "risk.flagged"
+        recorded_by_service = True
+
+        reasons: Annotated[list[RiskReason], MinItems(1)]
+        program_id: Annotated[Id | None, Assigned()] = None
+
+        @classmethod
+        def assigned_fields(cls, relationship: "Relationship") -> dict[str, Any]:
+            return {"program_id": relationship.program_id}
+
+    class RiskCleared(Event):
+        """Reasons the service had flagged are no longer true."""
+
+        api_type = "risk.cleared"
+        recorded_by_service = True
+
+        codes: Annotated[list[RiskCode], MinItems(1)]
+        program_id: Annotated[Id | None, Assigned()] = None
+
+        @classmethod
+        def assigned_fields(cls, relationship: "Relationship") -> dict[str, Any]:
+            return {"program_id": relationship.program_id}
 
     class RelationshipPaused(Event):
         """The pair stops for a while (leave, workload...)."""
@@ -825,6 +904,9 @@ EVENT_CLASSES: dict[str, type[Relationship.Event]] = {
         Relationship.GoalProgressed,
         Relationship.FeedbackGiven,
         Relationship.ConcernRaised,
+        Relationship.ConcernResolved,
+        Relationship.RiskFlagged,
+        Relationship.RiskCleared,
         Relationship.RelationshipPaused,
         Relationship.RelationshipResumed,
         Relationship.ReviewStarted,

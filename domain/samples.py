@@ -98,7 +98,23 @@ DATA_SAMPLES: dict[str, dict[str, Any]] = {
     "action_item.completed": {"action_item_id": "a1"},
     "goal.progressed": {"goal_id": "g1", "status": "at_risk", "note": "n"},
     "feedback.given": {"from_role": "mentor", "rating": 5, "comment": "c"},
-    "concern.raised": {"category": "wellbeing", "severity": "high", "detail": "d"},
+    "concern.raised": {
+        "concern_id": "c1",
+        "category": "wellbeing",
+        "severity": "high",
+        "detail": "d",
+    },
+    "concern.resolved": {"concern_id": "c1", "resolution": "addressed", "note": "n"},
+    "risk.flagged": {
+        "reasons": [
+            {
+                "code": "no_recent_meeting",
+                "since": "2025-03-21T15:00:00Z",
+                "detail": "no meeting since 2025-02-10; the monthly cadence wanted one by then",
+            }
+        ]
+    },
+    "risk.cleared": {"codes": ["no_recent_meeting"]},
     "relationship.paused": {"reason": "leave", "expected_resume": "2025-05-01"},
     "relationship.resumed": {},
     "review.started": {"trigger": "term_ended"},

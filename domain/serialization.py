@@ -33,7 +33,7 @@ from domain.state import (
     ReflectionNote,
     TrackedActionItem,
 )
-from domain.values import ActionItem, Actor, Cadence, Goal
+from domain.values import ActionItem, Actor, Cadence, Goal, RiskReason
 
 
 class DateAsISO(Transcoding):
@@ -81,6 +81,7 @@ STORED_NAMES: dict[type[Any], str] = {
     Goal: "goal",
     Cadence: "cadence",
     ActionItem: "action_item",
+    RiskReason: "risk_reason",
     Candidate: "state.candidate",
     AgreementVersion: "state.agreement_version",
     GoalProgress: "state.goal_progress",

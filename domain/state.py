@@ -110,6 +110,9 @@ class ConcernNote:
     severity: Severity
     phase: Phase
     raised_at: datetime
+    concern_id: str | None = None
+    resolution: str | None = None
+    """How it was resolved (``concern.resolved``); None while open."""
 
 
 @dataclass(slots=True)

@@ -26,6 +26,15 @@ AgendaOwner = Literal["mentee", "mentor", "shared"]
 GoalStatus = Literal["on_track", "at_risk", "achieved", "dropped"]
 ConcernCategory = Literal["mismatch", "unresponsive", "boundary", "wellbeing", "bias", "other"]
 Severity = Literal["low", "medium", "high"]
+Resolution = Literal["addressed", "no_action_needed", "referred", "withdrawn"]
+RiskCode = Literal[
+    "no_recent_meeting",
+    "no_first_meeting",
+    "overdue_action_items",
+    "open_high_concern",
+    "paused_too_long",
+    "phase_stalled",
+]
 ReviewTrigger = Literal[
     "goals_achieved", "circumstances_changed", "term_ended", "scheduled_review", "mismatch"
 ]
@@ -136,6 +145,15 @@ class ActionItem:
     description: RequiredPersonalText
     owner: PartyRole
     due_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class RiskReason:
+    """Why a relationship is at risk, as ``risk.flagged`` records it."""
+
+    code: RiskCode
+    since: datetime
+    detail: Text | None = None
 
 
 @dataclass(frozen=True, slots=True)

@@ -124,5 +124,6 @@ def _concerns(r: Relationship) -> dict[str, Any]:
     return {
         "count": len(r.concerns),
         "high_severity": sum(1 for c in r.concerns if c.severity == "high"),
+        "open": len(r.open_concerns),
         "items": [to_jsonable(c) for c in r.concerns],
     }

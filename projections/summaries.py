@@ -7,21 +7,12 @@ the rows hold facts only and :func:`list_relationships` evaluates the rules
 at query time against a clock the caller passes in: a relationship becomes
 at risk by time passing, without any event, timer or rewrite.
 
-The rules (:class:`RiskPolicy`), each reported with its reason:
-
-- ``no_recent_meeting``: in cultivation and not paused, no meeting held
-  within the agreed cadence plus some grace, counted from the latest of the
-  last meeting, the (re-)establishment and the last resumption;
-- ``no_first_meeting``: in cultivation and not paused, no meeting held since
-  it was established (or resumed) 30 days ago;
-- ``overdue_action_items``: an open action item's due date has passed;
-- ``open_high_concern``: a high-severity concern was raised in the current
-  phase. The API has no "concern resolved" event: the workflow answers a
-  concern by moving on (a review, a refinement, a conclusion), so a concern
-  counts as open until the relationship changes phase;
-- ``paused_too_long``: paused for more than 30 days.
-
-A concluded relationship is never at risk.
+The rules themselves are the domain's (:mod:`domain.risk`: pure functions of
+a row's facts and "now"); their SQL conditions, which the list's ``at_risk``
+filter and the risk worker's indexed queries use, are in
+:mod:`projections.risk_sql` and :mod:`projections.risk_queries`. A concern
+counts as open until it is resolved (``concern.resolved``) or the
+relationship concludes; a concluded relationship is never at risk.
 
 The module is split in two: :mod:`projections.summaries_fold` (events ->
 row changes, pure) and :mod:`projections.summaries_queries` (SQL).
@@ -34,18 +25,18 @@ from uuid import UUID
 
 import asyncpg
 
+from domain.risk import RISK_CODES, RiskPolicy
 from projections.base import ProjectedEvent, Projection, relationship_events
 from projections.summaries_fold import Summary, apply, needs_payload
 from projections.summaries_queries import (
     COLUMNS,
     CURSOR_KIND,
     NAME,
-    RISK_CODES,
     TABLE,
     Filters,
-    RiskPolicy,
     list_relationships,
     load_rows,
+    risk_reasons,
     summary_item,
     upsert_rows,
 )
@@ -89,5 +80,6 @@ __all__ = [
     "Summary",
     "apply",
     "list_relationships",
+    "risk_reasons",
     "summary_item",
 ]

@@ -8,11 +8,13 @@ event (its metadata, ``concluded_outcome``), never re-derived here.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import date, datetime
+from typing import Any
 from uuid import UUID
 
 from domain import Relationship, erase_text
+from domain.risk import OpenConcern, RiskFacts
 from projections.base import ProjectedEvent
 
 
@@ -46,6 +48,43 @@ class Summary:
     concerns: int
     open_high_concerns: int
     outcome: str | None
+    phase_entered_position: int | None = None
+    meeting_clock_at: datetime | None = None
+    """The latest of the last meeting, the (re-)establishment and the last resumption."""
+    meeting_clock_position: int | None = None
+    action_item_positions: dict[str, int] = field(default_factory=dict)
+    """Open action item id -> position of the meeting that assigned it."""
+    open_concerns: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """Open concern id -> ``{severity, raised_at (ISO), position}``."""
+    paused_position: int | None = None
+    expected_resume: date | None = None
+    risk_codes: list[str] = field(default_factory=list)
+    """The reason codes the service last recorded (risk.flagged / risk.cleared)."""
+
+    def risk_facts(self) -> RiskFacts:
+        """What the at-risk rules read of this row."""
+        return RiskFacts(
+            phase=self.phase,
+            paused=self.paused,
+            phase_entered_at=self.phase_entered_at,
+            phase_entered_position=self.phase_entered_position,
+            cadence=self.cadence,
+            meeting_clock_at=self.meeting_clock_at,
+            meeting_clock_position=self.meeting_clock_position,
+            last_meeting_at=self.last_meeting_at,
+            meetings_since_established=self.meetings_since_established,
+            open_action_items=self.open_action_items,
+            action_item_positions=self.action_item_positions,
+            open_concerns={
+                concern_id: OpenConcern(
+                    c["severity"], datetime.fromisoformat(c["raised_at"]), c["position"]
+                )
+                for concern_id, c in self.open_concerns.items()
+            },
+            paused_since=self.paused_since,
+            paused_position=self.paused_position,
+            expected_resume=self.expected_resume,
+        )
 
 
 def _opened(event: ProjectedEvent) -> Summary:
@@ -79,7 +118,14 @@ def _opened(event: ProjectedEvent) -> Summary:
         concerns=0,
         open_high_concerns=0,
         outcome=None,
+        phase_entered_position=event.position,
     )
+
+
+def _meeting_clock(s: Summary, at: datetime, position: int) -> None:
+    """The meeting rules count from the latest of these moments."""
+    if s.meeting_clock_at is None or at >= s.meeting_clock_at:
+        s.meeting_clock_at, s.meeting_clock_position = at, position
 
 
 def _earliest_due(items: Mapping[str, str | None]) -> date | None:
@@ -106,8 +152,10 @@ def _meeting_held(s: Summary, e: ProjectedEvent) -> None:
     s.last_meeting_at = event.held_at if last is None else max(last, event.held_at)
     s.meetings_held += 1
     s.meetings_since_established += 1
+    _meeting_clock(s, event.held_at, e.position)
     for item in event.action_items or ():
         s.open_action_items[item.id] = None if item.due_date is None else item.due_date.isoformat()
+        s.action_item_positions[item.id] = e.position
     s.earliest_open_due = _earliest_due(s.open_action_items)
 
 
@@ -115,6 +163,7 @@ def _action_item_completed(s: Summary, e: ProjectedEvent) -> None:
     event = e.event
     assert isinstance(event, Relationship.ActionItemCompleted)
     s.open_action_items.pop(event.action_item_id, None)
+    s.action_item_positions.pop(event.action_item_id, None)
     s.earliest_open_due = _earliest_due(s.open_action_items)
 
 
@@ -122,16 +171,50 @@ def _concern_raised(s: Summary, e: ProjectedEvent) -> None:
     event = e.event
     assert isinstance(event, Relationship.ConcernRaised)
     s.concerns += 1
-    if event.severity == "high":
-        s.open_high_concerns += 1
+    # Events recorded before concerns had ids: the id the aggregate gives them.
+    concern_id = event.concern_id or f"concern-{s.concerns}"
+    s.open_concerns[concern_id] = {
+        "severity": event.severity,
+        "raised_at": e.occurred_at.isoformat(),
+        "position": e.position,
+    }
+    _count_open_high(s)
+
+
+def _concern_resolved(s: Summary, e: ProjectedEvent) -> None:
+    event = e.event
+    assert isinstance(event, Relationship.ConcernResolved)
+    s.open_concerns.pop(event.concern_id, None)
+    _count_open_high(s)
+
+
+def _count_open_high(s: Summary) -> None:
+    s.open_high_concerns = sum(1 for c in s.open_concerns.values() if c["severity"] == "high")
+
+
+def _risk_flagged(s: Summary, e: ProjectedEvent) -> None:
+    event = e.event
+    assert isinstance(event, Relationship.RiskFlagged)
+    s.risk_codes = [reason.code for reason in event.reasons]
+
+
+def _risk_cleared(s: Summary, e: ProjectedEvent) -> None:
+    event = e.event
+    assert isinstance(event, Relationship.RiskCleared)
+    s.risk_codes = [code for code in s.risk_codes if code not in event.codes]
 
 
 def _paused(s: Summary, e: ProjectedEvent) -> None:
+    event = e.event
+    assert isinstance(event, Relationship.RelationshipPaused)
     s.paused_since = e.occurred_at
+    s.paused_position = e.position
+    s.expected_resume = event.expected_resume
 
 
 def _resumed(s: Summary, e: ProjectedEvent) -> None:
     s.resumed_at = e.occurred_at
+    _meeting_clock(s, e.occurred_at, e.position)
 
 
 def _erased(s: Summary, e: ProjectedEvent) -> None:
@@ -146,13 +229,15 @@ _EVOLVE: Mapping[str, Callable[[Summary, ProjectedEvent], None]] = {
     "meeting.held": _meeting_held,
     "action_item.completed": _action_item_completed,
     "concern.raised": _concern_raised,
+    "concern.resolved": _concern_resolved,
+    "risk.flagged": _risk_flagged,
+    "risk.cleared": _risk_cleared,
     "relationship.paused": _paused,
     "relationship.resumed": _resumed,
     "personal_data.erased": _erased,
 }
 """How the event types that change more than the envelope's facts change a row."""
 DECODED = frozenset({"relationship.opened", *_EVOLVE}) - {
-    "relationship.paused",
     "relationship.resumed",
     "personal_data.erased",
 }
@@ -166,14 +251,17 @@ def needs_payload(event: ProjectedEvent) -> bool:
     return event.type in DECODED or event.meta.concludes
 
 
-def _enter(s: Summary, phase: str, at: datetime) -> None:
-    """A phase change; here it also settles the concerns raised in the phase
-    that is left (the at-risk rule's notion of an open concern)."""
-    s.phase, s.phase_entered_at = phase, at
-    s.open_high_concerns = 0
+def _enter(s: Summary, phase: str, e: ProjectedEvent) -> None:
+    """A phase change. Concerns stay open until resolved or the relationship
+    concludes; a concluded relationship is never at risk."""
+    at = e.occurred_at
+    s.phase, s.phase_entered_at, s.phase_entered_position = phase, at, e.position
     if phase == "cultivation":
         s.established_at = at
         s.meetings_since_established = 0
+        _meeting_clock(s, at, e.position)
+    if phase == "concluded":
+        s.open_concerns, s.open_high_concerns, s.risk_codes = {}, 0, []
 
 
 def apply(summary: Summary | None, event: ProjectedEvent) -> Summary | None:
@@ -195,7 +283,7 @@ def apply(summary: Summary | None, event: ProjectedEvent) -> Summary | None:
     if summary.paused != (paused := meta.paused_after(summary.paused)):
         summary.paused = paused  # started or ended, by the aggregate's rule
         if not paused:
-            summary.paused_since = None
+            summary.paused_since = summary.paused_position = summary.expected_resume = None
     if meta.changes_phase and meta.to_phase is not None:
-        _enter(summary, meta.to_phase, event.occurred_at)
+        _enter(summary, meta.to_phase, event)
     return summary

@@ -310,6 +310,9 @@ _SENTENCES: Mapping[str, Callable[[Any], str]] = {
     "concern.raised": lambda e: (
         f"{e.severity.capitalize()}-severity concern raised ({_words(e.category)})"
     ),
+    "concern.resolved": lambda e: f"Concern {e.concern_id} resolved ({_words(e.resolution)})",
+    "risk.flagged": lambda e: "Flagged at risk: " + ", ".join(_words(r.code) for r in e.reasons),
+    "risk.cleared": lambda e: "No longer at risk: " + ", ".join(_words(c) for c in e.codes),
     "relationship.paused": _paused,
     "relationship.resumed": lambda e: "Relationship resumed",
     "review.started": lambda e: f"Review started ({_words(e.trigger)})",

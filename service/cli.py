@@ -20,6 +20,7 @@ from domain.schema import parse_datetime
 from projections import all_projections
 from service import auditor
 from service.access.tokens import ROLES, TokenRegistry
+from service.auditor import evidence
 from service.composition import components as composition
 from service.http.app import create_app
 from service.http.server import ServiceRunner
@@ -44,7 +45,9 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
 
     commands.add_parser(
-        "worker", help="run projections and webhook dispatch, without HTTP (until SIGTERM)"
+        "worker",
+        help="run projections, webhook dispatch and checkpoint publishing, without HTTP"
+        " (until SIGTERM)",
     )
 
     tokens = commands.add_parser("tokens", help="manage API tokens")
@@ -75,6 +78,16 @@ def _parser() -> argparse.ArgumentParser:
     target.add_argument("relationship_id", nargs="?")
     target.add_argument("--all", action="store_true")
     verify.add_argument("--format", choices=("text", "json"), default="text")
+    verify.add_argument(
+        "--trusted-checkpoint",
+        metavar="FILE",
+        help="with --all: a checkpoint kept outside the database (JSON or signed note)",
+    )
+    verify.add_argument(
+        "--public-key",
+        metavar="KEY",
+        help="the checkpoint's Ed25519 public key: a PEM file or base64 (pins the key)",
+    )
 
     projections = commands.add_parser("projections", help="manage read models")
     projection_commands = projections.add_subparsers(dest="projections_command", required=True)
@@ -86,12 +99,12 @@ def _parser() -> argparse.ArgumentParser:
         help="one read model (default: every one)",
     )
 
+    evidence.add_parser(commands)
+
     diagram = commands.add_parser("diagram", help="the lifecycle diagram")
     diagram.add_argument("--format", choices=("mermaid", "svg"), default="mermaid")
 
-    demo = commands.add_parser(
-        "demo", help="load sample relationships across all phases (once)"
-    )
+    demo = commands.add_parser("demo", help="load sample relationships across all phases (once)")
     demo.add_argument(
         "--force", action="store_true", help="add them even to a database that holds other data"
     )
@@ -222,12 +235,21 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
         )
     if command == "verify":
         return asyncio.run(
-            auditor.verify(settings, args.relationship_id, all=args.all, fmt=args.format)
+            auditor.verify(
+                settings,
+                args.relationship_id,
+                all=args.all,
+                fmt=args.format,
+                trusted_checkpoint=args.trusted_checkpoint,
+                public_key=args.public_key,
+            )
         )
     if command == "projections":
         return asyncio.run(auditor.rebuild(settings, args.name))
     if command == "diagram":
         return _diagram(args.format)
+    if command == "evidence":
+        return evidence.run(args, settings)
     return asyncio.run(auditor.demo(settings, force=args.force))
 
 

@@ -79,3 +79,7 @@ class LifecycleFacts:
     refinement_reflections: frozenset[tuple[str, str]] = frozenset()
     """``(author_role, kind)`` of the reflections recorded since the current
     refinement began (empty outside refinement)."""
+    concerns_raised: frozenset[str] = frozenset()
+    """Ids of every concern raised (``concern.raised``)."""
+    concerns_open: frozenset[str] = frozenset()
+    """Ids of the concerns not resolved yet."""

@@ -240,3 +240,24 @@ def safety_override_is_set(facts: LifecycleFacts, data: EventData) -> bool:
 def justification_is_given(facts: LifecycleFacts, data: EventData) -> bool:
     justification = data.get("justification")
     return isinstance(justification, str) and bool(justification.strip())
+
+
+# --- concerns ---------------------------------------------------------------------
+
+
+@guard(
+    "the concern was raised on this relationship",
+    "concern_id must name a concern raised on this relationship (concern.raised gives each "
+    "concern its concern_id)",
+)
+def concern_was_raised(facts: LifecycleFacts, data: EventData) -> bool:
+    return data.get("concern_id") in facts.concerns_raised
+
+
+@guard(
+    "the concern is still open",
+    "this concern was already resolved (concern.resolved): a concern is resolved once",
+)
+def concern_is_still_open(facts: LifecycleFacts, data: EventData) -> bool:
+    concern_id = data.get("concern_id")
+    return concern_id not in facts.concerns_raised or concern_id in facts.concerns_open

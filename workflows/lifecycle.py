@@ -28,6 +28,8 @@ from workflows.guards import (
     agreement_proposed_in_this_establishment,
     agreement_signed_by_mentee,
     agreement_signed_by_mentor,
+    concern_is_still_open,
+    concern_was_raised,
     is_not_paused,
     is_paused,
     justification_is_given,
@@ -82,7 +84,7 @@ class Lifecycle(StateMachine):
                 mentor_was_proposed,
                 mentor_was_met,
                 mentor_has_not_declined,
-                            mentor_consented,
+                mentor_consented,
             ],
         ),
         "mentor.selected",
@@ -96,7 +98,7 @@ class Lifecycle(StateMachine):
                 agreement_signed_by_mentee,
                 agreement_signed_by_mentor,
                 agreement_has_measurable_dated_goal,
-                            agreement_ends_after_it_starts,
+                agreement_ends_after_it_starts,
             ],
         ),
         "relationship.established",
@@ -133,6 +135,26 @@ class Lifecycle(StateMachine):
     concern_raised = _event(
         _within(reflection, identification, establishment, cultivation, refinement),
         "concern.raised",
+    )
+    concern_resolved = _event(
+        _within(
+            reflection,
+            identification,
+            establishment,
+            cultivation,
+            refinement,
+            cond=[concern_was_raised, concern_is_still_open],
+        ),
+        "concern.resolved",
+    )
+    # Recorded by the service's risk worker only (clients are refused before the lifecycle).
+    risk_flagged = _event(
+        _within(reflection, identification, establishment, cultivation, refinement),
+        "risk.flagged",
+    )
+    risk_cleared = _event(
+        _within(reflection, identification, establishment, cultivation, refinement),
+        "risk.cleared",
     )
 
     candidate_proposed = _event(_within(identification), "candidate.proposed")

@@ -23,7 +23,7 @@ from domain import (
     data_schema,
     event_class,
 )
-from service.webhooks.outbox import PHASE_CHANGED, THIN_FIELDS
+from service.webhooks.outbox import PHASE_CHANGED, RISK_TYPES, THIN_FIELDS
 from workflows.describe import describe_workflow
 
 MENTEE = {"id": "mentee-1", "role": "mentee"}
@@ -137,6 +137,27 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "data": {"category": "unresponsive", "severity": "low", "detail": "two emails unanswered"},
         "actor": MENTEE,
     },
+    "concern.resolved": {
+        "data": {"concern_id": "concern-1", "resolution": "addressed", "note": "mentor replied"},
+        "actor": {"id": "admin-1", "role": "program_admin"},
+    },
+    "risk.flagged": {
+        "data": {
+            "reasons": [
+                {
+                    "code": "no_recent_meeting",
+                    "since": "2026-03-20T15:00:00Z",
+                    "detail": "no meeting since 2026-02-10; the monthly cadence wanted one by"
+                    " 2026-03-20",
+                }
+            ]
+        },
+        "actor": {"id": "mentorflow", "role": "system"},
+    },
+    "risk.cleared": {
+        "data": {"codes": ["no_recent_meeting"]},
+        "actor": {"id": "mentorflow", "role": "system"},
+    },
     "review.started": {"data": {"trigger": "term_ended"}, "actor": MENTEE},
     "relationship.refined": {"data": {"reason": "new objectives for year two"}, "actor": MENTEE},
     "relationship.concluded": {
@@ -179,6 +200,10 @@ STATE_CHECKS: dict[str, list[str]] = {
         "`action_item_id` is an open action item (not unknown, not completed)"
     ],
     "goal.progressed": ["`goal_id` is a goal of the agreement"],
+    "concern.raised": [
+        "`concern_id`, if given, is not already used by a concern of this relationship"
+        " (without it the service assigns `concern-<n>`)"
+    ],
 }
 
 
@@ -335,6 +360,11 @@ def render() -> str:
         confidential = CONFIDENTIAL_FIELDS.get(event_type, frozenset())
         out += [f"## {event_type}", ""]
         out.append(f"Accepted in: {', '.join(phases.get(event_type, []))}.")
+        if event_class(event_type).recorded_by_service:
+            out.append(
+                "Recorded by the service only (its risk worker, actor role `system`):"
+                " a client's post is refused (403 `forbidden`)."
+            )
         moves = [f"{src} → {dst}" for src, dst, _ in guards.get(event_type, []) if src != dst]
         if moves:
             out.append(f"Moves the relationship: {'; '.join(moves)}.")
@@ -388,9 +418,15 @@ def render() -> str:
             f"Webhook types: {', '.join(hooks)}. Webhook `data` of `relationship.{event_type}`:"
             " `relationship_id`, `event_type`, `version`, `phase`"
             + "".join(f", `{f}`" for f in thin)
+            + (", `program_id`, `codes`" if event_type in RISK_TYPES else "")
             + "."
         )
-        out += ["", "Example (`POST /v1/relationships/{id}/events`):", "", "```json"]
+        example = (
+            "Example (as the service records it):"
+            if event_class(event_type).recorded_by_service
+            else "Example (`POST /v1/relationships/{id}/events`):"
+        )
+        out += ["", example, "", "```json"]
         out.append(json.dumps({"type": event_type, **EXAMPLES[event_type]}, indent=2))
         out += ["```", ""]
     return "\n".join(out + _erasure_section())

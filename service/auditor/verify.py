@@ -8,6 +8,7 @@ from typing import TextIO
 from uuid import UUID
 
 from service.auditor.common import NO, OK, USAGE, Format, components_for, parse_id
+from service.auditor.tree_check import CheckError, TreeReport, check_tree
 from service.platform.settings import Settings
 from service.relationships.read_models import LogCheck, StreamCheck
 
@@ -20,19 +21,31 @@ async def verify(
     fmt: Format = "text",
     out: TextIO = sys.stdout,
     err: TextIO = sys.stderr,
+    trusted_checkpoint: str | None = None,
+    public_key: str | None = None,
 ) -> int:
     """Check hash chains: one relationship's, or with ``all`` every one plus
-    the global positions that went missing. Exit 1 naming the first broken
-    event (version and id) if anything was altered or removed."""
+    the global positions that went missing and the Merkle tree recomputed from
+    the events (against a checkpoint kept elsewhere with ``trusted_checkpoint``).
+    Exit 1 naming the first broken event (version and id) or the first position
+    that differs if anything was altered or removed."""
     if (relationship_id is None) == (not all):
         print("mentorflow: verify needs a relationship id or --all (not both)", file=err)
+        return USAGE
+    if (trusted_checkpoint or public_key) and not all:
+        print("mentorflow: --trusted-checkpoint and --public-key go with --all", file=err)
         return USAGE
     async with components_for(settings) as session:
         models = session.read_models
         if all:
+            try:
+                tree = await check_tree(session.store, trusted_checkpoint, public_key)
+            except CheckError as exc:
+                print(f"mentorflow: {exc}", file=err)
+                return USAGE
             report = await models.verify_all()
-            _print_all(report, fmt, out)
-            return OK if report.valid else NO
+            _print_all(report, tree, fmt, out)
+            return OK if report.valid and tree.valid else NO
         rid = parse_id(relationship_id or "", err)
         if rid is None:
             return USAGE
@@ -54,9 +67,11 @@ def _line(check: StreamCheck) -> str:
     )
 
 
-def _print_all(report: LogCheck, fmt: Format, out: TextIO) -> None:
+def _print_all(report: LogCheck, tree: TreeReport, fmt: Format, out: TextIO) -> None:
     if fmt == "json":
-        print(json.dumps(report.to_dict(), indent=2), file=out)
+        body = report.to_dict() | tree.to_dict()
+        body["valid"] = report.valid and tree.valid
+        print(json.dumps(body, indent=2), file=out)
         return
     for broken in report.broken:
         print(_line(broken), file=out)
@@ -64,7 +79,9 @@ def _print_all(report: LogCheck, fmt: Format, out: TextIO) -> None:
     if missing:
         shown = ", ".join(str(p) for p in missing[:20]) + (" ..." if len(missing) > 20 else "")
         print(f"global log: positions missing (events deleted): {shown}", file=out)
-    verdict = "valid" if report.valid else "BROKEN"
+    for line in tree.lines():
+        print(line, file=out)
+    verdict = "valid" if report.valid and tree.valid else "BROKEN"
     print(
         f"{verdict}: {report.streams_checked} relationships, "
         f"{report.events_checked} events checked",

@@ -10,7 +10,14 @@ from collections.abc import AsyncIterator
 from aiohttp import web
 
 from service.composition.components import Components, build
-from service.http import ops_routes, read_routes, relationship_routes, webhook_routes
+from service.http import (
+    checkpoint_routes,
+    ops_routes,
+    proof_routes,
+    read_routes,
+    relationship_routes,
+    webhook_routes,
+)
 from service.http.context import SERVICES
 from service.http.idempotency import RESPONSES, ResponseKeeper, idempotent_posts
 from service.http.middleware import (
@@ -33,11 +40,21 @@ def all_routes() -> list[Route]:
         *relationship_routes.ROUTES,
         *read_routes.ROUTES,
         *webhook_routes.ROUTES,
+        *proof_routes.ROUTES,
+        *checkpoint_routes.ROUTES,
     ]
 
 
 def openapi_document() -> dict[str, object]:
-    return build_openapi(all_routes(), {**read_routes.SCHEMAS, **webhook_routes.SCHEMAS})
+    return build_openapi(
+        all_routes(),
+        {
+            **read_routes.SCHEMAS,
+            **webhook_routes.SCHEMAS,
+            **proof_routes.SCHEMAS,
+            **checkpoint_routes.SCHEMAS,
+        },
+    )
 
 
 def create_app(
@@ -68,10 +85,17 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     ops_routes.add_docs_static(app)
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()
+    app.on_startup.append(_signing_key)
     app.on_shutdown.append(_stopping)
     if background:
         app.cleanup_ctx.append(_workers)
     return app
+
+
+async def _signing_key(app: web.Application) -> None:
+    """Read (or create) the checkpoint signing key before serving: a missing
+    or unreadable key stops the start, not a request later."""
+    app[SERVICES].checkpoints.signing_key()
 
 
 async def _stopping(app: web.Application) -> None:

@@ -138,18 +138,42 @@ _RELATIONSHIP_PROPERTIES: dict[str, Any] = {
     "concerns": {
         "type": "object",
         "additionalProperties": False,
-        "required": ["count", "high_severity", "items"],
-        "properties": {"count": _COUNT, "high_severity": _COUNT, "items": _OBJECTS},
+        "required": ["count", "high_severity", "open", "items"],
+        "properties": {
+            "count": _COUNT,
+            "high_severity": _COUNT,
+            "open": _COUNT,
+            "items": _OBJECTS,
+        },
     },
     "review_trigger": _NULLABLE_STRING,
     "outcome": _NULLABLE_STRING,
     "outcome_summary": _NULLABLE_STRING,
 }
+RISK_REASONS: dict[str, Any] = {
+    "type": "array",
+    "description": "why it is at risk now (GET of the current relationship, and list items)",
+    "items": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["code", "since", "detail", "evidence"],
+        "properties": {
+            "code": {"type": "string"},
+            "since": {"type": "string", "format": "date-time"},
+            "detail": {"type": "string"},
+            "evidence": {
+                "type": "array",
+                "description": "positions of the events that make it true",
+                "items": {"type": "integer"},
+            },
+        },
+    },
+}
 _RELATIONSHIP: dict[str, Any] = {
     "type": "object",
     "additionalProperties": False,
     "required": sorted(_RELATIONSHIP_PROPERTIES),
-    "properties": _RELATIONSHIP_PROPERTIES,
+    "properties": {**_RELATIONSHIP_PROPERTIES, "risk_reasons": RISK_REASONS},
     "description": "domain.view.relationship_view",
 }
 

@@ -11,7 +11,14 @@ from typing import Any
 import workflows
 from domain import CONFIDENTIAL_FIELDS, EVENT_CLASSES
 from domain.catalog import data_schema, opening_schema
-from service.webhooks.outbox import CLOUDEVENT_TYPE_PREFIX, PHASE_CHANGED, TEST_TYPE, THIN_FIELDS
+from service.webhooks.outbox import (
+    CHECKPOINT_TYPE,
+    CLOUDEVENT_TYPE_PREFIX,
+    PHASE_CHANGED,
+    RISK_TYPES,
+    TEST_TYPE,
+    THIN_FIELDS,
+)
 
 OPENED = "relationship.opened"
 _TIMESTAMP = {"type": "string", "format": "date-time"}
@@ -112,9 +119,14 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
             fields["agreement_version"] = hoist(
                 {**schema["properties"]["version"], "$defs": schema.get("$defs", {})}, out
             )
+        required = ["relationship_id", "event_type", "version", "phase"]
+        if api_type in RISK_TYPES:
+            fields["program_id"] = {"type": ["string", "null"]}
+            fields["codes"] = {"type": "array", "items": {"type": "string"}}
+            required += ["program_id", "codes"]
         shapes["relationship." + api_type] = {
             "type": "object",
-            "required": ["relationship_id", "event_type", "version", "phase"],
+            "required": required,
             "properties": {
                 "relationship_id": uuid,
                 "event_type": {"const": api_type},
@@ -123,6 +135,16 @@ def _webhook_data() -> dict[str, dict[str, Any]]:
                 **fields,
             },
         }
+    shapes[CHECKPOINT_TYPE] = {
+        "type": "object",
+        "required": ["origin", "tree_size", "root_hash", "note"],
+        "properties": {
+            "origin": {"type": "string"},
+            "tree_size": {"type": "integer", "minimum": 0},
+            "root_hash": {"type": "string", "contentEncoding": "base64"},
+            "note": {"type": "string", "description": "the signed checkpoint (C2SP signed note)"},
+        },
+    }
     shapes[TEST_TYPE] = {
         "type": "object",
         "required": ["webhook_id", "sent_at"],

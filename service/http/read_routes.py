@@ -10,8 +10,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from projections import InvalidQuery
+from service.http.checkpoint_routes import CHECKPOINT_STATUS
 from service.http.context import principal, services
-from service.http.openapi import RECORDED_EVENT_PROPERTIES, page_of
+from service.http.openapi import RECORDED_EVENT_PROPERTIES, RISK_REASONS, page_of
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
 from service.http.routing import READ, Param, Route
@@ -104,10 +105,13 @@ async def audit(request: web.Request) -> web.Response:
 
 async def verify_audit(request: web.Request) -> web.Response:
     relationship_id = path_uuid(request, "id", "relationship")
-    check = await services(request).read_models.verify(relationship_id)
+    s = services(request)
+    check = await s.read_models.verify(relationship_id)
     if check is None:
         raise Problem("not-found", f"no relationship {relationship_id}")
-    return web.json_response(check.to_dict())
+    # the signed checkpoint, checked with the service's key (kept outside the database)
+    inclusion = await s.evidence.inclusion(relationship_id, s.checkpoints.signing_key().public_key)
+    return web.json_response(check.to_dict() | {"checkpoint": inclusion})
 
 
 async def phase_stats(request: web.Request) -> web.Response:
@@ -177,13 +181,11 @@ _SUMMARY = {
         "outcome": _NULLABLE_TEXT,
         "at_risk": {"type": "boolean"},
         "risk_flags": {"type": "object", "additionalProperties": {"type": "boolean"}},
-        "risk_reasons": {
+        "risk_reasons": RISK_REASONS,
+        "risk_recorded": {
             "type": "array",
-            "items": {
-                "type": "object",
-                "required": ["code", "message"],
-                "properties": {"code": {"type": "string"}, "message": {"type": "string"}},
-            },
+            "description": "the codes the service last recorded (risk.flagged / risk.cleared)",
+            "items": {"type": "string"},
         },
     },
 }
@@ -236,6 +238,7 @@ SCHEMAS = {
             "valid": {"type": "boolean"},
             "checked": {"type": "integer"},
             "first_invalid_version": {"type": ["integer", "null"]},
+            "checkpoint": CHECKPOINT_STATUS,
         },
     },
     "PhaseStats": {"type": "object"},

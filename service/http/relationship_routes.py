@@ -78,12 +78,18 @@ async def create_relationship(request: web.Request) -> web.Response:
 
 
 async def get_relationship(request: web.Request) -> web.Response:
-    relationship = await services(request).application.load(
-        path_uuid(request, "id", "relationship"),
-        version=query_int(request, "version", low=1),
-        as_of=query_datetime(request, "as_of"),
+    s = services(request)
+    version, as_of = query_int(request, "version", low=1), query_datetime(request, "as_of")
+    relationship = await s.application.load(
+        path_uuid(request, "id", "relationship"), version=version, as_of=as_of
     )
-    return _relationship_response(relationship)
+    if version is not None or as_of is not None:
+        return _relationship_response(relationship)
+    reasons = await s.read_models.risk_reasons(relationship.id)  # now, as the rules see it
+    return web.json_response(
+        {**relationship_view(relationship), "risk_reasons": reasons},
+        headers={"ETag": _etag(relationship.version)},
+    )
 
 
 # --- events -------------------------------------------------------------------------

@@ -17,10 +17,12 @@ from service.http.requests import json_object, limit, path_uuid
 from service.http.routing import ADMIN, Param, Route, url_of
 from service.http.views import decode_cursor
 from service.webhooks import endpoints
-from service.webhooks.outbox import PHASE_CHANGED, wire_id
+from service.webhooks.outbox import CHECKPOINT_TYPE, PHASE_CHANGED, wire_id
 from service.webhooks.ssrf import UnsafeUrl, check_url
 
-WEBHOOK_TYPES = frozenset({PHASE_CHANGED}) | {f"relationship.{t}" for t in EVENT_CLASSES}
+WEBHOOK_TYPES = frozenset({PHASE_CHANGED, CHECKPOINT_TYPE}) | {
+    f"relationship.{t}" for t in EVENT_CLASSES
+}
 MAX_DESCRIPTION = 500
 
 

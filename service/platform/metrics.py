@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
-from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
 
@@ -44,6 +44,33 @@ class Metrics:
             "mentorflow_background_task_failures_total",
             "Unexpected ends of background tasks (each is logged and restarted).",
             ("task",),
+            registry=self.registry,
+        )
+
+        self.tree_size = Gauge(
+            "mentorflow_merkle_tree_size",
+            "Leaves in the stored Merkle tree (events covered by roots and proofs).",
+            registry=self.registry,
+        )
+        self.tree_lag = Gauge(
+            "mentorflow_merkle_tree_lag_events",
+            "Events in the global log not yet in the stored Merkle tree.",
+            registry=self.registry,
+        )
+
+    def tree_built(self, size: int, last_position: int) -> None:
+        self.tree_size.set(size)
+        self.tree_lag.set(max(0, last_position - size))
+
+        self.risk_pass = Histogram(
+            "mentorflow_risk_pass_seconds",
+            "Duration of one evaluation pass of the at-risk rules (the risk worker).",
+            buckets=LATENCY_BUCKETS,
+            registry=self.registry,
+        )
+        self.risk_leader = Gauge(
+            "mentorflow_risk_leader",
+            "1 while this process runs the risk worker.",
             registry=self.registry,
         )
 

@@ -10,7 +10,10 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+from datetime import timedelta
 from pathlib import Path
+
+from domain.risk import RiskPolicy
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 AES_KEY_SIZES = (16, 24, 32)
@@ -33,8 +36,19 @@ class Settings:
     webhook_retry_schedule: tuple[float, ...] = DEFAULT_RETRY_SCHEDULE
     webhook_timeout_s: float = 10.0
     run_workers: bool = True
+    risk_worker: bool = True
+    """Whether this process's workers include the risk worker."""
+    risk_interval_s: float = 60.0
+    """How often the risk worker evaluates the at-risk rules (also on new events)."""
+    risk_policy: RiskPolicy = field(default_factory=RiskPolicy)
+    """The thresholds of the at-risk rules (``MENTORFLOW_RISK_*`` days)."""
     log_format: str = "auto"
     """`text`, `json`, or `auto`: text on a terminal, JSON lines otherwise."""
+    signing_key_path: Path | None = None
+    """MENTORFLOW_SIGNING_KEY; None: `<data dir>/signing-key.pem` (created on first start)."""
+    log_origin: str | None = None
+    """MENTORFLOW_LOG_ORIGIN; None: `mentorflow.local/<the database's log id>`."""
+    checkpoint_interval_s: float = 60.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -57,7 +71,29 @@ class Settings:
             webhook_timeout_s=_seconds(env, "MENTORFLOW_WEBHOOK_TIMEOUT", 10.0),
             run_workers=_flag(env, "MENTORFLOW_RUN_WORKERS", default=True),
             log_format=_choice(env, "MENTORFLOW_LOG_FORMAT", ("auto", "text", "json")),
+            signing_key_path=Path(env["MENTORFLOW_SIGNING_KEY"])
+            if env.get("MENTORFLOW_SIGNING_KEY")
+            else None,
+            log_origin=_origin(env.get("MENTORFLOW_LOG_ORIGIN") or None),
+            checkpoint_interval_s=_seconds(env, "MENTORFLOW_CHECKPOINT_INTERVAL", 60.0),
+            risk_worker=_flag(env, "MENTORFLOW_RISK_WORKER", default=True),
+            risk_interval_s=_seconds(env, "MENTORFLOW_RISK_INTERVAL", 60.0),
+            risk_policy=_risk_policy(env),
         )
+
+
+_ORIGIN = re.compile(r"^[\x21-\x7e]{1,200}$")
+
+
+def _origin(origin: str | None) -> str | None:
+    """The checkpoint origin is also the signing key's name: printable ASCII,
+    no space and no '+' (C2SP signed-note key names)."""
+    if origin is not None and (not _ORIGIN.match(origin) or "+" in origin):
+        raise SettingsError(
+            "MENTORFLOW_LOG_ORIGIN must be 1-200 printable ASCII characters without"
+            f" spaces or '+' (for example example.org/mentorflow), got {origin!r}"
+        )
+    return origin
 
 
 def _cipher_key(key: str | None) -> str | None:
@@ -119,3 +155,47 @@ def _schedule(raw: str | None) -> tuple[float, ...]:
     if not delays or any(d < 0 for d in delays):
         raise SettingsError("MENTORFLOW_WEBHOOK_RETRY_SCHEDULE needs non-negative delays")
     return delays
+
+
+RISK_DAYS = {
+    "MENTORFLOW_RISK_FIRST_MEETING_DAYS": "first_meeting_within",
+    "MENTORFLOW_RISK_PAUSE_DAYS": "pause_limit",
+    "MENTORFLOW_RISK_RESUME_GRACE_DAYS": "resume_grace",
+}
+"""Thresholds of the at-risk rules, in days (docs/operations.md)."""
+STALL_DAYS = {
+    "MENTORFLOW_RISK_STALL_IDENTIFICATION_DAYS": "identification",
+    "MENTORFLOW_RISK_STALL_ESTABLISHMENT_DAYS": "establishment",
+}
+"""How long a phase may last before it counts as stalled, in days."""
+
+
+def _days(env: Mapping[str, str], name: str) -> timedelta | None:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return None
+    try:
+        value = float(raw)
+    except ValueError:
+        raise SettingsError(f"{name} must be a number of days, got {raw!r}") from None
+    if not 0 <= value <= 36_500:
+        raise SettingsError(f"{name} must be between 0 and 36500 days")
+    return timedelta(days=value)
+
+
+def _risk_policy(env: Mapping[str, str]) -> RiskPolicy:
+    default = RiskPolicy()
+    changes: dict[str, object] = {}
+    for name, attribute in RISK_DAYS.items():
+        if (days := _days(env, name)) is not None:
+            changes[attribute] = days
+    stall = dict(default.stall_limits)
+    for name, phase in STALL_DAYS.items():
+        if (days := _days(env, name)) is not None:
+            stall[phase] = days
+    return RiskPolicy(
+        cadence_periods=default.cadence_periods,
+        cadence_grace=default.cadence_grace,
+        stall_limits=stall,
+        **changes,  # type: ignore[arg-type]
+    )

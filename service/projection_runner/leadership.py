@@ -18,6 +18,35 @@ from service.store.database import connect
 log = logging.getLogger("service.projection_runner")
 
 
+@contextlib.asynccontextmanager
+async def locked_connection(
+    dsn: str, schema: str, key: str, *, wait: bool, retry_every: float
+) -> AsyncIterator[asyncpg.Connection | None]:
+    """A dedicated connection holding the advisory lock ``key`` (None when
+    ``wait`` is false and another process holds it). Closing the connection
+    releases the lock, so a dead holder releases it too. The lease every
+    one-at-a-time worker runs under (each projection's, the risk worker's)."""
+    conn = await connect(dsn, schema)
+    try:
+        locked = await acquire(conn, key, wait=wait, retry_every=retry_every)
+        yield conn if locked else None
+        if locked:
+            await conn.fetchval(UNLOCK, key)
+        await conn.close(timeout=2)
+    finally:
+        if not conn.is_closed():
+            conn.terminate()  # a failure or cancellation: drop it, the server releases the lock
+
+
+async def acquire(conn: asyncpg.Connection, key: str, *, wait: bool, retry_every: float) -> bool:
+    """Try the lock; with ``wait``, until it is free (a standby process)."""
+    while not await conn.fetchval(TRY_LOCK, key):
+        if not wait:
+            return False
+        await asyncio.sleep(retry_every)
+    return True
+
+
 class Leadership(Running):
     """Competing for a projection's lock, and running its worker while holding it."""
 
@@ -55,21 +84,10 @@ class Leadership(Running):
         when ``wait`` is false and another process holds it). Closing the
         connection releases the lock, so a dead holder releases it too."""
         key = f"mentorflow.projection.{self.store.schema}.{name}"
-        conn = await connect(self.dsn, self.store.schema)
-        try:
-            locked = await self._acquire(conn, key, wait=wait)
-            yield conn if locked else None
-            if locked:
-                await conn.fetchval(UNLOCK, key)
-            await conn.close(timeout=2)
-        finally:
-            if not conn.is_closed():
-                conn.terminate()  # a failure or cancellation: drop it, the server releases the lock
+        async with locked_connection(
+            self.dsn, self.store.schema, key, wait=wait, retry_every=self.takeover_interval
+        ) as conn:
+            yield conn
 
     async def _acquire(self, conn: asyncpg.Connection, key: str, *, wait: bool) -> bool:
-        """Try the lock; with ``wait``, until it is free (a standby process)."""
-        while not await conn.fetchval(TRY_LOCK, key):
-            if not wait:
-                return False
-            await asyncio.sleep(self.takeover_interval)
-        return True
+        return await acquire(conn, key, wait=wait, retry_every=self.takeover_interval)

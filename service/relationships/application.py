@@ -22,7 +22,7 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-from domain import Envelope, FieldError, Relationship, ValidationFailed
+from domain import EVENT_CLASSES, Envelope, FieldError, Relationship, ValidationFailed
 from service.relationships.repository import RecordedEvent, RelationshipRepository, Saved
 from service.relationships.serialise import KeyedLocks
 from service.store.errors import VersionConflict
@@ -41,6 +41,17 @@ class NotFound(ApplicationError):
 
 class NotPermitted(ApplicationError):
     """The caller may not do this here (a program outside its scope)."""
+
+
+class ServiceOnly(NotPermitted):
+    """The event type is recorded by the service itself (``risk.*``), never posted."""
+
+    def __init__(self, event_type: str):
+        super().__init__(
+            f"{event_type} is recorded by the service only (its risk worker, actor role"
+            " 'system'); clients cannot post it"
+        )
+        self.event_type = event_type
 
 
 class VersionMismatch(ApplicationError):
@@ -137,7 +148,42 @@ class Application:
     ) -> Saved:
         """Load, decide, save. Without ``expected_version``, concurrent posts
         to one relationship are serialised here, and one that loses to another
-        process is decided again against the state it finally applies to."""
+        process is decided again against the state it finally applies to.
+        Event types the service records itself are refused (:class:`ServiceOnly`)."""
+        event_class = EVENT_CLASSES.get(event_type) if isinstance(event_type, str) else None
+        if event_class is not None and event_class.recorded_by_service:
+            raise ServiceOnly(event_type)
+        return await self._decide_and_save(
+            relationship_id, event_type, data, envelope, expected_version, idempotency
+        )
+
+    async def record_by_service(
+        self,
+        relationship_id: UUID,
+        event_type: str,
+        data: Mapping[str, Any],
+        envelope: Envelope,
+        *,
+        expected_version: int,
+        idempotency: IdempotencyKey,
+    ) -> Saved:
+        """An event the service decides itself (the risk worker's ``risk.flagged``
+        / ``risk.cleared``): decided and saved like any other, but only on the
+        version it was decided from (``expected_version``) and under an
+        idempotency key, so a retry or a second worker never records it twice."""
+        return await self._decide_and_save(
+            relationship_id, event_type, data, envelope, expected_version, idempotency
+        )
+
+    async def _decide_and_save(
+        self,
+        relationship_id: UUID,
+        event_type: str,
+        data: Mapping[str, Any] | None,
+        envelope: Envelope,
+        expected_version: int | None,
+        idempotency: IdempotencyKey | None,
+    ) -> Saved:
         async with self._locks.hold(relationship_id):
             for _ in range(DECISION_ATTEMPTS):
                 relationship = await self._current(relationship_id, expected_version)

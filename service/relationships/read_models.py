@@ -148,6 +148,17 @@ class ReadModels:
             )
         )
 
+    async def risk_reasons(self, relationship_id: UUID) -> list[dict[str, Any]]:
+        """The reasons a relationship is at risk now, each with the positions of
+        the events that make it true (empty until its summary exists)."""
+        now = self.clock()
+        reasons = await self.store.with_connection(
+            lambda conn: summaries_model.risk_reasons(
+                conn, relationship_id, now=now, policy=self.policy
+            )
+        )
+        return reasons or []
+
     async def timeline(
         self,
         relationship_id: UUID,

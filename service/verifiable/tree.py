@@ -3,9 +3,10 @@
 Leaf p-1 is SHA-256(0x00 || canonical bytes of the event at position p), the
 same bytes its stream's hash chain covers (`mf_canonical` in the migrations).
 
-INTERIM implementation: every perfect subtree is recomputed from the events'
-leaf hashes on demand (correct, O(n)). The stored tree replaces the inside of
-this class; its interface stays.
+The tree is stored as perfect subtrees (table `merkle_nodes`, written by the
+tree builder, `service.verifiable.tree_builder`); a root or proof reads the
+O(log² n) nodes it needs in one query. `size()` is the built size: roots and
+proofs are served up to it.
 """
 
 from __future__ import annotations
@@ -17,12 +18,9 @@ import asyncpg
 from domain.verifiable import merkle
 from domain.verifiable.merkle import Node
 from service.store.eventstore import EventStore
+from service.verifiable.tree_builder import fetch_nodes
 
-_LEAVES = (
-    "SELECT sha256('\\x00'::bytea || mf_canonical(position, stream_id, version, event_id, topic,"
-    " payload, metadata, recorded_at)) FROM events"
-    " WHERE position > $1 AND position <= $2 ORDER BY position"
-)
+_SIZE = "SELECT size FROM merkle_tree"
 
 
 class MerkleTree:
@@ -33,28 +31,21 @@ class MerkleTree:
 
     async def size(self) -> int:
         """How many leaves the tree holds now (proofs and roots go up to here)."""
-        return await self.store.max_position()
+        value: int = await self.store.with_connection(lambda conn: conn.fetchval(_SIZE))
+        return value
 
     async def nodes(self, wanted: Iterable[Node]) -> dict[Node, bytes]:
         """The hashes of the given perfect subtrees (all must lie within `size()`)."""
-        found: dict[Node, bytes] = {}
-        for level, index in wanted:
-            first, last = index << level, (index + 1) << level
-            rows = await self._leaves(first, last)
-            leaves = [bytes(r[0]) for r in rows]
-            if len(leaves) != last - first:
-                raise LookupError(f"the log has no complete subtree {(level, index)}")
-            found[(level, index)] = merkle.range_hash(
-                0, len(leaves), {(0, i): leaf for i, leaf in enumerate(leaves)} | _perfect(leaves)
-            )
+        asked = set(wanted)
+
+        async def fetch(conn: asyncpg.Connection) -> dict[Node, bytes]:
+            return await fetch_nodes(conn, asked)
+
+        found = await self.store.with_connection(fetch)
+        if len(found) != len(asked):
+            missing = sorted(asked - set(found))
+            raise LookupError(f"the stored tree has no subtree {missing[0]}")
         return found
-
-    async def _leaves(self, first: int, last: int) -> list[asyncpg.Record]:
-        async def fetch(conn: asyncpg.Connection) -> list[asyncpg.Record]:
-            rows: list[asyncpg.Record] = await conn.fetch(_LEAVES, first, last)
-            return rows
-
-        return await self.store.with_connection(fetch)
 
     async def root(self, size: int) -> bytes:
         return merkle.root(size, await self.nodes(merkle.root_nodes(size)))
@@ -68,16 +59,13 @@ class MerkleTree:
             index, size, await self.nodes(merkle.inclusion_nodes(index, size))
         )
 
+    async def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
+        """The leaf hash and its audit path, from one read of the stored nodes."""
+        nodes = await self.nodes(merkle.inclusion_nodes(index, size))
+        return nodes[(0, index)], merkle.inclusion_proof(index, size, nodes)
+
     async def consistency_proof(self, first: int, second: int) -> list[bytes]:
         """RFC 9162 §2.1.4 proof that the tree of `first` leaves is a prefix of `second`'s."""
         return merkle.consistency_proof(
             first, second, await self.nodes(merkle.consistency_nodes(first, second))
         )
-
-
-def _perfect(leaves: list[bytes]) -> dict[Node, bytes]:
-    made: dict[Node, bytes] = {}
-    for size, leaf in enumerate(leaves):
-        known = {n: made[n] for n in merkle.frontier_nodes(size)}
-        made.update(merkle.completed_nodes(size, [leaf], known))
-    return made

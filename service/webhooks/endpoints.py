@@ -12,7 +12,13 @@ from uuid import UUID, uuid4
 import asyncpg
 
 from service.store.eventstore import EventStore
-from service.webhooks.outbox import CHANNEL_PREFIX, TEST_TYPE, test_cloudevent, wire_id
+from service.webhooks.outbox import (
+    CHANNEL_PREFIX,
+    CHECKPOINT_TYPE,
+    TEST_TYPE,
+    test_cloudevent,
+    wire_id,
+)
 from service.webhooks.sealing import SecretSealer, SecretUnavailable
 from service.webhooks.signing import new_secret
 
@@ -118,6 +124,7 @@ def endpoint_view(row: asyncpg.Record) -> dict[str, Any]:
 
 def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
     test = row["webhook_type"] == TEST_TYPE
+    checkpoint = row["webhook_type"] == CHECKPOINT_TYPE  # position: the tree size
     return {
         "id": row["id"],
         "delivery_id": str(row["message_id"]),
@@ -130,7 +137,7 @@ def attempt_view(row: asyncpg.Record) -> dict[str, Any]:
         "next_retry_at": _iso(row["next_retry_at"]),
         "webhook_type": row["webhook_type"],
         "position": None if test else row["position"],
-        "relationship_id": None if test else str(row["relationship_id"]),
+        "relationship_id": None if test or checkpoint else str(row["relationship_id"]),
         "state": row["state"],
     }
 

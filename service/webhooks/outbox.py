@@ -13,7 +13,7 @@ codes and phases, never a confidential field.
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from datetime import datetime
 from typing import Any
 
@@ -38,6 +38,18 @@ THIN_FIELDS = frozenset(
 """Fields a webhook may carry: ids, codes, dates and numbers."""
 
 assert not THIN_FIELDS & set().union(*CONFIDENTIAL_FIELDS.values()), "a confidential thin field"
+
+RISK_TYPES = frozenset({"risk.flagged", "risk.cleared"})
+"""Event types whose webhook data also holds ``program_id`` and ``codes`` (the
+codes flagged, or the codes cleared), so a program can route the alert."""
+
+
+def risk_codes(data: Mapping[str, Any]) -> list[str]:
+    """The codes a risk event is about: those flagged, or those cleared."""
+    if "reasons" in data:
+        return [reason["code"] for reason in data["reasons"]]
+    return list(data.get("codes", []))
+
 
 _ENDPOINTS = (
     "SELECT id, event_types, created_position FROM webhook_endpoints"
@@ -89,9 +101,14 @@ def thin_data(event: ProjectedEvent, webhook_type: str) -> dict[str, Any]:
         }
     confidential = CONFIDENTIAL_FIELDS.get(event.type, frozenset())
     data = event_data(event.event)
-    fields = {key: value for key, value in data.items() if key in THIN_FIELDS - confidential}
+    fields: dict[str, Any] = {
+        key: value for key, value in data.items() if key in THIN_FIELDS - confidential
+    }
     if "version" in data:  # an agreement's own version: not the stream's `version` below
         fields["agreement_version"] = data["version"]
+    if event.type in RISK_TYPES:
+        fields["program_id"] = data.get("program_id")
+        fields["codes"] = risk_codes(data)
     return {
         "relationship_id": str(event.relationship_id),
         "event_type": meta.type,
@@ -133,6 +150,31 @@ def test_cloudevent(
         "time": to_jsonable(sent_at),
         "datacontenttype": "application/json",
         "data": {"webhook_id": str(endpoint_id), "sent_at": to_jsonable(sent_at)},
+    }
+
+
+CHECKPOINT_TYPE = "checkpoint.published"
+"""The webhook type of each signed checkpoint (service.verifiable.checkpoints)."""
+CHECKPOINT_GROUP = uuid.uuid5(MESSAGE_NAMESPACE, "checkpoints")
+"""The ordering group (`relationship_id` column) of checkpoint messages: an
+endpoint receives checkpoints one after the other, in tree-size order."""
+
+
+def checkpoint_cloudevent(
+    message: uuid.UUID, origin: str, tree_size: int, root_hash: str, note: str, at: datetime
+) -> dict[str, Any]:
+    """The CloudEvent of a published checkpoint (`root_hash` in base64): every
+    subscriber can keep it, and so witness the log."""
+    return {
+        "specversion": "1.0",
+        "id": wire_id(message),
+        "source": "/checkpoints",
+        "type": CLOUDEVENT_TYPE_PREFIX + CHECKPOINT_TYPE,
+        "subject": str(tree_size),
+        "time": to_jsonable(at),
+        "datacontenttype": "application/json",
+        "sequence": tree_size,
+        "data": {"origin": origin, "tree_size": tree_size, "root_hash": root_hash, "note": note},
     }
 
 

@@ -10,7 +10,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from domain import RECORDABLE_TYPES
+from domain import EVENT_CLASSES, RECORDABLE_TYPES
 from tests.docs.examples import event_examples
 from tests.e2e.conftest import Api
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
@@ -25,6 +25,7 @@ Step = str | dict[str, Any]  # a documented example by type, or a filler body
 TO_REFINEMENT: list[Step] = [
     "reflection.recorded",
     "concern.raised",
+    "concern.resolved",
     "identification.started",
     "candidate.proposed",
     {"type": "candidate.proposed", "data": {"mentor_id": "mentor-9"}, "actor": MENTEE},
@@ -87,4 +88,11 @@ async def test_every_documented_example_is_accepted_in_its_phase(writer: Api) ->
                 assert status == 409 and answer["paused"] is True, answer
             if isinstance(step, str):
                 posted.add(step)
-    assert posted == set(RECORDABLE_TYPES)
+    service_only = {t for t in RECORDABLE_TYPES if EVENT_CLASSES[t].recorded_by_service}
+    assert service_only == {"risk.flagged", "risk.cleared"}
+    assert posted == set(RECORDABLE_TYPES) - service_only
+    status, opened, _ = await writer.post("/v1/relationships", {"mentee_id": "mentee-1"})
+    for event_type in sorted(service_only):  # documented, but recorded by the service only
+        url = f"/v1/relationships/{opened['id']}/events"
+        status, answer, _ = await writer.post(url, examples[event_type])
+        assert status == 403 and "recorded by the service only" in answer["detail"], answer

@@ -101,6 +101,19 @@ SCENARIOS: dict[str, tuple[list[Step], Step, int]] = {
         409,
     ),
     "is_paused": (TO_CULTIVATION, ("relationship.resumed", None, MENTEE), 409),
+    "concern_was_raised": (
+        [("concern.raised", {"category": "other", "severity": "low"}, MENTEE)],
+        ("concern.resolved", {"concern_id": "concern-9", "resolution": "addressed"}, MENTEE),
+        422,
+    ),
+    "concern_is_still_open": (
+        [
+            ("concern.raised", {"category": "other", "severity": "low"}, MENTEE),
+            ("concern.resolved", {"concern_id": "concern-1", "resolution": "addressed"}, MENTEE),
+        ],
+        ("concern.resolved", {"concern_id": "concern-1", "resolution": "withdrawn"}, MENTEE),
+        422,
+    ),
 }
 
 

@@ -4,6 +4,7 @@ UI) loads only same-origin assets under a strict Content-Security-Policy."""
 
 from __future__ import annotations
 
+import asyncio
 import re
 from collections.abc import AsyncIterator, Iterator
 from html.parser import HTMLParser
@@ -150,6 +151,14 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
     await writer.get("/v1/stats/phases")
     await writer.get("/v1/workflow")
     await writer.get("/v1/relationships/00000000-0000-0000-0000-000000000000")
+    for _ in range(100):  # the tree builder trails the log by moments
+        status, _body, _ = await writer.get("/v1/proofs/consistency?first=1&second=3")
+        if status == 200:
+            break
+        await asyncio.sleep(0.05)
+    assert status == 200
+    await writer.get("/v1/proofs/inclusion?position=2&tree_size=3")
+    await writer.get("/v1/proofs/inclusion?position=4&tree_size=3")  # 422
     for other in (auditor["token"], None):
         reader = CheckedApi(admin.session, admin.base, other)
         reader.checked = admin.checked
@@ -158,6 +167,25 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
     erasure = f"/v1/relationships/{rid}/erasure"
     assert (await admin.post(erasure, {"reason": "request 1"}))[0] == 409  # no cipher key
     assert (await writer.post(erasure, {"reason": "request 1"}))[0] == 403
+
+    # verifiable history: checkpoints, the public key, evidence
+    status, published, _ = await admin.post("/v1/checkpoints")
+    assert status == 201, published
+    await writer.get("/v1/checkpoints/latest")
+    await writer.get(f"/v1/checkpoints/{published['tree_size']}")
+    await writer.get("/v1/checkpoints/not-a-size")
+    await writer.get("/v1/checkpoints/987654321")
+    await writer.post("/v1/checkpoints")  # forbidden
+    await CheckedApi(admin.session, admin.base, None).get("/v1/checkpoints/public-key")
+    auditor_api = CheckedApi(admin.session, admin.base, auditor["token"])
+    auditor_api.checked = admin.checked
+    status, bundle, _ = await auditor_api.get(f"/v1/relationships/{rid}/evidence?since=1")
+    assert status == 200 and "consistency" in bundle, bundle
+    await admin.get(f"/v1/relationships/{rid}/evidence?tree_size=abc")
+    await admin.get(f"/v1/relationships/{rid}/evidence?tree_size={published['tree_size']}")
+    await writer.get(f"/v1/relationships/{rid}/evidence")  # forbidden
+    status, check, _ = await writer.get(f"/v1/relationships/{rid}/audit/verify")
+    assert status == 200 and check["checkpoint"]["included"] is True, check
 
     status, hook, _ = await admin.post(
         "/v1/webhooks", {"url": "http://127.0.0.1:9/hook", "event_types": ["relationship.*"]}

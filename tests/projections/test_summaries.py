@@ -94,8 +94,9 @@ async def test_no_meeting_within_the_agreed_cadence(
     assert await risk(models, position, r) == ["no_recent_meeting"]
     page = await models.list_relationships(at_risk=True)
     (reason,) = page["items"][0]["risk_reasons"]
-    assert reason["cadence"] == "monthly" and reason["due_by"] == (met + 38 * DAY).isoformat()
-    assert reason["last_meeting_at"] == met.isoformat()
+    assert reason["since"] == (met + 38 * DAY).isoformat()
+    assert "monthly" in reason["detail"] and met.date().isoformat() in reason["detail"]
+    assert reason["evidence"] == [position]  # the meeting
 
     again = met + 39 * DAY
     r.record("meeting.held", {"held_at": again.isoformat()}, envelope(again))
@@ -133,7 +134,9 @@ async def test_overdue_action_items(
     assert await risk(models, position, r) == ["overdue_action_items"]
     page = await models.list_relationships(at_risk=True)
     (reason,) = page["items"][0]["risk_reasons"]
-    assert reason["action_item_ids"] == ["a1"] and reason["earliest_due"] == due.isoformat()
+    assert "a1" in reason["detail"] and "a2" not in reason["detail"]
+    assert reason["since"] == datetime.combine(due + DAY, datetime.min.time(), UTC).isoformat()
+    assert reason["evidence"] == [position]  # the meeting that assigned it
 
     r.record("action_item.completed", {"action_item_id": "a1"}, envelope(met + 2 * DAY))
     assert await risk(models, await save(models, repository, r), r) == []
@@ -153,8 +156,19 @@ async def test_an_open_high_severity_concern(
         {"category": "boundary", "severity": "high", "detail": "secret"},
         envelope(at + DAY, "mentor-1", "mentor"),
     )
-    assert await risk(models, await save(models, repository, r), r) == ["open_high_concern"]
+    raised = await save(models, repository, r)
+    assert await risk(models, raised, r) == ["open_high_concern"]
+    page = await models.list_relationships(at_risk=True)
+    (reason,) = page["items"][0]["risk_reasons"]
+    assert reason["evidence"] == [raised] and reason["since"] == (at + DAY).isoformat()
+    # a concern stays open across phases, until resolved
     r.record("review.started", {"trigger": "mismatch"}, envelope(at + 2 * DAY))
+    assert await risk(models, await save(models, repository, r), r) == ["open_high_concern"]
+    r.record(
+        "concern.resolved",
+        {"concern_id": "concern-2", "resolution": "addressed"},
+        envelope(at + 3 * DAY),
+    )
     assert await risk(models, await save(models, repository, r), r) == []
 
 
@@ -189,6 +203,8 @@ async def test_concluded_and_early_relationships_are_never_at_risk(
     position = await save(models, repository, early)
     clock.now = START + 3650 * DAY
     assert await risk(models, position, done) == []
+    assert await risk(models, position, early) == ["phase_stalled"]  # identification, too long
+    clock.now = early.phase_entered_at["identification"] + 59 * DAY
     assert await risk(models, position, early) == []
 
 
@@ -239,8 +255,9 @@ async def test_filters_and_cursor_paging(
     assert ids(await _all_pages(models, mentee_id="mentee-3")) == {str(made[3].id)}
     assert ids(await _all_pages(models, phase="cultivation")) == {str(made[8].id)}
     at_risk = await _all_pages(models, at_risk=True, limit=1)
-    assert ids(at_risk) == {str(made[8].id)}
-    assert len(await _all_pages(models, at_risk=False, limit=3)) == 8
+    # cultivation without a meeting; establishment for 400 days (phase_stalled)
+    assert ids(at_risk) == {str(made[7].id), str(made[8].id)}
+    assert len(await _all_pages(models, at_risk=False, limit=3)) == 7
     assert await _all_pages(models, phase="refinement") == []
 
 

@@ -48,6 +48,9 @@ class ServerProcess:
             "DATABASE_URL": self.dsn,
             "MENTORFLOW_DB_SCHEMA": self.schema,
             "MENTORFLOW_ADMIN_TOKEN": ADMIN_TOKEN,
+            # the service records risk.* on its own as time passes: only the tests
+            # about it turn the risk worker on, so the others see their own events only
+            "MENTORFLOW_RISK_WORKER": "0",
             **self._extra_env,
         }
         self.process = subprocess.Popen(

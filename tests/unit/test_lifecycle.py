@@ -198,6 +198,9 @@ EVERY_PHASE_BUT_CONCLUDED = (
 IN_PHASE: dict[str, tuple[str, ...]] = {
     "reflection.recorded": EVERY_PHASE_BUT_CONCLUDED,
     "concern.raised": EVERY_PHASE_BUT_CONCLUDED,
+    "concern.resolved": EVERY_PHASE_BUT_CONCLUDED,
+    "risk.flagged": EVERY_PHASE_BUT_CONCLUDED,
+    "risk.cleared": EVERY_PHASE_BUT_CONCLUDED,
     "candidate.proposed": ("identification",),
     "candidate.met": ("identification",),
     "candidate.declined": ("identification",),
@@ -230,6 +233,9 @@ TRANSITION_SOURCES: dict[str, tuple[str, ...]] = {
 ACCEPTED_WHILE_PAUSED = {
     "relationship.resumed",
     "concern.raised",
+    "concern.resolved",
+    "risk.flagged",
+    "risk.cleared",
     "reflection.recorded",
     "relationship.withdrawn",
 }
@@ -237,7 +243,13 @@ PAUSABLE = ("establishment", "cultivation")
 
 
 def _facts_for(phase: str, paused: bool = False) -> LifecycleFacts:
-    return LifecycleFacts(phase, paused=paused)
+    """Facts with one open concern, ``c1`` (see :data:`OPEN_CONCERN`)."""
+    return LifecycleFacts(
+        phase, paused=paused, concerns_raised=frozenset({"c1"}), concerns_open=frozenset({"c1"})
+    )
+
+
+OPEN_CONCERN = {"concern_id": "c1"}
 
 
 def test_the_machine_knows_exactly_the_event_types_of_the_design() -> None:
@@ -351,7 +363,20 @@ IN_PHASE_CASES = [
     ("event_type", "phase"), IN_PHASE_CASES, ids=[f"{e}-in-{p}" for e, p in IN_PHASE_CASES]
 )
 def test_in_phase_event_is_accepted_and_keeps_the_phase(event_type: str, phase: str) -> None:
-    assert check(event_type, _facts_for(phase)) == Accepted(event_type, phase, phase)
+    decision = check(event_type, _facts_for(phase), OPEN_CONCERN)
+    assert decision == Accepted(event_type, phase, phase)
+
+
+@pytest.mark.parametrize("phase", EVERY_PHASE_BUT_CONCLUDED)
+def test_only_an_open_concern_can_be_resolved(phase: str) -> None:
+    unknown = check("concern.resolved", _facts_for(phase), {"concern_id": "c9"})
+    assert isinstance(unknown, GuardUnmet)
+    assert [info.name for info in unknown.unmet] == ["concern_was_raised"]
+    resolved = LifecycleFacts(phase, concerns_raised=frozenset({"c1"}))
+    again = check("concern.resolved", resolved, OPEN_CONCERN)
+    assert isinstance(again, GuardUnmet)
+    assert [info.name for info in again.unmet] == ["concern_is_still_open"]
+    assert "already resolved" in again.messages[0]
 
 
 @pytest.mark.parametrize("phase", PHASES)
@@ -372,7 +397,7 @@ def test_while_paused_only_resume_concern_reflection_and_withdrawal_are_accepted
         decision = check(
             event_type,
             _facts_for(phase, paused=True),
-            {"safety_override": True, "justification": "j"},
+            {"safety_override": True, "justification": "j", **OPEN_CONCERN},
         )
         if event_type in ACCEPTED_WHILE_PAUSED:
             assert isinstance(decision, Accepted), event_type

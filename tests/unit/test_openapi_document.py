@@ -18,7 +18,13 @@ from domain import CONFIDENTIAL_FIELDS, EVENT_CLASSES, RECORDABLE_TYPES, Relatio
 from domain.catalog import data_schema
 from domain.samples import DATA_SAMPLES, walk_to
 from service.http.app import openapi_document
-from service.webhooks.outbox import TEST_TYPE, cloudevent, webhook_types
+from service.webhooks.outbox import (
+    CHECKPOINT_TYPE,
+    TEST_TYPE,
+    checkpoint_cloudevent,
+    cloudevent,
+    webhook_types,
+)
 from service.webhooks.outbox import test_cloudevent as build_test_message
 from tests.e2e.journey import MENTEE, TO_CONCLUDED, TO_CULTIVATION
 from tests.e2e.test_guards_over_http import SCENARIOS
@@ -119,7 +125,7 @@ def test_the_event_schema_refuses_what_validation_refuses(body: dict[str, Any]) 
 
 def test_every_webhook_type_is_described() -> None:
     webhooks = DOC["webhooks"]
-    expected = {"relationship.phase_changed", "webhook.test"} | {
+    expected = {"relationship.phase_changed", "webhook.test", "checkpoint.published"} | {
         f"relationship.{t}" for t in EVENT_CLASSES
     }
     assert set(webhooks) == expected
@@ -144,6 +150,14 @@ def test_every_webhook_body_the_outbox_builds_validates() -> None:
             seen.add(webhook_type)
     assert {"relationship.phase_changed", "relationship.relationship.opened"} <= seen
     assert len(seen) > 10
+
+
+def test_the_checkpoint_message_body_validates() -> None:
+    body = checkpoint_cloudevent(
+        uuid4(), "example.org/log", 3, "A" * 43 + "=", "note\n", datetime(2026, 1, 1, tzinfo=UTC)
+    )
+    item = DOC["webhooks"][CHECKPOINT_TYPE]["post"]["requestBody"]
+    _resolving(item["content"]["application/cloudevents+json"]["schema"]).validate(body)
 
 
 def test_the_test_message_body_validates() -> None:

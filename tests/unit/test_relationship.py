@@ -68,6 +68,9 @@ def test_phase_is_checked_before_data() -> None:
             "relationship.withdrawn",
             "reflection.recorded",
             "concern.raised",
+            "concern.resolved",
+            "risk.flagged",
+            "risk.cleared",
         ],
     }
 
@@ -93,6 +96,9 @@ def test_invalid_transition_while_paused_reports_paused() -> None:
     assert set(raised.value.allowed_events) == {
         "relationship.resumed",
         "concern.raised",
+        "concern.resolved",
+        "risk.flagged",
+        "risk.cleared",
         "reflection.recorded",
         "relationship.withdrawn",
     }

@@ -41,6 +41,7 @@ from domain.samples import Clock, agreement_data
 MENTORS = ["mentor-1", "mentor-2", "mentee-1"]
 MEETINGS = ["mt1", "mt2", "mt3"]
 ITEMS = ["a1", "a2", "a3"]
+CONCERNS = ["concern-1", "concern-2", "c9"]
 GOALS = ["g1", "g2", "g9"]
 WHEN = st.sampled_from(["2025-03-01T10:00:00Z", "2025-03-08T10:00:00+01:00"])
 
@@ -114,7 +115,31 @@ def plausible_data(event_type: str) -> st.SearchStrategy[Any]:
             {"from_role": st.sampled_from(["mentee", "mentor"]), "rating": st.integers(0, 6)}
         ),
         "concern.raised": st.fixed_dictionaries(
-            {"category": st.just("other"), "severity": st.sampled_from(["low", "high"])}
+            {"category": st.just("other"), "severity": st.sampled_from(["low", "high"])},
+            optional={"concern_id": st.sampled_from(CONCERNS)},
+        ),
+        "concern.resolved": st.fixed_dictionaries(
+            {
+                "concern_id": st.sampled_from(CONCERNS),
+                "resolution": st.sampled_from(["addressed", "withdrawn"]),
+            }
+        ),
+        "risk.flagged": st.fixed_dictionaries(
+            {
+                "reasons": st.lists(
+                    st.fixed_dictionaries(
+                        {
+                            "code": st.sampled_from(["phase_stalled", "open_high_concern"]),
+                            "since": WHEN,
+                        }
+                    ),
+                    min_size=1,
+                    max_size=2,
+                )
+            }
+        ),
+        "risk.cleared": st.fixed_dictionaries(
+            {"codes": st.lists(st.sampled_from(["phase_stalled", "open_high_concern"]), min_size=1)}
         ),
         "relationship.paused": st.fixed_dictionaries({"reason": st.just("leave")}),
         "relationship.resumed": st.none(),

@@ -117,6 +117,16 @@ HISTORY: list[tuple[str, dict[str, Any] | None]] = [
     ("goal.progressed", {"goal_id": "g1", "status": "at_risk", "note": "data late"}),
     ("feedback.given", {"from_role": "mentor", "rating": 4, "comment": "private"}),
     ("concern.raised", {"category": "boundary", "severity": "medium", "detail": "private"}),
+    ("concern.resolved", {"concern_id": "concern-1", "resolution": "referred", "note": "private"}),
+    (
+        "risk.flagged",
+        {
+            "reasons": [
+                {"code": "overdue_action_items", "since": "2025-04-21T00:00:00Z", "detail": "a1"}
+            ]
+        },
+    ),
+    ("risk.cleared", {"codes": ["overdue_action_items"]}),
     ("review.started", {"trigger": "scheduled_review"}),
     (
         "reflection.recorded",
