@@ -9,7 +9,8 @@ table with valid chains and positions: the fastest way to a large log), then:
 - verify's recomputation of the tree (`mentorflow verify --all`), events/s;
 - inclusion and consistency proofs (service.verifiable.tree.MerkleTree) at
   random positions and sizes: p50/p99 latency, against one single-row primary
-  key SELECT on the same pool (the baseline), target < 10 ms.
+  key SELECT on the same pool (the baseline), target < 10 ms; and the
+  inclusion route over HTTP (in process) against `GET /healthz`.
 
 - with `--appends SECONDS`: 16 concurrent single-event writers on the store,
   with and without a tree builder following them in the same process
@@ -36,7 +37,12 @@ import asyncpg
 
 sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
+import aiohttp  # noqa: E402
+from aiohttp.test_utils import TestServer  # noqa: E402
+
 from bench.appends import run_writers  # noqa: E402
+from service.http.app import create_app  # noqa: E402
+from service.platform.settings import Settings  # noqa: E402
 from service.platform.supervisor import Supervisor  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
 from service.store.records import NewEvent  # noqa: E402
@@ -139,19 +145,46 @@ async def main(events: int, proofs: int, keep: bool) -> None:
             second = rng.randint(events // 2, events)
             return await tree.consistency_proof(rng.randint(1, second), second)
 
+        token = "bench-admin-token-" + uuid.uuid4().hex
+        settings = Settings(database_url=dsn, db_schema=schema, admin_token=token)
+        server = TestServer(create_app(settings, store, dsn, background=False))
+        await server.start_server()
+        session = aiohttp.ClientSession(headers={"Authorization": f"Bearer {token}"})
+
+        async def over_http() -> object:
+            size = rng.randint(events // 2, events)
+            url = server.make_url(
+                f"/v1/proofs/inclusion?position={rng.randint(1, size)}&tree_size={size}"
+            )
+            async with session.get(url) as response:
+                assert response.status == 200
+                return await response.read()
+
+        async def health_over_http() -> object:
+            async with session.get(server.make_url("/healthz")) as response:
+                return await response.read()
+
         results = {}
-        for name, call in (
-            ("single-row SELECT (baseline)", one_row),
-            ("inclusion proof", inclusion),
-            ("consistency proof", consistency),
-        ):
-            results[name] = await latencies(call, proofs)
+        try:
+            for name, call in (
+                ("single-row SELECT (baseline)", one_row),
+                ("inclusion proof", inclusion),
+                ("consistency proof", consistency),
+                ("GET /healthz over HTTP (baseline)", health_over_http),
+                ("GET /v1/proofs/inclusion", over_http),
+            ):
+                results[name] = await latencies(call, proofs)
+        finally:
+            await session.close()
+            await server.close()
         base = statistics.median(results["single-row SELECT (baseline)"])
         print()
-        print(f"{'subject':30}{'p50 ms':>9}{'p99 ms':>9}{'p50 vs base':>13}")
+        http_base = statistics.median(results["GET /healthz over HTTP (baseline)"])
+        print(f"{'subject':36}{'p50 ms':>9}{'p99 ms':>9}{'p50 vs base':>13}")
         for name, values in results.items():
             p50, p99 = statistics.median(values), pct(values, 99)
-            print(f"{name:30}{p50:>9.2f}{p99:>9.2f}{p50 / base:>12.2f}x")
+            ratio = p50 / (http_base if "HTTP" in name or name.startswith("GET") else base)
+            print(f"{name:36}{p50:>9.2f}{p99:>9.2f}{ratio:>12.2f}x")
         print(f"\ntree builder vs reading the leaves alone: {built / ceiling:.2f}x")
         started = time.perf_counter()
         audit = await store.with_connection(lambda conn: audit_tree(conn, [events]))
@@ -189,13 +222,16 @@ async def appends_with_builder(seconds: float, rounds: int) -> None:
                 await run_writers(write, 16, 0.3)
                 rate = await run_writers(write, 16, seconds)
                 built = await MerkleTree(store).size() if with_builder else 0
+                logged = await store.max_position()
             finally:
                 await supervisor.stop()
                 await store.close()
                 await drop_schema(dsn, schema)
             rates[with_builder].append(rate)
             label = "with the tree builder" if with_builder else "store alone"
-            extra = f" (tree built to {built:,} of the log)" if with_builder else ""
+            extra = (
+                f" (tree at {built:,} of {logged:,} events as they stop)" if with_builder else ""
+            )
             print(f"  round {round_no + 1}: {label:22} {rate:8.0f} ev/s{extra}")
     alone, beside = statistics.median(rates[False]), statistics.median(rates[True])
     print(f"appends, 16 writers: {alone:,.0f} ev/s alone, {beside:,.0f} ev/s with the builder")

@@ -14,7 +14,7 @@ history must work even after the rules have changed. All checks happen in
 type, not accepted in the phase (409), invalid data (422), guard unmet (422).
 """
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, cast
 from uuid import UUID
@@ -151,8 +151,10 @@ class Relationship(Aggregate):
         return list(self.open_items.values())
 
     def allowed_events(self) -> list[str]:
-        """Event types accepted now (phase and pause; data-dependent guards aside)."""
-        return workflows.allowed_events(self)
+        """Event types a client may post now (phase and pause; data-dependent
+        guards aside). Those the service records itself are left out: no client
+        may post them, whatever the phase."""
+        return client_events(workflows.allowed_events(self))
 
     def facts(self) -> LifecycleFacts:
         """What the lifecycle's guards need to know, as a plain value."""
@@ -235,7 +237,9 @@ class Relationship(Aggregate):
                 [UnmetRule(info.name, info.unmet) for info in decision.unmet],
             )
         if isinstance(decision, workflows.NotAccepted):  # pragma: no cover - checked above
-            raise InvalidTransition(event_type, self.phase, self.paused, decision.allowed_events)
+            raise InvalidTransition(
+                event_type, self.phase, self.paused, client_events(decision.allowed_events)
+            )
         fields = {**event_class.assigned_fields(self), **fields}  # the client's value wins
         if self.erased:  # personal data is no longer recorded for this relationship
             fields = transform_fields(event_class, fields, erase_text)
@@ -882,6 +886,13 @@ class Relationship(Aggregate):
 
         def evolve(self, relationship: "Relationship") -> None:
             relationship.erased = True
+
+
+def client_events(event_types: Iterable[str]) -> list[str]:
+    """The event types among these that clients may post."""
+    return [
+        t for t in event_types if t not in EVENT_CLASSES or not EVENT_CLASSES[t].recorded_by_service
+    ]
 
 
 EVENT_CLASSES: dict[str, type[Relationship.Event]] = {

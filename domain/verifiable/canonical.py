@@ -25,15 +25,16 @@ def epoch_micros(moment: datetime) -> int:
 
 def canonical(
     position: int,
-    stream_id: UUID,
+    stream_id: UUID | str,
     version: int,
-    event_id: UUID,
+    event_id: UUID | str,
     topic: str,
     payload: bytes,
     metadata_text: str,
     recorded_at: datetime,
 ) -> bytes:
-    """`metadata_text` is the jsonb metadata as PostgreSQL prints it (`metadata::text`)."""
+    """`metadata_text` is the jsonb metadata as PostgreSQL prints it (`metadata::text`);
+    ids as UUIDs or in their canonical text form (lower case, with hyphens)."""
     head = SEPARATOR.join(
         (
             str(position),

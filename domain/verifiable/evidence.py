@@ -357,6 +357,10 @@ def _verify_trusted(
     if kept.origin != origin:
         verdict.fail(f"the trusted checkpoint is of another log ({kept.origin!r})")
         return
+    if kept.tree_size == 0:  # the empty tree: every log extends it
+        if kept.root_hash != merkle.EMPTY_ROOT:
+            verdict.fail("the trusted checkpoint of size 0 does not have the empty tree's root")
+        return
     if kept.tree_size == size:
         if kept.root_hash != root:
             verdict.fail(

@@ -29,9 +29,8 @@ from cryptography.hazmat.primitives.serialization import load_pem_private_key, l
 from domain.verifiable.evidence import Verdict, verify_bundle
 from domain.verifiable.note import CheckpointFile, NoteError, raw_public_key, read_checkpoint_file
 from service.auditor.common import NO, OK, USAGE, Format, components_for, parse_id
-from service.http.views import recorded_event
+from service.http.checkpoint_routes import evidence_view
 from service.platform.settings import Settings
-from service.store.records import StoredRecord
 from service.verifiable.checkpoints import Checkpoints
 from service.verifiable.evidence import EvidenceRefused
 from service.verifiable.signing_key import key_path
@@ -111,9 +110,7 @@ async def export(
             since = None  # the empty tree: every tree extends it
     async with components_for(settings) as session:
 
-        def view(record: StoredRecord) -> dict[str, Any]:
-            return recorded_event(session.repository.decode(record), redacted=False)
-
+        view = evidence_view(session, redacted=False)
         try:
             may_publish = await _may_sign(settings, session.checkpoints)
             bundle = await session.evidence.bundle(

@@ -7,13 +7,16 @@ from typing import Any
 
 from aiohttp import web
 
+from domain.event_view import event_view
+from domain.metadata import read_metadata
+from service.composition.components import Components
 from service.http.context import principal, services
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_uuid, query_int
 from service.http.routing import ADMIN, READ, Param, Route, url_of
 from service.http.views import recorded_event
 from service.store.records import StoredRecord
-from service.verifiable.evidence import EvidenceRefused
+from service.verifiable.evidence import EventView, EvidenceRefused
 
 _NO_CHECKPOINT = "no checkpoint has been published yet"
 
@@ -52,8 +55,8 @@ async def public_key(request: web.Request) -> web.Response:
 
 
 async def publish_checkpoint(request: web.Request) -> web.Response:
-    """Publish a checkpoint of the tree now; when it has not grown since the
-    latest one, that one is answered (201 either way). An `Idempotency-Key`
+    """Publish a checkpoint of the log as it is now; when it has not grown
+    since the latest one, that one is answered (201 either way). An `Idempotency-Key`
     replays the first answer, as on every POST (service.http.idempotency)."""
     published = await services(request).checkpoints.publish()
     body = published.checkpoint.to_dict()
@@ -61,14 +64,55 @@ async def publish_checkpoint(request: web.Request) -> web.Response:
     return web.json_response(body, status=201, headers={"Location": location})
 
 
+def evidence_view(components: Components, *, redacted: bool) -> EventView:
+    """Each event of a bundle as the role reads it (service.http.views). A
+    payload that no longer decodes (altered in the database) does not fail the
+    bundle: the event then shows its stored envelope and a `decode_error`,
+    and the verifier says what no longer matches."""
+
+    def view(record: StoredRecord) -> dict[str, Any]:
+        try:
+            return recorded_event(components.repository.decode(record), redacted=redacted)
+        except Exception as exc:  # any decoding failure: the payload is not what was stored
+            return _undecodable(record, f"{type(exc).__name__}: {exc}"[:500])
+
+    return view
+
+
+def _undecodable(record: StoredRecord, error: str) -> dict[str, Any]:
+    metadata = record.metadata if isinstance(record.metadata, dict) else {}
+    body: dict[str, Any] = {
+        "id": str(record.event_id),
+        "type": str(metadata.get("type", "")),
+        "relationship_id": str(record.stream_id),
+        "version": record.version,
+        "position": record.position,
+    }
+    try:
+        view = event_view(
+            event_id=record.event_id,
+            version=record.version,
+            position=record.position,
+            recorded_at=record.recorded_at,
+            meta=read_metadata(metadata),
+            event=None,
+            redacted=True,
+        )
+        body |= {k: view[k] for k in _ENVELOPE}
+    except (TypeError, ValueError):  # the envelope is altered too: identity only
+        pass
+    return body | {"data": None, "decode_error": error}
+
+
+_ENVELOPE = (
+    "occurred_at", "recorded_at", "actor", "source", "correlation_id", "causation_id",
+)  # fmt: skip
+
+
 async def evidence(request: web.Request) -> web.Response:
     s = services(request)
     relationship_id = path_uuid(request, "id", "relationship")
-    redacted = principal(request).role == "auditor"
-
-    def view(record: StoredRecord) -> dict[str, Any]:
-        return recorded_event(s.repository.decode(record), redacted=redacted)
-
+    view = evidence_view(s, redacted=principal(request).role == "auditor")
     try:
         bundle = await s.evidence.bundle(
             relationship_id,
@@ -147,6 +191,21 @@ CHECKPOINT_STATUS = {
 }
 
 SCHEMAS: dict[str, dict[str, Any]] = {
+    "UndecodableEvent": {
+        "type": "object",
+        "description": "an event whose stored payload no longer decodes (altered in the database)",
+        "required": ["id", "type", "relationship_id", "version", "position", "data",
+                     "decode_error"],
+        "properties": {
+            "id": {"type": "string", "format": "uuid"},
+            "type": {"type": "string"},
+            "relationship_id": {"type": "string", "format": "uuid"},
+            "version": {"type": "integer"},
+            "position": {"type": "integer"},
+            "data": {"type": "null"},
+            "decode_error": {"type": "string"},
+        },
+    },
     "Checkpoint": {
         "type": "object",
         "additionalProperties": False,
@@ -184,7 +243,12 @@ SCHEMAS: dict[str, dict[str, Any]] = {
                         "canonical": _B64,
                         "chain_hash": _B64,
                         "audit_path": {"type": "array", "items": _B64},
-                        "event": {"$ref": "#/components/schemas/RecordedEvent"},
+                        "event": {
+                            "anyOf": [
+                                {"$ref": "#/components/schemas/RecordedEvent"},
+                                {"$ref": "#/components/schemas/UndecodableEvent"},
+                            ]
+                        },
                     },
                 },
             },

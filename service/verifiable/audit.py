@@ -14,7 +14,6 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
-from uuid import UUID
 
 import asyncpg
 
@@ -40,9 +39,9 @@ def _leaf(row: asyncpg.Record) -> bytes:
     return merkle.leaf_hash(
         canonical(
             row["position"],
-            UUID(str(row["stream_id"])),
+            str(row["stream_id"]),
             row["version"],
-            UUID(str(row["event_id"])),
+            str(row["event_id"]),
             row["topic"],
             bytes(row["payload"]),
             row["metadata"],

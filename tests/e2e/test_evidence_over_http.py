@@ -15,8 +15,10 @@ import tempfile
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
+from uuid import UUID
 
 import aiohttp
+import asyncpg
 import pytest
 import standardwebhooks
 from aiohttp import web
@@ -185,6 +187,33 @@ async def test_hostile_evidence_queries(admin: Api) -> None:
         "/v1/relationships/00000000-0000-0000-0000-000000000000/evidence"
     )
     assert status == 404 and problem["type"].endswith("not-found")
+
+
+async def test_a_payload_altered_in_the_database_is_evidence_not_an_error(
+    admin: Api, server: ServerProcess
+) -> None:
+    rid = await _relationship(admin)
+    key = await _public_key(admin)
+    conn = await asyncpg.connect(server.dsn, server_settings={"search_path": server.schema})
+    try:
+        await conn.execute(
+            "UPDATE events SET payload = '\\x00ff'::bytea, metadata = '[1]'::jsonb"
+            " WHERE stream_id = $1 AND version = 3",
+            UUID(rid),
+        )
+    finally:
+        await conn.close()
+    for role in ("auditor", "admin"):
+        token = ADMIN_TOKEN if role == "admin" else await admin.token_for("auditor")
+        status, bundle, _ = await admin.as_token(token).get(f"/v1/relationships/{rid}/evidence")
+        assert status == 200, bundle
+        event = bundle["events"][2]["event"]
+        assert event["version"] == 3 and event["data"] is None and event["decode_error"]
+        verdict = verify_bundle(bundle, key)
+        assert not verdict.valid
+        assert any(f.startswith("version 3:") for f in verdict.failures), verdict.failures
+    status, check, _ = await admin.get(f"/v1/relationships/{rid}/audit/verify")
+    assert status == 200 and check["valid"] is False
 
 
 async def test_audit_verify_reports_inclusion_in_the_latest_checkpoint(admin: Api) -> None:

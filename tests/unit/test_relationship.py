@@ -31,6 +31,7 @@ from domain import (
     relationship_view,
     take_snapshot,
 )
+from domain.relationship import client_events
 from domain.samples import Clock, agreement_data, walk_to
 from workflows import PHASES
 
@@ -69,9 +70,7 @@ def test_phase_is_checked_before_data() -> None:
             "reflection.recorded",
             "concern.raised",
             "concern.resolved",
-            "risk.flagged",
-            "risk.cleared",
-        ],
+        ],  # the lifecycle accepts risk.* too, but only the service records them
     }
 
 
@@ -97,8 +96,6 @@ def test_invalid_transition_while_paused_reports_paused() -> None:
         "relationship.resumed",
         "concern.raised",
         "concern.resolved",
-        "risk.flagged",
-        "risk.cleared",
         "reflection.recorded",
         "relationship.withdrawn",
     }
@@ -303,7 +300,9 @@ def test_the_view_is_json_ready_and_complete() -> None:
         "cultivation",
     }
     assert view["current_phase_entered_at"] == view["phase_entered_at"]["cultivation"]
-    assert view["allowed_events"] == workflows.allowed_events(relationship)
+    assert view["allowed_events"] == client_events(workflows.allowed_events(relationship))
+    assert "risk.flagged" in workflows.allowed_events(relationship)
+    assert "risk.flagged" not in view["allowed_events"]
     assert "secret" not in json.dumps(view), "the state never holds confidential fields"
     assert view["candidates"][0]["status"] == "met"
 

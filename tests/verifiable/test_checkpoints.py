@@ -20,6 +20,7 @@ from service.store.eventstore import EventStore
 from service.store.records import NewEvent
 from service.verifiable.checkpoints import DEFAULT_ORIGIN_PREFIX
 from service.verifiable.publisher import CheckpointPublisher
+from service.verifiable.tree_builder import catch_up
 from service.webhooks import endpoints
 from service.webhooks.outbox import CHECKPOINT_GROUP, CHECKPOINT_TYPE
 from service.webhooks.sealing import SecretSealer
@@ -35,6 +36,7 @@ def components(store: EventStore, dsn: str, tmp_path: Path) -> Components:
 async def _append(store: EventStore, n: int) -> None:
     stream = uuid4()
     await store.append([NewEvent(stream, v, "t", f"payload {v}".encode()) for v in range(1, n + 1)])
+    await catch_up(store)  # the stored tree, as its builder would extend it
 
 
 async def test_publishes_a_signed_checkpoint_once_per_tree_size(

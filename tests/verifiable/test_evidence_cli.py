@@ -15,6 +15,7 @@ from service.auditor.evidence import export, verify
 from service.composition.components import build
 from service.platform.settings import Settings
 from service.store.eventstore import EventStore
+from service.verifiable.tree_builder import catch_up
 
 pytestmark = pytest.mark.db
 
@@ -22,6 +23,7 @@ pytestmark = pytest.mark.db
 async def _saved(store: EventStore, dsn: str, data_dir: Path) -> UUID:
     relationship = walk_to("establishment")
     await build(Settings(data_dir=data_dir), store, dsn).application.save_decided(relationship)
+    await catch_up(store)  # the stored tree, as its builder would extend it
     return relationship.id
 
 
@@ -58,6 +60,7 @@ async def test_export_signs_only_with_the_logs_key(
         "concern.raised", {"category": "other", "severity": "low"}, Clock().envelope()
     )
     await components.application.save_decided(relationship)  # not covered by a checkpoint yet
+    await catch_up(store)
     other_dir = tmp_path / "other"
     build(Settings(data_dir=other_dir), store, dsn).checkpoints.signing_key()
     err = io.StringIO()

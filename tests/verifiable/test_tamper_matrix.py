@@ -6,9 +6,13 @@ others (asserted as it behaves; docs/verification.md has the table)."""
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import io
 import json
+import os
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -82,6 +86,16 @@ async def flip_a_payload_byte(log: Log) -> int:
 
 async def edit_and_rechain(log: Log) -> int:
     await log.sql(
+        "UPDATE events SET payload = set_byte(payload, 12, get_byte(payload, 12) # 4)"
+        " WHERE stream_id = $1 AND version = 6",
+        log.victim,
+    )
+    await log.sql(_RECHAIN, log.victim)
+    return await log.position_of(6)
+
+
+async def forge_an_envelope_and_rechain(log: Log) -> int:
+    await log.sql(
         "UPDATE events SET metadata = jsonb_set(metadata, '{actor,id}', '\"someone-else\"')"
         " WHERE stream_id = $1 AND version = 7",
         log.victim,
@@ -149,6 +163,7 @@ class Row:
 MATRIX = {
     "flip a payload byte": Row(flip_a_payload_byte, True),
     "edit a payload, recompute the chain": Row(edit_and_rechain, True),
+    "forge an envelope, recompute the chain": Row(forge_an_envelope_and_rechain, True),
     "swap two events, recompute the chain": Row(swap_and_rechain, True),
     "delete a stream's last event and its read-model rows": Row(delete_a_streams_last_event, True),
     "delete the log's last events, rewind the counter": Row(truncate_the_log, True),
@@ -227,22 +242,19 @@ async def test_the_tamper_matrix(row: Row, log: Log, dsn: str, schema: str, tmp_
 async def test_signed_checkpoints_in_the_database_narrow_a_rebuilt_tree(
     log: Log, dsn: str, schema: str, tmp_path: Path
 ) -> None:
-    async def exists() -> bool:
-        found: bool = await log.store.with_connection(
-            lambda conn: conn.fetchval("SELECT to_regclass('checkpoints') IS NOT NULL")
-        )
-        return found
-
-    if await exists():
-        pytest.skip("the service keeps its own checkpoints table here")
-    await log.sql("CREATE TABLE checkpoints (tree_size bigint PRIMARY KEY, note text NOT NULL)")
     tree = MerkleTree(log.store)
     forger = Ed25519PrivateKey.generate()
+    raw_public = note.raw_public_key(KEY.public_key())
     for size in range(2, log.size, 4):
+        root = await tree.root(size)
         await log.sql(
-            "INSERT INTO checkpoints VALUES ($1, $2)",
+            "INSERT INTO checkpoints (tree_size, root_hash, note, key_name, public_key)"
+            " VALUES ($1, $2, $3, $4, $5)",
             size,
-            _checkpoint(size, await tree.root(size)),
+            root,
+            _checkpoint(size, root),
+            KEY_NAME,
+            raw_public,
         )
     kept = await _keep_checkpoint(log, tmp_path)
     position = await edit_rechain_and_rebuild_the_tree(log)
@@ -317,3 +329,29 @@ async def test_a_checkpoint_older_than_the_log_still_checks(
     await catch_up(log.store)
     code, text = await _verify(settings, trusted_checkpoint=str(kept), public_key=PUBLIC)
     assert code == 0, text
+
+
+async def test_the_command_line_takes_the_checkpoint_and_the_key(
+    log: Log, dsn: str, schema: str, tmp_path: Path
+) -> None:
+    kept = await _keep_checkpoint(log, tmp_path)
+    env = {**os.environ, "DATABASE_URL": dsn, "MENTORFLOW_DB_SCHEMA": schema}
+
+    def mentorflow(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "service.cli", *args],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
+
+    args = ("verify", "--all", "--trusted-checkpoint", str(kept), "--public-key", PUBLIC)
+    done = await asyncio.to_thread(mentorflow, *args)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "public key: pinned" in done.stdout
+    await edit_rechain_and_rebuild_the_tree(log)
+    done = await asyncio.to_thread(mentorflow, *args)
+    assert done.returncode == 1 and "MISMATCH" in done.stdout
+    done = await asyncio.to_thread(mentorflow, "verify", "some-id", "--public-key", PUBLIC)
+    assert done.returncode == 2
