@@ -9,7 +9,7 @@ workers in process) following it, and at 10%, 50% and 100% of it measures:
 - ``POST`` of an event over HTTP (p50/p99);
 - the relationship list with each filter (phase, program, mentor, at-risk);
 - loading a relationship at a random version; a timeline page; a global feed
-  page; an inclusion proof (where the route exists); ``verify --all`` events/s;
+  page; an inclusion proof; one pass of the at-risk rules; ``verify --all`` events/s;
 - bytes per event on disk (events, their indexes, the Merkle tree, read models)
   and the server's resident memory.
 
@@ -48,9 +48,10 @@ import asyncpg  # noqa: E402
 
 from domain import Relationship  # noqa: E402
 from domain.samples import START, Clock, cultivate, walk_to  # noqa: E402
+from service.composition.components import build  # noqa: E402
 from service.platform.settings import Settings  # noqa: E402
-from service.relationships.codec import mapper_for  # noqa: E402
 from service.relationships.repository import RelationshipRepository  # noqa: E402
+from service.risk.worker import RiskWorker  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema, new_schema_name  # noqa: E402
 from tests.support.server import ADMIN_TOKEN, ServerProcess  # noqa: E402
@@ -158,11 +159,9 @@ async def caught_up(conn: asyncpg.Connection, timeout: float = 1800) -> float:
     while time.perf_counter() - started < timeout:
         last = await conn.fetchval("SELECT last_position FROM event_position")
         behind = await conn.fetchval("SELECT count(*) FROM tracking WHERE position < $1", last)
-        tree = await conn.fetchval("SELECT to_regclass('merkle_tree_size') IS NOT NULL")
+        tree = await conn.fetchval("SELECT to_regclass('merkle_tree') IS NOT NULL")
         if tree:
-            behind += await conn.fetchval(
-                "SELECT count(*) FROM merkle_tree_size WHERE size < $1", last
-            )
+            behind += await conn.fetchval("SELECT count(*) FROM merkle_tree WHERE size < $1", last)
         if not behind:
             return time.perf_counter() - started
         await asyncio.sleep(0.5)
@@ -199,7 +198,12 @@ def resident_kib(pid: int) -> int:
 
 
 async def measure(
-    store: Store, http: Http, conn: asyncpg.Connection, server: ServerProcess, args: Any
+    store: Store,
+    http: Http,
+    conn: asyncpg.Connection,
+    server: ServerProcess,
+    args: Any,
+    risk: RiskWorker | None = None,
 ) -> dict[str, float]:
     rng = random.Random(7)
     n = args.samples
@@ -258,6 +262,17 @@ async def measure(
         record("inclusion proof", await timed(
             lambda: http.ok(proof.format(rng.randint(1, last))), n
         ))  # fmt: skip
+    if risk is not None:
+        # The first pass after growing records what changed meanwhile; the second
+        # is the steady cost of the pass that runs every MENTORFLOW_RISK_INTERVAL.
+        started = time.perf_counter()
+        first = await risk.evaluate_once()
+        figures["risk pass, after growth (ms)"] = (time.perf_counter() - started) * 1000
+        figures["risk changes recorded"] = len(first.recorded)
+        started = time.perf_counter()
+        await risk.evaluate_once()
+        figures["risk pass, steady (ms)"] = (time.perf_counter() - started) * 1000
+        last = await conn.fetchval("SELECT last_position FROM event_position")
     if args.verify:
         figures["verify --all (events/s)"] = _verify_all(server, last)
     for kind, size in (await on_disk(conn)).items():
@@ -358,8 +373,8 @@ async def main(args: Any) -> None:
     store = await EventStore.open(dsn, schema, pool_size=20, run_migrations=False)
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     settings = Settings.from_env()
-    repository = RelationshipRepository(store, mapper_for(settings))
-    building = Store(repository, args.events / args.relationships)
+    components = build(settings, store, dsn)
+    building = Store(components.repository, args.events / args.relationships)
     stages: dict[int, dict[str, float]] = {}
     started = time.perf_counter()
     try:
@@ -374,7 +389,7 @@ async def main(args: Any) -> None:
                     f" ({time.perf_counter() - started:.0f}s in all)",
                     flush=True,
                 )
-                stages[stage] = await measure(building, http, conn, server, args)
+                stages[stage] = await measure(building, http, conn, server, args, components.risk)
         report(stages)
         print(f"\ntotal {time.perf_counter() - started:.0f}s")
     finally:

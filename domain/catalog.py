@@ -23,6 +23,7 @@ CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {
     "meeting.held": frozenset({"notes"}),
     "feedback.given": frozenset({"comment"}),
     "concern.raised": frozenset({"detail"}),
+    "concern.resolved": frozenset({"note"}),
 }
 """Per event type, the data fields marked ``(c)`` in docs/api.md."""
 

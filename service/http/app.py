@@ -30,6 +30,7 @@ from service.http.middleware import (
 from service.http.openapi import build_openapi
 from service.http.requests import MAX_BODY, STOPPING
 from service.http.routing import Route, register
+from service.pages.routes import add_pages
 from service.platform.settings import Settings
 from service.store.eventstore import EventStore
 
@@ -83,6 +84,7 @@ def app_for(components: Components, *, background: bool = True) -> web.Applicati
     app[RESPONSES] = ResponseKeeper(components.store, components.settings.cipher_key)
     register(app, all_routes())
     ops_routes.add_docs_static(app)
+    add_pages(app)
     app[ops_routes.OPENAPI] = openapi_document()
     app[STOPPING] = asyncio.Event()
     app.on_startup.append(_signing_key)

@@ -18,6 +18,7 @@ from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid, query_choice
 from service.http.routing import ADMIN, READ, Handler, Param, Route
 from service.http.views import decode_cursor
+from service.pages.headers import PAGE_CSP, strict_page_headers
 
 OPENAPI = web.AppKey("openapi", dict)
 
@@ -80,14 +81,11 @@ async def openapi(request: web.Request) -> web.Response:
 
 DOCS_STATIC = "/docs/static"
 SWAGGER_UI_FILES = ("swagger-ui.css", "swagger-ui-bundle.js", "favicon-32x32.png")
-DOCS_CSP = (
-    "default-src 'none'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
-    "connect-src 'self'; font-src 'self'; base-uri 'none'; form-action 'none'; "
-    "frame-ancestors 'none'"
-)
+DOCS_CSP = PAGE_CSP
 """Everything /docs loads comes from this service, and no script runs inline.
 (Swagger UI sets some element styles from script, which `style-src 'self'`
-blocks only cosmetically.)"""
+blocks only cosmetically.) The web pages under /ui/ send the same policy,
+with the same headers (service.pages.headers)."""
 
 
 def swagger_ui_dir() -> Path:
@@ -139,7 +137,7 @@ async def docs(request: web.Request) -> web.Response:
     return web.Response(
         text=page,
         content_type="text/html",
-        headers={"Content-Security-Policy": DOCS_CSP, "X-Content-Type-Options": "nosniff"},
+        headers=strict_page_headers(),
     )
 
 

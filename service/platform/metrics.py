@@ -58,10 +58,6 @@ class Metrics:
             registry=self.registry,
         )
 
-    def tree_built(self, size: int, last_position: int) -> None:
-        self.tree_size.set(size)
-        self.tree_lag.set(max(0, last_position - size))
-
         self.risk_pass = Histogram(
             "mentorflow_risk_pass_seconds",
             "Duration of one evaluation pass of the at-risk rules (the risk worker).",
@@ -73,6 +69,10 @@ class Metrics:
             "1 while this process runs the risk worker.",
             registry=self.registry,
         )
+
+    def tree_built(self, size: int, last_position: int) -> None:
+        self.tree_size.set(size)
+        self.tree_lag.set(max(0, last_position - size))
 
     def task_failed(self, task: str, _error: BaseException | None) -> None:
         self.task_failures.labels(task).inc()
