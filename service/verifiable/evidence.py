@@ -26,10 +26,12 @@ from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
 from service.verifiable.checkpoints import Checkpoints, StoredCheckpoint
 
-_STREAM = (
-    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
-    " chain_hash, mf_canonical(position, stream_id, version, event_id, topic, payload,"
-    " metadata, recorded_at) AS canonical FROM events WHERE stream_id = $1 ORDER BY version"
+_STREAM = (  # with the relationship's wrapped data key, which decoding needs (docs/erasure.md)
+    "SELECT e.position, e.stream_id, e.version, e.event_id, e.topic, e.payload, e.metadata,"
+    " e.recorded_at, e.chain_hash, mf_canonical(e.position, e.stream_id, e.version, e.event_id,"
+    " e.topic, e.payload, e.metadata, e.recorded_at) AS canonical, k.wrapped_key FROM events e"
+    " LEFT JOIN data_keys k ON k.stream_id = e.stream_id WHERE e.stream_id = $1"
+    " ORDER BY e.version"
 )
 
 EventView = Callable[[StoredRecord], dict[str, Any]]
@@ -75,6 +77,7 @@ async def _stream(store: EventStore, relationship_id: UUID) -> list[_Row]:
                 metadata=r["metadata"],
                 recorded_at=r["recorded_at"],
                 chain_hash=bytes(r["chain_hash"]),
+                data_key=r["wrapped_key"],
             ),
             bytes(r["canonical"]),
         )
