@@ -164,20 +164,44 @@ class Filters:
             raise InvalidQuery("phase", f"must be one of {', '.join(PHASES)}")
 
 
-_RISK_SQL, _RISK_PARAMS = numbered(
-    " OR ".join(f"({template(code)})" for code in RISK_CODES), alias="s", first=9
-)
-_LIST = f"""
-SELECT s.*
-  FROM {TABLE} s
- WHERE s.opened_position > $1
-   AND ($2::text IS NULL OR s.phase = $2) AND ($3::text IS NULL OR s.mentee_id = $3)
-   AND ($4::text IS NULL OR s.mentor_id = $4) AND ($5::text IS NULL OR s.program_id = $5)
-   AND ($8::text[] IS NULL OR s.program_id = ANY($8::text[]))
-   AND ($6::boolean IS NULL OR coalesce({_RISK_SQL}, false) = $6)
- ORDER BY s.opened_position
- LIMIT $7
-"""  # noqa: S608 - built from constants only
+_EQUALS = ("phase", "mentee_id", "mentor_id", "program_id")
+
+
+def _list_query(filters: Filters) -> tuple[str, list[Any], list[int]]:
+    """The list's SQL with only the filters in use, its parameters but the limit,
+    and which risk values follow them.
+
+    One statement per combination of filters, not one with ``$n IS NULL OR``
+    for each: a prepared statement soon gets a generic plan, which cannot pick
+    the index of the filter in use, and then sorts every matching row to return
+    the first page (a cost that grows with the table). Each combination's own
+    statement walks its index ``(column, opened_position)`` in order and stops
+    at the page's end."""
+    conditions = ["s.opened_position > $1"]
+    args: list[Any] = []
+    for column in _EQUALS:
+        value = getattr(filters, column)
+        if value is not None:
+            args.append(value)
+            conditions.append(f"s.{column} = ${len(args) + 1}")
+    if filters.program_ids is not None:
+        args.append(list(filters.program_ids))
+        conditions.append(f"s.program_id = ANY(${len(args) + 1}::text[])")
+    risk_params: list[int] = []
+    if filters.at_risk is not None:
+        args.append(filters.at_risk)
+        flag = f"${len(args) + 1}"
+        risk_sql, risk_params = numbered(
+            " OR ".join(f"({template(code)})" for code in RISK_CODES),
+            alias="s",
+            first=len(args) + 3,  # after the cursor, these filters and the limit
+        )
+        conditions.append(f"coalesce({risk_sql}, false) = {flag}")
+    sql = (
+        f"SELECT s.* FROM {TABLE} s WHERE {' AND '.join(conditions)}"  # noqa: S608 - constants only
+        f" ORDER BY s.opened_position LIMIT ${len(args) + 2}"
+    )
+    return sql, args, risk_params
 
 
 async def list_relationships(
@@ -197,17 +221,9 @@ async def list_relationships(
     filters.check()
     request = page_request(limit, cursor, kind=CURSOR_KIND)
     values = parameters(now, policy)
+    sql, args, risk_params = _list_query(filters)
     rows = await conn.fetch(
-        _LIST,
-        request.after or 0,
-        filters.phase,
-        filters.mentee_id,
-        filters.mentor_id,
-        filters.program_id,
-        filters.at_risk,
-        request.limit + 1,
-        None if filters.program_ids is None else list(filters.program_ids),
-        *(values[i] for i in _RISK_PARAMS),
+        sql, request.after or 0, *args, request.limit + 1, *(values[i] for i in risk_params)
     )
     items = [summary_item(_from_row(row), now, policy) for row in rows[: request.limit]]
     keys = [row["opened_position"] for row in rows]
