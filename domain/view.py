@@ -40,6 +40,7 @@ def relationship_view(relationship: Relationship) -> dict[str, Any]:
         "reflections": _reflections(r),
         "feedback": _feedback(r),
         "concerns": _concerns(r),
+        "advocacy": {"count": len(r.recorded_advocacy), "by_kind": r.advocacy},
         "review_trigger": r.review_trigger,
         "outcome": r.outcome,
         "outcome_summary": r.outcome_summary,
