@@ -60,6 +60,9 @@ def _pause(r: Relationship) -> dict[str, Any] | None:
 def _agreement(agreement: AgreementVersion) -> dict[str, Any]:
     body: dict[str, Any] = _as_object(agreement)
     body.pop("establishment_round", None)
+    # always shown (null, []) so a client can tell "none agreed" at a glance
+    body["time_commitment"] = to_jsonable(agreement.time_commitment)
+    body["deliverables"] = to_jsonable(agreement.deliverables)
     body["signed_by"] = sorted(agreement.signatures)
     body["fully_signed"] = {"mentee", "mentor"} <= set(agreement.signatures)
     return body
