@@ -212,3 +212,38 @@ async def test_an_agreement_stored_before_deliverables_loads_projects_and_shows(
     )
     assert [d.id for d in loaded.agreement.deliverables] == ["d2"]  # type: ignore[union-attr]
     await repository.save(loaded)
+
+
+# --- a mentee's mentoring network --------------------------------------------------------
+
+
+async def test_a_mentees_network_lists_relationships_mentors_and_cycles(
+    store: EventStore, repository: RelationshipRepository, runner: ProjectionRunner
+) -> None:
+    first = walk_to("concluded", mentee_id="ada", mentor_id="m-1", program_id="p1")
+    second_clock = Clock(START + timedelta(days=400))
+    second = Relationship.open(
+        {"mentee_id": "ada", "program_id": "p1", "predecessor_id": str(first.id)},
+        second_clock.envelope("ada"),
+    )
+    other = walk_to("cultivation", mentee_id="ada", mentor_id="m-2", program_id="p2")
+    stranger = walk_to("reflection", mentee_id="bob")
+    last = await save_all(repository, [first, second, other, stranger])
+    models = ReadModels(store, decoder(repository), runner)
+
+    body = await models.mentee_network("ada", min_position=last)
+    assert body is not None
+    ids = [str(r.id) for r in (first, second, other)]
+    assert [r["id"] for r in body["relationships"]] == ids
+    assert body["relationships"][0]["successors"] == [ids[1]]
+    assert body["relationships"][1]["predecessor_id"] == ids[0]
+    assert body["relationships"][0]["outcome"] == "goals_achieved"
+    assert body["mentors"] == ["m-1", "m-2"]
+    assert body["current"] == 2
+    assert body["cycles"] == [[ids[0], ids[1]], [ids[2]]]
+
+    scoped = await models.mentee_network("ada", program_ids=["p2"], min_position=last)
+    assert scoped is not None and [r["id"] for r in scoped["relationships"]] == [ids[2]]
+    assert scoped["cycles"] == [[ids[2]]]
+    assert await models.mentee_network("ada", program_ids=["p9"]) is None
+    assert await models.mentee_network("nobody") is None
