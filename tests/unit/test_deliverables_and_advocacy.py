@@ -145,3 +145,30 @@ def test_advocacy_is_refused_once_concluded() -> None:
     relationship = walk_to("concluded")
     with pytest.raises(InvalidTransition):
         relationship.record("advocacy.recorded", {"kind": "introduction"}, MENTOR)
+
+
+def test_the_advocacy_webhook_is_thin() -> None:
+    from service.webhooks.outbox import thin_data, webhook_types
+    from tests.support.projected import projected
+
+    relationship = walk_to("cultivation")
+    relationship.record(
+        "advocacy.recorded",
+        {
+            "kind": "nomination",
+            "description": "for the society's award",
+            "occurred_on": "2025-03-01",
+        },
+        MENTOR,
+    )
+    (event,) = projected([relationship.pending_events[-1]])  # type: ignore[list-item]
+    assert webhook_types(event) == ["relationship.advocacy.recorded"]
+    data = thin_data(event, "relationship.advocacy.recorded")
+    assert data == {
+        "relationship_id": str(relationship.id),
+        "event_type": "advocacy.recorded",
+        "version": relationship.version,
+        "phase": "cultivation",
+        "kind": "nomination",
+        "occurred_on": "2025-03-01",
+    }
