@@ -22,10 +22,9 @@ from workflows.describe import (
     SVG_REQUIREMENTS,
     DiagramUnavailable,
     describe_workflow,
-    diagram,
     mermaid,
-    svg,
 )
+from workflows.diagrams import diagram, lifecycle_svg, svg
 from workflows.facts import (
     PHASES,
     AgreementFacts,
@@ -63,6 +62,7 @@ __all__ = [
     "describe_workflow",
     "diagram",
     "guard_info",
+    "lifecycle_svg",
     "machine_at",
     "mermaid",
     "phases_accepting",

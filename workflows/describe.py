@@ -5,7 +5,6 @@ routes), so the description and the diagram cannot drift from the rules that
 are enforced.
 """
 
-import shutil
 from functools import cache
 from importlib.util import find_spec
 from typing import Any, Literal
@@ -19,7 +18,7 @@ from workflows.lifecycle import PHASE_PRACTICES, Lifecycle
 
 DiagramFormat = Literal["mermaid", "svg", "dot"]
 
-SVG_REQUIREMENTS = "SVG needs Graphviz: apt-get install graphviz and pip install pydot"
+SVG_REQUIREMENTS = "DOT needs pydot: pip install pydot"
 
 
 class DiagramUnavailable(RuntimeError):
@@ -139,26 +138,3 @@ def dot() -> str:
     from statemachine.contrib.diagram.renderers.dot import DotRenderer
 
     return str(DotRenderer().render(_graph()).to_string())
-
-
-def svg() -> str:
-    """SVG of the whole lifecycle (needs ``pydot`` and the Graphviz ``dot`` program)."""
-    if shutil.which("dot") is None or find_spec("pydot") is None:
-        raise DiagramUnavailable(SVG_REQUIREMENTS)
-    from statemachine.contrib.diagram.graphviz import run_graphviz
-
-    return run_graphviz(dot(), "svg").decode("utf-8")
-
-
-def diagram(fmt: str = "mermaid") -> str:
-    """The lifecycle diagram in ``mermaid``, ``svg`` or ``dot``.
-
-    Raises ``ValueError`` for another format and :class:`DiagramUnavailable`
-    (with the install hint) when SVG/DOT software is missing.
-    """
-    renderers = {"mermaid": mermaid, "svg": svg, "dot": dot}
-    try:
-        render = renderers[fmt]
-    except KeyError:
-        raise ValueError(f"unknown diagram format {fmt!r}; use mermaid, svg or dot") from None
-    return render()

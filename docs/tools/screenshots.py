@@ -17,6 +17,7 @@ import os
 import shutil
 import subprocess
 import sys
+import urllib.request
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -82,6 +83,16 @@ async def capture(url: str, token: str) -> list[Path]:
     return written
 
 
+def _publish_checkpoint(url: str) -> None:
+    request = urllib.request.Request(
+        url + "/v1/checkpoints",
+        method="POST",
+        headers={"Authorization": f"Bearer {ADMIN_TOKEN}"},
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        assert response.status == 201, response.status
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--url", help="a running server (default: start one on a fresh schema)")
@@ -102,6 +113,7 @@ def main() -> int:
             if loaded.returncode != 0:
                 print(loaded.stdout + loaded.stderr, file=sys.stderr)
                 return 1
+            _publish_checkpoint(server.url)  # so the pages show the demo signed
             written = asyncio.run(capture(server.url, ADMIN_TOKEN))
     for path in written:
         print(path.relative_to(ROOT))

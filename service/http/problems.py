@@ -38,7 +38,6 @@ TITLES: dict[str, tuple[int, str]] = {
     "guard-failed": (422, "Guard not met"),
     "idempotency-conflict": (422, "Idempotency key reused"),
     "unavailable": (503, "Service unavailable"),
-    "diagram-unavailable": (406, "Diagram format not available here"),
     "internal-error": (500, "Internal error"),
 }
 """Each problem type: its status and title (docs/api.md, "HTTP conventions")."""

@@ -25,8 +25,8 @@ import jinja2
 from aiohttp import web
 
 from service.pages.headers import strict_page_headers
-from service.pages.svg import lifecycle_svg
 from workflows import PHASES
+from workflows.diagrams import lifecycle_svg
 
 UI = "/ui"
 STATIC_DIR = Path(__file__).parent / "static"

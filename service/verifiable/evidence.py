@@ -26,10 +26,12 @@ from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
 from service.verifiable.checkpoints import Checkpoints, StoredCheckpoint
 
-_STREAM = (
-    "SELECT position, stream_id, version, event_id, topic, payload, metadata, recorded_at,"
-    " chain_hash, mf_canonical(position, stream_id, version, event_id, topic, payload,"
-    " metadata, recorded_at) AS canonical FROM events WHERE stream_id = $1 ORDER BY version"
+_STREAM = (  # with the relationship's wrapped data key, which decoding needs (docs/erasure.md)
+    "SELECT e.position, e.stream_id, e.version, e.event_id, e.topic, e.payload, e.metadata,"
+    " e.recorded_at, e.chain_hash, mf_canonical(e.position, e.stream_id, e.version, e.event_id,"
+    " e.topic, e.payload, e.metadata, e.recorded_at) AS canonical, k.wrapped_key FROM events e"
+    " LEFT JOIN data_keys k ON k.stream_id = e.stream_id WHERE e.stream_id = $1"
+    " ORDER BY e.version"
 )
 
 EventView = Callable[[StoredRecord], dict[str, Any]]
@@ -75,6 +77,7 @@ async def _stream(store: EventStore, relationship_id: UUID) -> list[_Row]:
                 metadata=r["metadata"],
                 recorded_at=r["recorded_at"],
                 chain_hash=bytes(r["chain_hash"]),
+                data_key=r["wrapped_key"],
             ),
             bytes(r["canonical"]),
         )
@@ -107,9 +110,10 @@ class Evidence:
             return None
         checkpoint = await self._checkpoint(rows[-1].record, tree_size, may_publish)
         size = checkpoint.tree_size
+        paths = await self.tree.inclusion_proofs((row.record.position - 1 for row in rows), size)
         events = []
         for row in rows:
-            path = await self.tree.inclusion_proof(row.record.position - 1, size)
+            path = paths[row.record.position - 1]
             events.append(
                 {
                     "position": row.record.position,
@@ -190,13 +194,16 @@ class Evidence:
             "events_after": len(rows) - len(covered),
             "first_not_included_version": None,
         }
+        try:
+            paths = await self.tree.inclusion_proofs(
+                (row.record.position - 1 for row in covered), latest.tree_size
+            )
+        except LookupError:  # stored nodes missing: no event can be proven
+            paths = {}
         for row in covered:
             index = row.record.position - 1
             leaf = merkle.leaf_hash(row.canonical)
-            try:
-                path = await self.tree.inclusion_proof(index, latest.tree_size)
-            except LookupError:
-                path = []
+            path = paths.get(index, [])
             if not merkle.verify_inclusion(index, latest.tree_size, leaf, path, latest.root_hash):
                 status["first_not_included_version"] = row.record.version
                 break

@@ -59,6 +59,13 @@ class MerkleTree:
             index, size, await self.nodes(merkle.inclusion_nodes(index, size))
         )
 
+    async def inclusion_proofs(self, indexes: Iterable[int], size: int) -> dict[int, list[bytes]]:
+        """The audit paths of many leaves in one tree, from one read of the nodes
+        they need (a relationship's whole history in an evidence bundle)."""
+        wanted = list(indexes)
+        nodes = await self.nodes({n for i in wanted for n in merkle.inclusion_nodes(i, size)})
+        return {i: merkle.inclusion_proof(i, size, nodes) for i in wanted}
+
     async def inclusion(self, index: int, size: int) -> tuple[bytes, list[bytes]]:
         """The leaf hash and its audit path, from one read of the stored nodes."""
         nodes = await self.nodes(merkle.inclusion_nodes(index, size))

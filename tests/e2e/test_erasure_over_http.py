@@ -283,6 +283,7 @@ async def _journey(
 
     # every view, for every role
     views = [
+        f"/v1/relationships/{rid}/evidence",
         f"/v1/relationships/{rid}",
         f"/v1/relationships/{rid}?version=2",
         f"/v1/relationships/{rid}?version={erased['version'] - 1}",
@@ -296,6 +297,9 @@ async def _journey(
     for api in (admin, writer, auditor):
         for view in views:
             status, body, _ = await api.get(view)
+            if api is writer and view.endswith("/evidence"):
+                assert status == 403  # auditors and admins only
+                continue
             assert status == 200, (view, body)
             text = json.dumps(body, ensure_ascii=False)
             leaked = [s for s in secrets if s in text]
@@ -449,3 +453,18 @@ async def _erase_generated(server: ServerProcess, dsn: str, name: str, notes: st
         assert status == 200
     values = await scan_schema(dsn, server.schema)
     assert not found_in(values, name) and not found_in(values, notes)
+
+
+async def test_evidence_bundles_decode_sealed_fields_until_the_erasure(admin: Api) -> None:
+    writer = admin.as_token(await admin.token_for("writer"))
+    name = f"name-{uuid.uuid4().hex}"
+    rid = str((await open_relationship(writer, mentee_name=name))["id"])
+    status, bundle, _ = await admin.get(f"/v1/relationships/{rid}/evidence")
+    assert status == 200, bundle
+    assert bundle["events"][0]["event"]["data"]["mentee_name"] == name
+    status, _, _ = await admin.post(f"/v1/relationships/{rid}/erasure", {"reason": "r"})
+    assert status == 201
+    status, bundle, _ = await admin.get(f"/v1/relationships/{rid}/evidence")
+    assert status == 200, bundle
+    assert bundle["events"][0]["event"]["data"]["mentee_name"] == ERASED
+    assert name not in json.dumps(bundle, ensure_ascii=False)

@@ -413,10 +413,8 @@ def test_an_exactly_full_last_page_has_no_next_cursor(server: ServerProcess) -> 
 
 def test_the_diagram_follows_accept(server: ServerProcess) -> None:
     reply = request(server, "GET", "/v1/workflow/diagram", headers={"Accept": "image/svg+xml"})
-    if reply.status == 200:
-        assert reply.headers["content-type"].startswith("image/svg+xml")
-    else:  # no Graphviz on this machine: said so, in the SVG's terms
-        assert "svg" in reply.problem(406, "diagram-unavailable")["detail"].lower()
+    assert reply.status == 200  # drawn in Python: no Graphviz needed
+    assert reply.headers["content-type"].startswith("image/svg+xml")
     plain = request(server, "GET", "/v1/workflow/diagram", headers={"Accept": "text/plain"})
     assert plain.status == 200 and plain.headers["content-type"].startswith("text/plain")
     operation = request(server, "GET", "/openapi.json").json()["paths"]["/v1/workflow/diagram"]

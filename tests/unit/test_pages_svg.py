@@ -6,7 +6,7 @@ import re
 import xml.etree.ElementTree as ET
 
 import workflows
-from service.pages.svg import lifecycle_svg
+from workflows.diagrams import lifecycle_svg
 
 SVG = "{http://www.w3.org/2000/svg}"
 

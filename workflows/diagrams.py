@@ -1,8 +1,9 @@
-"""The lifecycle diagram as SVG, drawn here from the one state machine
-(workflows.describe_workflow, which reads the python-statemachine class): no
-Graphviz. Phases are boxes in lifecycle order; a transition to the next phase
-is a straight arrow, any other one a curve (above when it goes back, below
-when it skips ahead), each labelled with its event type.
+"""The lifecycle diagram in every format (``diagram``), and as SVG drawn here
+from the one state machine (workflows.describe_workflow, which reads the
+python-statemachine class): no Graphviz. Phases are boxes in lifecycle order;
+a transition to the next phase is a straight arrow, any other one a curve
+(above when it goes back, below when it skips ahead), each labelled with its
+event type.
 
 The SVG uses presentation attributes and classes only (no `style`
 attribute), so the pages' Content-Security-Policy needs no inline style.
@@ -16,7 +17,7 @@ from collections import defaultdict
 from functools import cache
 from html import escape
 
-import workflows
+from workflows.describe import describe_workflow, dot, mermaid
 
 BOX_W, BOX_H, GAP, TOP = 140, 56, 50, 90
 MARGIN = 40
@@ -28,7 +29,7 @@ def _x(index: int) -> int:
 
 @cache
 def _diagram_parts() -> tuple[str, tuple[str, ...], int]:
-    described = workflows.describe_workflow()
+    described = describe_workflow()
     phases = [phase["id"] for phase in described["phases"]]
     names = {phase["id"]: phase["name"] for phase in described["phases"]}
     order = {phase: i for i, phase in enumerate(phases)}
@@ -112,3 +113,23 @@ def lifecycle_svg(current: str | None = None) -> str:
         'class="arrowhead"/></marker></defs>'
         f"{body}</svg>"
     )
+
+
+def svg() -> str:
+    """SVG of the whole lifecycle, drawn in Python (needs nothing installed; the
+    same drawing as the pages', with no phase highlighted)."""
+    return lifecycle_svg()
+
+
+def diagram(fmt: str = "mermaid") -> str:
+    """The lifecycle diagram in ``mermaid``, ``svg`` or ``dot``.
+
+    Raises ``ValueError`` for another format and :class:`DiagramUnavailable`
+    (with the install hint) when DOT's library is missing.
+    """
+    renderers = {"mermaid": mermaid, "svg": svg, "dot": dot}
+    try:
+        render = renderers[fmt]
+    except KeyError:
+        raise ValueError(f"unknown diagram format {fmt!r}; use mermaid, svg or dot") from None
+    return render()
