@@ -14,7 +14,7 @@ from service.http.checkpoint_routes import CHECKPOINT_STATUS
 from service.http.context import principal, services
 from service.http.openapi import RECORDED_EVENT_PROPERTIES, RISK_REASONS, page_of
 from service.http.problems import Problem
-from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
+from service.http.requests import MAX_INTEGER, path_text, path_uuid, query_int, query_text
 from service.http.routing import READ, Param, Route
 from workflows import PHASES
 
@@ -122,11 +122,7 @@ async def phase_stats(request: web.Request) -> web.Response:
 
 
 async def mentee_network(request: web.Request) -> web.Response:
-    mentee_id = request.match_info["mentee_id"]
-    if not mentee_id.strip() or len(mentee_id) > 200 or "\x00" in mentee_id:
-        raise Problem.invalid(
-            "path.mentee_id", "must be a mentee id (1-200 characters)", "invalid mentee id"
-        )
+    mentee_id = path_text(request, "mentee_id", "mentee")
     body = await services(request).read_models.mentee_network(
         mentee_id,
         program_ids=principal(request).program_ids,
