@@ -135,6 +135,12 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
     assert bad_version[0] == 412
     advocacy = ("advocacy.recorded", {"kind": "introduction", "description": "d"}, MENTOR)
     for event_type, data, actor in [*TO_CULTIVATION, advocacy, *TO_CONCLUDED]:
+        if event_type == "agreement.proposed":  # with what the relationship view shows of it
+            data = {
+                **(data or {}),
+                "time_commitment": {"mentor_hours_per_month": 2, "mentee_hours_per_month": 8.5},
+                "deliverables": [{"id": "d1", "description": "first paper", "kind": "manuscript"}],
+            }
         body: dict[str, Any] = {"type": event_type, "actor": actor}
         if data is not None:
             body["data"] = data
@@ -142,7 +148,9 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
         assert status == 201, recorded
     last = recorded["position"]
 
-    await writer.get(f"/v1/relationships/{rid}")
+    status, shown, _ = await writer.get(f"/v1/relationships/{rid}")
+    assert shown["agreement"]["deliverables"][0]["kind"] == "manuscript", shown
+    assert shown["advocacy"] == {"count": 1, "by_kind": {"introduction": 1}}, shown
     await writer.get(f"/v1/relationships/{rid}?version=3")
     await writer.get(events + "?limit=5")
     await writer.get("/v1/events?limit=5")
