@@ -24,6 +24,7 @@ CONFIDENTIAL_FIELDS: Mapping[str, frozenset[str]] = {
     "feedback.given": frozenset({"comment"}),
     "concern.raised": frozenset({"detail"}),
     "concern.resolved": frozenset({"note"}),
+    "advocacy.recorded": frozenset({"description"}),
 }
 """Per event type, the data fields marked ``(c)`` in docs/api.md."""
 

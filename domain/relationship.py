@@ -14,7 +14,8 @@ history must work even after the rules have changed. All checks happen in
 type, not accepted in the phase (409), invalid data (422), guard unmet (422).
 """
 
-from collections.abc import Iterable, Iterator, Mapping
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from dataclasses import replace
 from datetime import UTC, date, datetime
 from typing import Annotated, Any, ClassVar, cast
 from uuid import UUID
@@ -40,12 +41,14 @@ from domain.state import (
 from domain.values import (
     ActionItem,
     Actor,
+    AdvocacyKind,
     AgendaOwner,
     Assigned,
     Between,
     Cadence,
     ConcernCategory,
     DeclineReason,
+    Deliverable,
     Envelope,
     Goal,
     GoalStatus,
@@ -66,6 +69,7 @@ from domain.values import (
     RiskCode,
     RiskReason,
     Severity,
+    TimeCommitment,
 )
 from workflows import AgreementFacts, LifecycleFacts, Phase
 
@@ -109,6 +113,9 @@ class Relationship(Aggregate):
         self.feedback_rating_total: dict[str, int] = {}
         """Per role (``mentee``/``mentor``): how many ratings, and their sum."""
         self.concerns: list[ConcernNote] = []
+        self.advocacy_kinds: list[str] = []
+        """The kind of each ``advocacy.recorded``, in order (read through
+        ``recorded_advocacy``: snapshots taken before it existed lack it)."""
         self.review_trigger: ReviewTrigger | None = None
         self.outcome: str | None = None
         self.outcome_summary: str | None = None
@@ -140,6 +147,19 @@ class Relationship(Aggregate):
         if self.phase == "concluded":
             return []
         return [c for c in self.concerns if c.resolution is None]
+
+    @property
+    def recorded_advocacy(self) -> list[str]:
+        """The kind of each ``advocacy.recorded``, in order."""
+        return list(vars(self).get("advocacy_kinds", ()))
+
+    @property
+    def advocacy(self) -> dict[str, int]:
+        """Per kind (``introduction``...), how many times the mentor advocated."""
+        counts: dict[str, int] = {}
+        for kind in self.recorded_advocacy:
+            counts[kind] = counts.get(kind, 0) + 1
+        return counts
 
     @property
     def goals(self) -> list[Goal]:
@@ -229,7 +249,8 @@ class Relationship(Aggregate):
         ]
         if reference_errors:
             raise ValidationFailed(reference_errors)
-        decision = workflows.check(event_type, self.facts(), fields)
+        facts = replace(self.facts(), actor_role=envelope.actor.role if envelope.actor else None)
+        decision = workflows.check(event_type, facts, fields)
         if isinstance(decision, workflows.GuardUnmet):
             raise GuardFailed(
                 event_type,
@@ -508,19 +529,16 @@ class Relationship(Aggregate):
         feedback_plan: PersonalText | None = None
         confidentiality: PersonalText | None = None
         boundaries: PersonalText | None = None
+        time_commitment: TimeCommitment | None = None
+        deliverables: list[Deliverable] | None = None
+        """Optional: events recorded before these fields existed load without them."""
 
         @classmethod
         def references(
             cls, relationship: "Relationship", fields: Mapping[str, Any]
         ) -> Iterator[FieldError]:
-            first_index: dict[str, int] = {}
-            for index, goal in enumerate(fields["goals"]):
-                if goal.id in first_index:
-                    yield FieldError(
-                        f"data.goals[{index}].id",
-                        f"duplicate goal id {goal.id!r} (also data.goals[{first_index[goal.id]}])",
-                    )
-                first_index.setdefault(goal.id, index)
+            yield from _unique_ids("goals", "goal", fields["goals"])
+            yield from _unique_ids("deliverables", "deliverable", fields.get("deliverables") or ())
 
         @classmethod
         def assigned_fields(cls, relationship: "Relationship") -> dict[str, Any]:
@@ -542,6 +560,8 @@ class Relationship(Aggregate):
                     feedback_plan=self.feedback_plan,
                     confidentiality=self.confidentiality,
                     boundaries=self.boundaries,
+                    time_commitment=self.time_commitment,
+                    deliverables=list(self.deliverables or ()),
                 )
             )
 
@@ -779,6 +799,20 @@ class Relationship(Aggregate):
             if concern is not None:
                 concern.resolution = self.resolution
 
+    class AdvocacyRecorded(Event):
+        """The mentor spoke up for the mentee: an introduction, a nomination,
+        co-authorship, an opportunity, protection (seed 002: sponsorship).
+        Recorded by the mentor only (the ``recorded_by_the_mentor`` guard)."""
+
+        api_type = "advocacy.recorded"
+
+        kind: AdvocacyKind
+        description: PersonalText | None = None
+        occurred_on: date | None = None
+
+        def evolve(self, relationship: "Relationship") -> None:
+            relationship.advocacy_kinds = [*relationship.recorded_advocacy, self.kind]
+
     class RiskFlagged(Event):
         """The service found the relationship at risk: the reasons now true."""
 
@@ -916,6 +950,7 @@ EVENT_CLASSES: dict[str, type[Relationship.Event]] = {
         Relationship.FeedbackGiven,
         Relationship.ConcernRaised,
         Relationship.ConcernResolved,
+        Relationship.AdvocacyRecorded,
         Relationship.RiskFlagged,
         Relationship.RiskCleared,
         Relationship.RelationshipPaused,
@@ -1023,5 +1058,17 @@ def _new_action_items(
                 path,
                 f"duplicate action item id {item.id!r} "
                 f"(also data.action_items[{first_index[item.id]}])",
+            )
+        first_index.setdefault(item.id, index)
+
+
+def _unique_ids(field: str, noun: str, items: Sequence[Any]) -> Iterator[FieldError]:
+    """An error per item whose ``id`` an earlier item of the list already has."""
+    first_index: dict[str, int] = {}
+    for index, item in enumerate(items):
+        if item.id in first_index:
+            yield FieldError(
+                f"data.{field}[{index}].id",
+                f"duplicate {noun} id {item.id!r} (also data.{field}[{first_index[item.id]}])",
             )
         first_index.setdefault(item.id, index)

@@ -24,7 +24,9 @@ The rules, each counted from when things happened (``occurred_at``):
   plus ``resume_grace``, or, with no expected return, for longer than
   ``pause_limit``;
 - ``phase_stalled``: in identification or establishment for longer than that
-  phase's limit (``stall_limits``).
+  phase's limit (``stall_limits``);
+- ``overdue_deliverable``: in cultivation, a deliverable of the latest
+  agreement (a manuscript, a presentation, a grant) is past its due date.
 
 A concluded relationship is never at risk.
 """
@@ -114,6 +116,10 @@ class RiskFacts:
     paused_since: datetime | None = None
     paused_position: int | None = None
     expected_resume: date | None = None
+    deliverables: Mapping[str, str | None] = field(default_factory=dict)
+    """The latest agreement's deliverable id -> due date (ISO) or None."""
+    deliverables_position: int | None = None
+    """The ``agreement.proposed`` event that set ``deliverables``."""
 
 
 @dataclass(frozen=True)
@@ -277,6 +283,27 @@ def phase_stalled(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Reason
     )
 
 
+def overdue_deliverable(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Reason | None:
+    if facts.phase != "cultivation":
+        return None
+    today = now.astimezone(UTC).date()
+    overdue = sorted(
+        (due, deliverable_id)
+        for deliverable_id, due in facts.deliverables.items()
+        if due is not None and date.fromisoformat(due) < today
+    )
+    if not overdue:
+        return None
+    count, earliest = len(overdue), overdue[0][0]
+    ids = ", ".join(deliverable_id for _, deliverable_id in overdue)
+    return Reason(
+        "overdue_deliverable",
+        _midnight_after(date.fromisoformat(earliest)),
+        f"{count} deliverable{'s' if count != 1 else ''} past due ({ids}; earliest due {earliest})",
+        _positions(facts.deliverables_position),
+    )
+
+
 RULES = {
     "no_recent_meeting": no_recent_meeting,
     "no_first_meeting": no_first_meeting,
@@ -284,6 +311,7 @@ RULES = {
     "open_high_concern": open_high_concern,
     "paused_too_long": paused_too_long,
     "phase_stalled": phase_stalled,
+    "overdue_deliverable": overdue_deliverable,
 }
 assert tuple(RULES) == RISK_CODES
 

@@ -79,7 +79,20 @@ DATA_SAMPLES: dict[str, dict[str, Any]] = {
     "candidate.met": {"mentor_id": "m1", "met_at": HELD_AT, "notes": "n"},
     "candidate.declined": {"mentor_id": "m1", "by": "mentor", "reason_code": "schedule"},
     "mentor.selected": {"mentor_id": "m1", "mentor_consent": True},
-    "agreement.proposed": {**agreement_data(), "boundaries": "no weekend messages"},
+    "agreement.proposed": {
+        **agreement_data(),
+        "boundaries": "no weekend messages",
+        "time_commitment": {"mentor_hours_per_month": 2, "mentee_hours_per_month": 6.5},
+        "deliverables": [
+            {
+                "id": "d1",
+                "description": "first-author paper on the pilot data",
+                "kind": "manuscript",
+                "authorship": "mentee first, mentor senior",
+                "due_date": "2025-12-15",
+            }
+        ],
+    },
     "agreement.signed": {"by": "mentee", "agreement_version": 1},
     "relationship.established": {},
     "meeting.scheduled": {"meeting_id": "m1", "scheduled_for": HELD_AT, "agenda": ["a"]},
@@ -105,6 +118,11 @@ DATA_SAMPLES: dict[str, dict[str, Any]] = {
         "detail": "d",
     },
     "concern.resolved": {"concern_id": "c1", "resolution": "addressed", "note": "n"},
+    "advocacy.recorded": {
+        "kind": "introduction",
+        "description": "introduced to the study section chair",
+        "occurred_on": "2025-03-03",
+    },
     "risk.flagged": {
         "reasons": [
             {

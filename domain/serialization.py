@@ -33,7 +33,15 @@ from domain.state import (
     ReflectionNote,
     TrackedActionItem,
 )
-from domain.values import ActionItem, Actor, Cadence, Goal, RiskReason
+from domain.values import (
+    ActionItem,
+    Actor,
+    Cadence,
+    Deliverable,
+    Goal,
+    RiskReason,
+    TimeCommitment,
+)
 
 
 class DateAsISO(Transcoding):
@@ -82,6 +90,8 @@ STORED_NAMES: dict[type[Any], str] = {
     Cadence: "cadence",
     ActionItem: "action_item",
     RiskReason: "risk_reason",
+    TimeCommitment: "time_commitment",
+    Deliverable: "deliverable",
     Candidate: "state.candidate",
     AgreementVersion: "state.agreement_version",
     GoalProgress: "state.goal_progress",

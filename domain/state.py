@@ -19,12 +19,14 @@ from domain.values import (
     Cadence,
     ConcernCategory,
     DeclineReason,
+    Deliverable,
     Goal,
     GoalStatus,
     PartyRole,
     ProposedBy,
     ReflectionKind,
     Severity,
+    TimeCommitment,
 )
 from workflows import Phase
 
@@ -64,6 +66,8 @@ class AgreementVersion:
     feedback_plan: str | None = None
     confidentiality: str | None = None
     boundaries: str | None = None
+    time_commitment: TimeCommitment | None = None
+    deliverables: list[Deliverable] = field(default_factory=list)
     signatures: dict[str, datetime] = field(default_factory=dict)
     """When each party (``mentee``, ``mentor``) signed."""
 

@@ -27,6 +27,8 @@ GoalStatus = Literal["on_track", "at_risk", "achieved", "dropped"]
 ConcernCategory = Literal["mismatch", "unresponsive", "boundary", "wellbeing", "bias", "other"]
 Severity = Literal["low", "medium", "high"]
 Resolution = Literal["addressed", "no_action_needed", "referred", "withdrawn"]
+DeliverableKind = Literal["manuscript", "presentation", "grant", "other"]
+AdvocacyKind = Literal["introduction", "nomination", "co_authorship", "opportunity", "protection"]
 RiskCode = Literal[
     "no_recent_meeting",
     "no_first_meeting",
@@ -34,6 +36,7 @@ RiskCode = Literal[
     "open_high_concern",
     "paused_too_long",
     "phase_stalled",
+    "overdue_deliverable",
 ]
 ReviewTrigger = Literal[
     "goals_achieved", "circumstances_changed", "term_ended", "scheduled_review", "mismatch"
@@ -96,6 +99,8 @@ RequiredText = Annotated[str, NonBlank(), MaxLength(20_000)]
 Label = Annotated[str, NonBlank(), MaxLength(500)]
 """A short non-empty string in a list (development area, objective, topic...)."""
 Minutes = Annotated[int, Between(1, 24 * 60)]
+HoursPerMonth = Annotated[float, Between(0, 744)]
+"""Hours a month (a month has at most 744 hours)."""
 
 PersonalText = Annotated[str, MaxLength(20_000), Erasable()]
 """Free text that may describe a person (erasable); may be empty."""
@@ -144,6 +149,26 @@ class ActionItem:
     id: Id
     description: RequiredPersonalText
     owner: PartyRole
+    due_date: date | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class TimeCommitment:
+    """How much time each party commits to the relationship (seed 002)."""
+
+    mentor_hours_per_month: HoursPerMonth | None = None
+    mentee_hours_per_month: HoursPerMonth | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Deliverable:
+    """A product the pair commits to (a manuscript, a talk, a grant), with who
+    is credited how (``authorship``, e.g. "mentee first, mentor senior")."""
+
+    id: Id
+    description: RequiredPersonalText
+    kind: DeliverableKind | None = None
+    authorship: PersonalText | None = None
     due_date: date | None = None
 
 

@@ -40,6 +40,7 @@ def relationship_view(relationship: Relationship) -> dict[str, Any]:
         "reflections": _reflections(r),
         "feedback": _feedback(r),
         "concerns": _concerns(r),
+        "advocacy": {"count": len(r.recorded_advocacy), "by_kind": r.advocacy},
         "review_trigger": r.review_trigger,
         "outcome": r.outcome,
         "outcome_summary": r.outcome_summary,
@@ -59,6 +60,9 @@ def _pause(r: Relationship) -> dict[str, Any] | None:
 def _agreement(agreement: AgreementVersion) -> dict[str, Any]:
     body: dict[str, Any] = _as_object(agreement)
     body.pop("establishment_round", None)
+    # always shown (null, []) so a client can tell "none agreed" at a glance
+    body["time_commitment"] = to_jsonable(agreement.time_commitment)
+    body["deliverables"] = to_jsonable(agreement.deliverables)
     body["signed_by"] = sorted(agreement.signatures)
     body["fully_signed"] = {"mentee", "mentor"} <= set(agreement.signatures)
     return body

@@ -18,7 +18,10 @@ Figures (see :func:`phase_stats`):
 - ``funnel``: per phase, how many relationships ever reached it, from
   reflection to concluded (a withdrawn relationship reaches ``concluded``
   straight from the phase it was in), with the share of all relationships;
-- ``outcomes``: concluded relationships per outcome (``withdrawn`` included).
+- ``outcomes``: concluded relationships per outcome (``withdrawn`` included);
+- ``advocacy``: how often mentors advocated for their mentees
+  (``advocacy.recorded``), per kind, overall and per program (table
+  ``phase_stats_advocacy``, migration 0090).
 
 The module is split in two: :mod:`projections.phase_stats_fold` (events ->
 row changes, pure) and :mod:`projections.phase_stats_queries` (SQL).
@@ -31,8 +34,16 @@ from collections.abc import Sequence
 import asyncpg
 
 from projections.base import ProjectedEvent, Projection, relationship_events
-from projections.phase_stats_fold import apply, relevant
-from projections.phase_stats_queries import NAME, RELATIONSHIPS, STAYS, load, phase_stats, write
+from projections.phase_stats_fold import ADVOCACY, apply, relevant
+from projections.phase_stats_queries import (
+    ADVOCACY_TABLE,
+    NAME,
+    RELATIONSHIPS,
+    STAYS,
+    load,
+    phase_stats,
+    write,
+)
 
 
 class PhaseStatistics(Projection):
@@ -40,11 +51,12 @@ class PhaseStatistics(Projection):
     stays that ended, insert the new ones), after one load."""
 
     name = NAME
-    tables = (RELATIONSHIPS, STAYS)
+    tables = (RELATIONSHIPS, STAYS, ADVOCACY_TABLE)
 
     def prepare(self, event: ProjectedEvent) -> None:
-        """Decode ahead the events whose payload is read (their outcome)."""
-        if event.meta.concludes:
+        """Decode ahead the events whose payload is read (their outcome, an
+        advocacy's kind)."""
+        if event.meta.concludes or event.type == ADVOCACY:
             event.event  # noqa: B018 - decoded now, cached on the event
 
     async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
@@ -57,4 +69,4 @@ class PhaseStatistics(Projection):
         await write(conn, changes)
 
 
-__all__ = ["NAME", "RELATIONSHIPS", "STAYS", "PhaseStatistics", "phase_stats"]
+__all__ = ["ADVOCACY_TABLE", "NAME", "RELATIONSHIPS", "STAYS", "PhaseStatistics", "phase_stats"]

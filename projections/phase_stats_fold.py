@@ -1,20 +1,22 @@
 """The fold of the phase statistics: events -> row changes (pure).
 
-Reads metadata only (type, phases, occurred_at), and asks an event that
+Reads metadata only (type, phases, occurred_at), asks an event that
 concludes a relationship for its outcome (``concluded_outcome``): what the
-aggregate decided is read from the event, never re-derived here.
+aggregate decided is read from the event, never re-derived here; and reads
+the ``kind`` of ``advocacy.recorded`` (counted per kind).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from uuid import UUID
 
 from domain.metadata import PAUSED, RESUMED
 from projections.base import ProjectedEvent
 
-RELEVANT = frozenset({"relationship.opened", PAUSED, RESUMED})
+ADVOCACY = "advocacy.recorded"
+RELEVANT = frozenset({"relationship.opened", PAUSED, RESUMED, ADVOCACY})
 """Event types the fold reads besides those that change phase."""
 
 
@@ -49,6 +51,8 @@ class BatchChanges:
     """The stay of this batch that is still open, per relationship."""
     close_stored: dict[UUID, datetime]
     """Relationships whose stored open stay ends in this batch, and when."""
+    advocacy: list[tuple[UUID, int, str]] = field(default_factory=list)
+    """``(relationship, position, kind)`` of each ``advocacy.recorded``."""
 
     def change_phase(self, event: ProjectedEvent, phase: str) -> None:
         rid, at = event.relationship_id, event.occurred_at
@@ -71,6 +75,8 @@ def apply(changes: BatchChanges, event: ProjectedEvent) -> None:
     current = changes.current.get(rid)
     if current is None:
         return  # never opened: nothing to count
+    if event.type == ADVOCACY:
+        changes.advocacy.append((rid, event.position, getattr(event.event, "kind", "other")))
     outcome = event.outcome  # the event says what outcome it concluded with
     if outcome is not None:
         current.outcome = outcome

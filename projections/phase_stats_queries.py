@@ -16,6 +16,7 @@ from workflows import PHASES
 NAME = "phase_statistics"
 RELATIONSHIPS = "phase_stats_relationships"
 STAYS = "phase_stats_stays"
+ADVOCACY_TABLE = "phase_stats_advocacy"
 
 _LOAD = (
     f"SELECT relationship_id, phase, paused, outcome FROM {RELATIONSHIPS}"  # noqa: S608
@@ -36,6 +37,11 @@ _INSERT_STAYS = (
     f"INSERT INTO {STAYS} (relationship_id, entered_position, phase, entered_at, left_at)"  # noqa: S608
     " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[], $4::timestamptz[],"
     " $5::timestamptz[])"
+)
+_INSERT_ADVOCACY = (
+    f"INSERT INTO {ADVOCACY_TABLE} (relationship_id, position, kind)"  # noqa: S608
+    " SELECT * FROM unnest($1::uuid[], $2::bigint[], $3::text[])"
+    " ON CONFLICT (relationship_id, position) DO NOTHING"
 )
 
 
@@ -72,6 +78,13 @@ async def write(conn: asyncpg.Connection, changes: BatchChanges) -> None:
             [s.entered_at for s in stays],
             [s.left_at for s in stays],
         )
+    if changes.advocacy:
+        await conn.execute(
+            _INSERT_ADVOCACY,
+            [rid for rid, _, _ in changes.advocacy],
+            [position for _, position, _ in changes.advocacy],
+            [kind for _, _, kind in changes.advocacy],
+        )
 
 
 # --- the query -----------------------------------------------------------------------------
@@ -106,6 +119,34 @@ _OUTCOMES = (
     f" WHERE outcome IS NOT NULL AND {_IN_PROGRAMS} GROUP BY outcome ORDER BY outcome"
 )
 
+_ADVOCACY = f"""
+SELECT p.program_id, a.kind, count(*) AS total
+  FROM {ADVOCACY_TABLE} a LEFT JOIN relationship_programs p ON p.stream_id = a.relationship_id
+ WHERE {_IN_PROGRAMS.replace("relationship_id IN", "a.relationship_id IN")}
+ GROUP BY p.program_id, a.kind
+"""  # noqa: S608 - constants only
+
+
+def _advocacy(rows: Sequence[asyncpg.Record]) -> dict[str, Any]:
+    """``{count, by_kind, by_program: {program: {count, by_kind}}}``; a
+    relationship opened without a program counts overall only."""
+    overall: dict[str, int] = {}
+    programs: dict[str, dict[str, int]] = {}
+    for row in rows:
+        kind, total = row["kind"], row["total"]
+        overall[kind] = overall.get(kind, 0) + total
+        if row["program_id"] is not None:
+            by_kind = programs.setdefault(row["program_id"], {})
+            by_kind[kind] = by_kind.get(kind, 0) + total
+    return {
+        "count": sum(overall.values()),
+        "by_kind": dict(sorted(overall.items())),
+        "by_program": {
+            program: {"count": sum(by_kind.values()), "by_kind": dict(sorted(by_kind.items()))}
+            for program, by_kind in sorted(programs.items())
+        },
+    }
+
 
 def _seconds(value: Any) -> float | None:
     return None if value is None else round(float(value), 3)
@@ -122,6 +163,7 @@ async def phase_stats(
     durations = {row["phase"]: row for row in await conn.fetch(_DURATIONS, programs)}
     reached = {row["phase"]: row["reached"] for row in await conn.fetch(_FUNNEL, programs)}
     outcomes = {row["outcome"]: row["total"] for row in await conn.fetch(_OUTCOMES, programs)}
+    advocacy = _advocacy(await conn.fetch(_ADVOCACY, programs))
     total = sum(row["total"] for row in counts.values())
     return {
         "relationships": total,
@@ -145,6 +187,7 @@ async def phase_stats(
             for phase in PHASES
         ],
         "outcomes": outcomes,
+        "advocacy": advocacy,
     }
 
 

@@ -4,7 +4,7 @@ summaries: which relationships a rule holds for at a moment.
 Each rule is one SQL condition over a summary row, with the thresholds
 passed as parameters computed from "now" and the policy (cut-offs: "the last
 meeting is older than now minus the allowance"), so that the comparison is
-on a stored column and an index of migration 0080 answers it. The listing
+on a stored column and an index of migration 0080 (0090) answers it. The listing
 (``GET /v1/relationships?at_risk=``) filters with the same conditions; the
 risk worker runs one indexed query per rule (projections/risk_queries.py).
 """
@@ -40,6 +40,9 @@ _CONDITIONS: Mapping[str, str] = {
     "phase_stalled": (
         "EXISTS (SELECT 1 FROM unnest({p7}::text[], {p8}::timestamptz[]) AS c(phase, cutoff)"
         " WHERE c.phase = {s}.phase AND {s}.phase_entered_at < c.cutoff)"
+    ),
+    "overdue_deliverable": (
+        "{s}.phase = 'cultivation' AND {s}.earliest_deliverable_due < {p1}::date"
     ),
 }
 """Per rule, its SQL condition over a summary row ``{s}``; ``{p1}``..``{p8}``

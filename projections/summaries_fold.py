@@ -60,6 +60,11 @@ class Summary:
     expected_resume: date | None = None
     risk_codes: list[str] = field(default_factory=list)
     """The reason codes the service last recorded (risk.flagged / risk.cleared)."""
+    deliverables: dict[str, str | None] = field(default_factory=dict)
+    """The latest agreement's deliverable id -> due date (ISO) or None."""
+    earliest_deliverable_due: date | None = None
+    deliverables_position: int | None = None
+    """The ``agreement.proposed`` event that set ``deliverables``."""
 
     def risk_facts(self) -> RiskFacts:
         """What the at-risk rules read of this row."""
@@ -84,6 +89,8 @@ class Summary:
             paused_since=self.paused_since,
             paused_position=self.paused_position,
             expected_resume=self.expected_resume,
+            deliverables=self.deliverables,
+            deliverables_position=self.deliverables_position,
         )
 
 
@@ -143,6 +150,13 @@ def _agreement_proposed(s: Summary, e: ProjectedEvent) -> None:
     event = e.event
     assert isinstance(event, Relationship.AgreementProposed)
     s.cadence = event.cadence.frequency
+    # the latest agreement's deliverables (none in events recorded before they existed)
+    s.deliverables = {
+        d.id: None if d.due_date is None else d.due_date.isoformat()
+        for d in event.deliverables or ()
+    }
+    s.earliest_deliverable_due = _earliest_due(s.deliverables)
+    s.deliverables_position = e.position if s.deliverables else None
 
 
 def _meeting_held(s: Summary, e: ProjectedEvent) -> None:

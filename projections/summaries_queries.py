@@ -62,6 +62,9 @@ _COLUMN_TYPES: Mapping[str, str] = {
     "paused_position": "bigint",
     "expected_resume": "date",
     "risk_codes": "text[]",
+    "deliverables": "jsonb",
+    "earliest_deliverable_due": "date",
+    "deliverables_position": "bigint",
 }
 _JSONB = frozenset(c for c, t in _COLUMN_TYPES.items() if t == "jsonb")
 COLUMNS = tuple(f.name for f in dataclasses.fields(Summary))

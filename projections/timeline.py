@@ -252,10 +252,52 @@ def _proposed(e: Any) -> str:
 
 def _agreement(e: Any) -> str:
     goals = len(e.goals)
-    return (
+    text = (
         f"Agreement version {e.version} proposed: {goals} goal{'s' if goals != 1 else ''},"
         f" {e.cadence.frequency} meetings, {e.start_date.isoformat()} to {e.end_date.isoformat()}"
     )
+    # both optional: agreements recorded before they existed have neither
+    hours = [
+        f"{_hours(value)} h a month from the {role}"
+        for role, value in (
+            ("mentor", getattr(e.time_commitment, "mentor_hours_per_month", None)),
+            ("mentee", getattr(e.time_commitment, "mentee_hours_per_month", None)),
+        )
+        if value is not None
+    ]
+    if hours:
+        text += "; " + " and ".join(hours)
+    deliverables = e.deliverables or ()
+    if deliverables:
+        count = len(deliverables)
+        listed = ", ".join(_deliverable(d) for d in deliverables)
+        text += f"; {count} deliverable{'s' if count != 1 else ''} ({listed})"
+    return text
+
+
+def _hours(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)
+
+
+def _deliverable(d: Any) -> str:
+    """A deliverable by its id, kind and due date (never its free text)."""
+    text = f"{_words(d.kind)} {d.id}" if d.kind else d.id
+    return text + (f" due {d.due_date.isoformat()}" if d.due_date else "")
+
+
+_ADVOCACY_PHRASES: Mapping[str, str] = {
+    "introduction": "an introduction",
+    "nomination": "a nomination",
+    "co_authorship": "a co-authorship",
+    "opportunity": "an opportunity",
+    "protection": "an act of protection",
+}
+
+
+def _advocacy(e: Any) -> str:
+    """Never quotes the (confidential) description."""
+    text = f"The mentor recorded {_ADVOCACY_PHRASES.get(e.kind, _words(e.kind))}"
+    return text + (f" made on {e.occurred_on.isoformat()}" if e.occurred_on else "")
 
 
 def _meeting_held(e: Any) -> str:
@@ -311,6 +353,7 @@ _SENTENCES: Mapping[str, Callable[[Any], str]] = {
         f"{e.severity.capitalize()}-severity concern raised ({_words(e.category)})"
     ),
     "concern.resolved": lambda e: f"Concern {e.concern_id} resolved ({_words(e.resolution)})",
+    "advocacy.recorded": _advocacy,
     "risk.flagged": lambda e: "Flagged at risk: " + ", ".join(_words(r.code) for r in e.reasons),
     "risk.cleared": lambda e: "No longer at risk: " + ", ".join(_words(c) for c in e.codes),
     "relationship.paused": _paused,

@@ -83,3 +83,6 @@ class LifecycleFacts:
     """Ids of every concern raised (``concern.raised``)."""
     concerns_open: frozenset[str] = frozenset()
     """Ids of the concerns not resolved yet."""
+    actor_role: str | None = None
+    """The role of the actor posting the event being decided (its envelope's
+    ``actor.role``; None when the request names no actor)."""

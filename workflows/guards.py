@@ -261,3 +261,14 @@ def concern_was_raised(facts: LifecycleFacts, data: EventData) -> bool:
 def concern_is_still_open(facts: LifecycleFacts, data: EventData) -> bool:
     concern_id = data.get("concern_id")
     return concern_id not in facts.concerns_raised or concern_id in facts.concerns_open
+
+
+# --- advocacy ------------------------------------------------------------------------
+
+
+@guard(
+    "the mentor records it (actor role mentor)",
+    "advocacy is recorded by the mentor: post it with actor.role 'mentor'",
+)
+def recorded_by_the_mentor(facts: LifecycleFacts, data: EventData) -> bool:
+    return facts.actor_role == "mentor"

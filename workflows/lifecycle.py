@@ -39,6 +39,7 @@ from workflows.guards import (
     mentor_has_not_declined,
     mentor_was_met,
     mentor_was_proposed,
+    recorded_by_the_mentor,
     reflected_in_this_refinement,
     safety_override_is_set,
 )
@@ -146,6 +147,17 @@ class Lifecycle(StateMachine):
             cond=[concern_was_raised, concern_is_still_open],
         ),
         "concern.resolved",
+    )
+    advocacy_recorded = _event(
+        _within(
+            reflection,
+            identification,
+            establishment,
+            cultivation,
+            refinement,
+            cond=recorded_by_the_mentor,
+        ),
+        "advocacy.recorded",
     )
     # Recorded by the service's risk worker only (clients are refused before the lifecycle).
     risk_flagged = _event(

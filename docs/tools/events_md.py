@@ -77,6 +77,16 @@ EXAMPLES: dict[str, dict[str, Any]] = {
             "cadence": {"frequency": "monthly", "duration_minutes": 60, "mode": "video"},
             "agenda_owner": "mentee",
             "confidentiality": "discussions stay between us",
+            "time_commitment": {"mentor_hours_per_month": 2, "mentee_hours_per_month": 8},
+            "deliverables": [
+                {
+                    "id": "d1",
+                    "description": "first-author paper on the pilot study",
+                    "kind": "manuscript",
+                    "authorship": "mentee first, mentor senior",
+                    "due_date": "2027-01-15",
+                }
+            ],
             "start_date": "2026-02-01",
             "end_date": "2027-01-31",
         },
@@ -141,6 +151,14 @@ EXAMPLES: dict[str, dict[str, Any]] = {
         "data": {"concern_id": "concern-1", "resolution": "addressed", "note": "mentor replied"},
         "actor": {"id": "admin-1", "role": "program_admin"},
     },
+    "advocacy.recorded": {
+        "data": {
+            "kind": "introduction",
+            "description": "introduced to the editor of the field's main journal",
+            "occurred_on": "2026-03-02",
+        },
+        "actor": MENTOR,
+    },
     "risk.flagged": {
         "data": {
             "reasons": [
@@ -182,6 +200,7 @@ STATE_CHECKS: dict[str, list[str]] = {
     "candidate.declined": ["`mentor_id` was proposed (`candidate.proposed`) and has not declined"],
     "agreement.proposed": [
         "goal ids are unique within the agreement",
+        "deliverable ids are unique within the agreement",
         "`version` is assigned by the service (1, 2, ...): do not send it",
     ],
     "agreement.signed": [

@@ -4,12 +4,13 @@ below, so it describes exactly the routes that exist."""
 from __future__ import annotations
 
 from collections.abc import Iterable
-from typing import Any
+from typing import Any, get_args
 
 import workflows
 from domain import EVENT_CLASSES, RECORDABLE_TYPES
 from domain.catalog import data_schema, envelope_schema, opening_schema
 from domain.samples import DATA_SAMPLES
+from domain.values import AdvocacyKind
 from service.http.openapi_webhooks import hoist, webhooks
 from service.http.problems import PROBLEM_BASE, PROBLEM_JSON, TITLES
 from service.http.routing import IDEMPOTENCY_KEY, Route
@@ -34,10 +35,15 @@ _STRINGS = {"type": "array", "items": {"type": "string"}}
 _PHASE = {"type": "string", "enum": list(workflows.PHASES)}
 _AGREEMENT = {
     "type": "object",
-    "required": ["signed_by", "fully_signed"],
+    "required": ["signed_by", "fully_signed", "time_commitment", "deliverables"],
     "properties": {
         "signed_by": {"type": "array", "items": {"enum": ["mentee", "mentor"]}},
         "fully_signed": {"type": "boolean"},
+        # generated from the declarations (the components of agreement.proposed)
+        "time_commitment": {
+            "anyOf": [{"$ref": "#/components/schemas/TimeCommitment"}, {"type": "null"}]
+        },
+        "deliverables": {"type": "array", "items": {"$ref": "#/components/schemas/Deliverable"}},
     },
 }
 _RELATIONSHIP_PROPERTIES: dict[str, Any] = {
@@ -144,6 +150,20 @@ _RELATIONSHIP_PROPERTIES: dict[str, Any] = {
             "high_severity": _COUNT,
             "open": _COUNT,
             "items": _OBJECTS,
+        },
+    },
+    "advocacy": {
+        "type": "object",
+        "additionalProperties": False,
+        "required": ["count", "by_kind"],
+        "description": "advocacy.recorded: how many, per kind",
+        "properties": {
+            "count": _COUNT,
+            "by_kind": {
+                "type": "object",
+                "propertyNames": {"enum": list(get_args(AdvocacyKind))},
+                "additionalProperties": _COUNT,
+            },
         },
     },
     "review_trigger": _NULLABLE_STRING,

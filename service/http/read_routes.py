@@ -14,7 +14,7 @@ from service.http.checkpoint_routes import CHECKPOINT_STATUS
 from service.http.context import principal, services
 from service.http.openapi import RECORDED_EVENT_PROPERTIES, RISK_REASONS, page_of
 from service.http.problems import Problem
-from service.http.requests import MAX_INTEGER, path_uuid, query_int, query_text
+from service.http.requests import MAX_INTEGER, path_text, path_uuid, query_int, query_text
 from service.http.routing import READ, Param, Route
 from workflows import PHASES
 
@@ -121,6 +121,18 @@ async def phase_stats(request: web.Request) -> web.Response:
     return web.json_response(body)
 
 
+async def mentee_network(request: web.Request) -> web.Response:
+    mentee_id = path_text(request, "mentee_id", "mentee")
+    body = await services(request).read_models.mentee_network(
+        mentee_id,
+        program_ids=principal(request).program_ids,
+        min_position=await _min_position(request),
+    )
+    if body is None:  # none at all, or none this token may see
+        raise Problem("not-found", f"no relationship of mentee {mentee_id}")
+    return web.json_response(body)
+
+
 ID = Param("id", "path", {"type": "string", "format": "uuid"}, "relationship id", required=True)
 LIMIT = Param("limit", "query", {"type": "integer", "minimum": 1, "maximum": 500})
 CURSOR = Param("cursor", "query", {"type": "string"})
@@ -150,6 +162,12 @@ ROUTES = [
     Route("GET", "/v1/relationships/{id}/audit/verify", verify_audit, READ,
           "Verify a relationship's hash chain", "audit", ok_schema="Verification",
           errors=("not-found",), params=(ID,)),
+    Route("GET", "/v1/mentees/{mentee_id}", mentee_network, READ,
+          "Read a mentee's mentoring network", "relationships", ok_schema="MenteeNetwork",
+          errors=("not-found", "validation-error"),
+          params=(Param("mentee_id", "path", {"type": "string", "minLength": 1, "maxLength": 200},
+                        "the mentee's id", required=True), MIN_POSITION),
+          program_scoped=True),
     Route("GET", "/v1/stats/phases", phase_stats, READ, "Read phase statistics", "statistics",
           ok_schema="PhaseStats", errors=("validation-error",), params=(MIN_POSITION,),
           program_scoped=True),
@@ -224,7 +242,61 @@ _AUDIT_ENTRY = {
     },
 }
 
+_UUID = {"type": "string", "format": "uuid"}
+_MENTEE_NETWORK = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["mentee_id", "relationships", "mentors", "current", "cycles"],
+    "description": "projections.mentee_network.network",
+    "properties": {
+        "mentee_id": {"type": "string"},
+        "relationships": {
+            "type": "array",
+            "description": "in the order they were opened",
+            "items": {
+                "type": "object",
+                "additionalProperties": False,
+                "required": [
+                    "id", "phase", "paused", "mentor_id", "program_id", "opened_at", "outcome",
+                    "predecessor_id", "successors",
+                ],
+                "properties": {
+                    "id": _UUID,
+                    "phase": {"type": "string", "enum": list(PHASES)},
+                    "paused": {"type": "boolean"},
+                    "mentor_id": _NULLABLE_TEXT,
+                    "program_id": _NULLABLE_TEXT,
+                    "opened_at": {"type": "string", "format": "date-time"},
+                    "outcome": _NULLABLE_TEXT,
+                    "predecessor_id": {"type": ["string", "null"], "format": "uuid"},
+                    "successors": {
+                        "type": "array",
+                        "items": _UUID,
+                        "description": "relationships opened to continue this one",
+                    },
+                },
+            },
+        },
+        "mentors": {
+            "type": "array",
+            "items": {"type": "string"},
+            "description": "every mentor, in the order first selected",
+        },
+        "current": {
+            "type": "integer",
+            "minimum": 0,
+            "description": "relationships not concluded",
+        },
+        "cycles": {
+            "type": "array",
+            "description": "chains of relationships linked by predecessor_id, each in order",
+            "items": {"type": "array", "items": _UUID},
+        },
+    },
+}  # fmt: skip
+
 SCHEMAS = {
+    "MenteeNetwork": _MENTEE_NETWORK,
     "Summary": _SUMMARY,
     "SummaryPage": page_of("Summary"),
     "TimelineEntry": _TIMELINE_ENTRY,

@@ -168,6 +168,15 @@ def path_uuid(request: web.Request, name: str, what: str) -> UUID:
         raise Problem("not-found", f"no {what} {request.match_info[name]!r}") from None
 
 
+def path_text(request: web.Request, name: str, what: str, *, max_length: int = 200) -> str:
+    """A free-text id from the path (a mentee's id): one that cannot be an id
+    (blank, too long, NUL, not encodable) names nothing, hence 404."""
+    value = request.match_info[name]
+    if not value.strip() or len(value) > max_length or "\x00" in value or not _encodable(value):
+        raise Problem("not-found", f"no {what} with that id")
+    return value
+
+
 def query_int(
     request: web.Request,
     name: str,

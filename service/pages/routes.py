@@ -1,5 +1,6 @@
 """Routes of the web pages: `/ui/` (relationships), `/ui/relationships/{id}`,
-`/ui/stats`, and their static files under `/ui/static/`.
+`/ui/mentees/{mentee_id}` (a mentee's mentoring network), `/ui/stats`, and
+their static files under `/ui/static/`.
 
 The pages are shells: templates rendered with autoescape that hold no
 relationship data, so they need no token (a navigation cannot carry the
@@ -49,6 +50,7 @@ def add_pages(app: web.Application) -> None:
     app.router.add_get(UI, to_index)
     app.router.add_get(UI + "/", relationships_page, name="ui_relationships")
     app.router.add_get(UI + "/relationships/{id}", relationship_page, name="ui_relationship")
+    app.router.add_get(UI + "/mentees/{mentee_id}", mentee_page, name="ui_mentee")
     app.router.add_get(UI + "/stats", stats_page, name="ui_stats")
     app.router.add_get(UI + "/static/{name}", static_file, name="ui_static")
 
@@ -86,6 +88,17 @@ async def relationship_page(request: web.Request) -> web.Response:
             "relationship_id": str(relationship_id),
             "diagram": lifecycle_svg(),
         },
+    )
+
+
+async def mentee_page(request: web.Request) -> web.Response:
+    mentee_id = request.match_info["mentee_id"]
+    if not mentee_id.strip() or len(mentee_id) > 200 or "\x00" in mentee_id:
+        raise web.HTTPNotFound()
+    return _page(
+        request,
+        "mentee.html",
+        {"page": "mentee", "title": "Mentoring network", "mentee_id": mentee_id},
     )
 
 

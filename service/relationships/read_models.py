@@ -23,6 +23,7 @@ from uuid import UUID
 
 from domain import Relationship
 from projections import Filters, RiskPolicy
+from projections import mentee_network as network_model
 from projections import phase_stats as stats_model
 from projections import summaries as summaries_model
 from projections import timeline as timeline_model
@@ -195,6 +196,23 @@ class ReadModels:
         if self.runner is not None:
             body["projected_through"] = await self.runner.checkpoint(stats_model.NAME)
         return body
+
+    async def mentee_network(
+        self,
+        mentee_id: str,
+        *,
+        program_ids: Collection[str] | None = None,
+        min_position: int | None = None,
+    ) -> dict[str, Any] | None:
+        """``GET /v1/mentees/{mentee_id}``: the mentee's relationships, mentors,
+        current count and cycles; None when none is visible (``program_ids``:
+        a token's programs)."""
+        await self._settle(summaries_model.NAME, min_position)
+        programs = None if program_ids is None else sorted(program_ids)
+        members = await self.store.with_connection(
+            lambda conn: network_model.mentee_relationships(conn, mentee_id, programs)
+        )
+        return network_model.network(mentee_id, members) if members else None
 
     async def _settle(self, name: str, min_position: int | None) -> None:
         """Read-your-writes: wait (bounded) until ``name`` has projected ``min_position``."""

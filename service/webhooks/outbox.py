@@ -32,7 +32,7 @@ THIN_FIELDS = frozenset(
         "agreement_version", "meeting_id", "scheduled_for", "held_at",
         "duration_minutes", "action_item_id", "goal_id", "status", "from_role", "rating",
         "category", "severity", "trigger", "outcome", "kind", "author_role", "met_at",
-        "expected_resume", "safety_override",
+        "expected_resume", "safety_override", "occurred_on",
     }
 )  # fmt: skip
 """Fields a webhook may carry: ids, codes, dates and numbers."""

@@ -342,6 +342,7 @@ async def test_every_page_fits_a_narrow_screen(browser: Any, world: World) -> No
         "/ui/": "#relationships tbody tr",
         f"/ui/relationships/{world.main_id}": "#timeline li",
         "/ui/stats": "#funnel-table tbody tr",
+        "/ui/mentees/mentee-a": "#network-relationships tbody tr",
     }
     for path, ready in pages.items():
         await page.goto(world.url + path)
@@ -356,7 +357,12 @@ async def test_every_page_fits_a_narrow_screen(browser: Any, world: World) -> No
 
 async def test_pages_send_strict_headers_and_no_inline_code(world: World) -> None:
     async with aiohttp.ClientSession() as session:
-        for path in ("/ui/", f"/ui/relationships/{world.main_id}", "/ui/stats"):
+        for path in (
+            "/ui/",
+            f"/ui/relationships/{world.main_id}",
+            "/ui/stats",
+            "/ui/mentees/mentee-a",
+        ):
             async with session.get(world.url + path) as response:
                 assert response.status == 200
                 html = await response.text()
@@ -482,3 +488,30 @@ async def test_no_token_reaches_the_server_log(server: ServerProcess, world: Wor
     assert "GET" in logs or "request" in logs
     for token in (world.writer, world.auditor, world.scoped):
         assert token not in logs
+
+
+async def test_a_mentees_network_from_one_of_their_relationships(
+    browser: Any, world: World
+) -> None:
+    context, w = await watched(browser, world)
+    page = w.page
+    await sign_in(page, f"{world.url}/ui/relationships/{world.main_id}", world.writer)
+    await page.get_by_role("link", name="The mentee's mentoring network").click()
+    await page.wait_for_url("**/ui/mentees/mentee-a")
+    row = page.locator("#network-relationships tbody tr").first
+    await row.wait_for()
+    text = await row.inner_text()
+    assert "prog-a" in text and "cultivation" in text and "mentor-7" in text, text
+    assert await page.locator("#mentors li").all_inner_texts() == ["mentor-7"]
+    assert await page.locator("#cycles li").count() == 1
+    await assert_accessible(page, "/ui/mentees/mentee-a")
+    await row.get_by_role("link").click()
+    await page.wait_for_url(f"**/ui/relationships/{world.main_id}")
+    # a token of another program sees none of this mentee's relationships
+    await page.get_by_role("button", name="Sign out").click()
+    await sign_in(page, f"{world.url}/ui/mentees/mentee-a", world.scoped)
+    await page.locator("#network-status", has_text="404").wait_for()
+    assert "prog-a" not in await page.locator("main").inner_text()
+    w.problems = [p for p in w.problems if "404" not in p]  # the refused read itself
+    w.check()
+    await context.close()

@@ -44,6 +44,7 @@ TO_REFINEMENT: list[Step] = [
     "action_item.completed",
     "goal.progressed",
     "feedback.given",
+    "advocacy.recorded",
     "review.started",
     {
         "type": "reflection.recorded",
@@ -88,6 +89,11 @@ async def test_every_documented_example_is_accepted_in_its_phase(writer: Api) ->
                 assert status == 409 and answer["paused"] is True, answer
             if isinstance(step, str):
                 posted.add(step)
+        if journey is JOURNEYS[0]:  # advocacy from anyone but the mentor is refused
+            body = {**examples["advocacy.recorded"], "actor": MENTEE}
+            status, answer, _ = await writer.post(f"/v1/relationships/{opened['id']}/events", body)
+            assert status == 422, answer
+            assert answer["unmet_guards"] == ["recorded_by_the_mentor"], answer
     service_only = {t for t in RECORDABLE_TYPES if EVENT_CLASSES[t].recorded_by_service}
     assert service_only == {"risk.flagged", "risk.cleared"}
     assert posted == set(RECORDABLE_TYPES) - service_only

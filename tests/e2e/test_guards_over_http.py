@@ -114,6 +114,11 @@ SCENARIOS: dict[str, tuple[list[Step], Step, int]] = {
         ("concern.resolved", {"concern_id": "concern-1", "resolution": "withdrawn"}, MENTEE),
         422,
     ),
+    "recorded_by_the_mentor": (
+        TO_CULTIVATION,
+        ("advocacy.recorded", {"kind": "nomination", "description": "for a prize"}, MENTEE),
+        422,
+    ),
 }
 
 

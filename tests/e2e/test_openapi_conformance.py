@@ -19,7 +19,7 @@ from referencing.jsonschema import DRAFT202012
 from domain import create_cipher_key
 from service.http.app import openapi_document
 from tests.e2e.conftest import Api
-from tests.e2e.journey import MENTEE, TO_CONCLUDED, TO_CULTIVATION
+from tests.e2e.journey import MENTEE, MENTOR, TO_CONCLUDED, TO_CULTIVATION
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
 
 pytestmark = pytest.mark.db
@@ -133,14 +133,24 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
         headers={"If-Match": '"99"'},
     )
     assert bad_version[0] == 412
-    for event_type, data, actor in [*TO_CULTIVATION, *TO_CONCLUDED]:
+    advocacy = ("advocacy.recorded", {"kind": "introduction", "description": "d"}, MENTOR)
+    for event_type, data, actor in [*TO_CULTIVATION, advocacy, *TO_CONCLUDED]:
+        if event_type == "agreement.proposed":  # with what the relationship view shows of it
+            data = {
+                **(data or {}),
+                "time_commitment": {"mentor_hours_per_month": 2, "mentee_hours_per_month": 8.5},
+                "deliverables": [{"id": "d1", "description": "first paper", "kind": "manuscript"}],
+            }
         body: dict[str, Any] = {"type": event_type, "actor": actor}
         if data is not None:
             body["data"] = data
         status, recorded, _ = await writer.post(events, body)
         assert status == 201, recorded
+    last = recorded["position"]
 
-    await writer.get(f"/v1/relationships/{rid}")
+    status, shown, _ = await writer.get(f"/v1/relationships/{rid}")
+    assert shown["agreement"]["deliverables"][0]["kind"] == "manuscript", shown
+    assert shown["advocacy"] == {"count": 1, "by_kind": {"introduction": 1}}, shown
     await writer.get(f"/v1/relationships/{rid}?version=3")
     await writer.get(events + "?limit=5")
     await writer.get("/v1/events?limit=5")
@@ -149,6 +159,9 @@ async def test_a_journey_conforms_to_the_description(checked: CheckedApi) -> Non
     await writer.get(f"/v1/relationships/{rid}/audit")
     await writer.get(f"/v1/relationships/{rid}/audit/verify")
     await writer.get("/v1/stats/phases")
+    status, network, _ = await writer.get(f"/v1/mentees/mentee-1?min_position={last}")
+    assert status == 200 and network["relationships"][0]["id"] == rid, network
+    await writer.get("/v1/mentees/nobody")  # 404
     await writer.get("/v1/workflow")
     await writer.get("/v1/relationships/00000000-0000-0000-0000-000000000000")
     for _ in range(100):  # the tree builder trails the log by moments

@@ -391,6 +391,14 @@ async def test_lists_feed_and_statistics_show_only_its_programs(
         assert stats["relationships"] == len(programs["in_a"])
         assert stats["phases"]["reflection"]["count"] == len(programs["in_a"])
 
+        status, network, _ = await limited.get(f"/v1/mentees/m-programs?{wait}")
+        assert status == 200, network
+        shown = {item["id"] for item in network["relationships"]}
+        assert set(programs["in_a"]) <= shown and not shown & set(programs["others"])
+        assert {item["program_id"] for item in network["relationships"]} == {programs["a"]}
+        status, missing, _ = await limited.get("/v1/mentees/nobody-at-all")
+        assert status == 404 and missing["type"].endswith("/not-found"), missing
+
 
 async def test_routes_that_do_not_scope_by_program_refuse_a_limited_token(
     programs: dict[str, Any],

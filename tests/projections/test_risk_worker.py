@@ -77,7 +77,9 @@ class Pair:
         )
         return saved.events[-1].position
 
-    async def to_cultivation(self, frequency: str = "monthly") -> int:
+    async def to_cultivation(
+        self, frequency: str = "monthly", deliverables: list[dict[str, Any]] | None = None
+    ) -> int:
         """Open and establish it (monthly cadence, no meeting); the position of
         ``relationship.established``."""
         opened = await self.application.open_relationship(
@@ -107,6 +109,8 @@ class Pair:
             "start_date": "2025-03-01",
             "end_date": "2026-03-01",
         }
+        if deliverables is not None:
+            agreement["deliverables"] = deliverables
         await self.post("agreement.proposed", agreement)
         await self.post("agreement.signed", {"by": "mentee", "agreement_version": 1})
         await self.post("agreement.signed", {"by": "mentor", "agreement_version": 1}, MENTOR)
@@ -180,6 +184,30 @@ async def test_monthly_cadence_without_meeting_is_flagged_then_cleared_by_a_meet
         ["no_recent_meeting", "no_first_meeting"],
     )
     assert (await _listed(worker, pair))["risk_recorded"] == []
+
+
+async def test_a_deliverable_past_due_is_flagged_then_cleared_by_the_review(
+    pair: Pair, worker: RiskWorker, clock: FakeClock
+) -> None:
+    due = (START + 5 * DAY).date()
+    await pair.to_cultivation(
+        deliverables=[{"id": "d1", "description": "the paper", "due_date": due.isoformat()}]
+    )
+    clock.now = START + 5 * DAY + timedelta(hours=12)  # due today: not yet overdue
+    await evaluate(pair, worker)
+    assert await pair.risk_events() == []
+    clock.now = START + 7 * DAY
+    await evaluate(pair, worker)
+    assert await pair.risk_events() == [("risk.flagged", ["overdue_deliverable"])]
+    reasons = {r["code"]: r for r in (await _listed(worker, pair))["risk_reasons"]}
+    assert reasons["overdue_deliverable"]["detail"] == (
+        f"1 deliverable past due (d1; earliest due {due.isoformat()})"
+    )
+    # advocacy changes nothing of it (and is the mentor's to record)
+    await pair.post("advocacy.recorded", {"kind": "introduction"}, MENTOR)
+    await pair.post("review.started", {"trigger": "scheduled_review"})
+    await evaluate(pair, worker)
+    assert (await pair.risk_events())[-1] == ("risk.cleared", ["overdue_deliverable"])
 
 
 async def _listed(worker: RiskWorker, pair: Pair) -> dict[str, Any]:

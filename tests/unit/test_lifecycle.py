@@ -199,6 +199,7 @@ IN_PHASE: dict[str, tuple[str, ...]] = {
     "reflection.recorded": EVERY_PHASE_BUT_CONCLUDED,
     "concern.raised": EVERY_PHASE_BUT_CONCLUDED,
     "concern.resolved": EVERY_PHASE_BUT_CONCLUDED,
+    "advocacy.recorded": EVERY_PHASE_BUT_CONCLUDED,
     "risk.flagged": EVERY_PHASE_BUT_CONCLUDED,
     "risk.cleared": EVERY_PHASE_BUT_CONCLUDED,
     "candidate.proposed": ("identification",),
@@ -234,6 +235,7 @@ ACCEPTED_WHILE_PAUSED = {
     "relationship.resumed",
     "concern.raised",
     "concern.resolved",
+    "advocacy.recorded",
     "risk.flagged",
     "risk.cleared",
     "reflection.recorded",
@@ -243,9 +245,14 @@ PAUSABLE = ("establishment", "cultivation")
 
 
 def _facts_for(phase: str, paused: bool = False) -> LifecycleFacts:
-    """Facts with one open concern, ``c1`` (see :data:`OPEN_CONCERN`)."""
+    """Facts with one open concern, ``c1`` (see :data:`OPEN_CONCERN`), decided
+    for a mentor (advocacy is the mentor's to record)."""
     return LifecycleFacts(
-        phase, paused=paused, concerns_raised=frozenset({"c1"}), concerns_open=frozenset({"c1"})
+        phase,
+        paused=paused,
+        concerns_raised=frozenset({"c1"}),
+        concerns_open=frozenset({"c1"}),
+        actor_role="mentor",
     )
 
 
@@ -377,6 +384,20 @@ def test_only_an_open_concern_can_be_resolved(phase: str) -> None:
     assert isinstance(again, GuardUnmet)
     assert [info.name for info in again.unmet] == ["concern_is_still_open"]
     assert "already resolved" in again.messages[0]
+
+
+@pytest.mark.parametrize("phase", EVERY_PHASE_BUT_CONCLUDED)
+@pytest.mark.parametrize("role", ["mentee", "program_admin", "system", None])
+def test_only_the_mentor_records_advocacy(phase: str, role: str | None) -> None:
+    facts = LifecycleFacts(phase, actor_role=role)
+    decision = check("advocacy.recorded", facts, {"kind": "introduction"})
+    assert isinstance(decision, GuardUnmet)
+    assert [info.name for info in decision.unmet] == ["recorded_by_the_mentor"]
+    assert "actor.role 'mentor'" in decision.messages[0]
+    mentor = LifecycleFacts(phase, actor_role="mentor")
+    assert check("advocacy.recorded", mentor, {"kind": "introduction"}) == Accepted(
+        "advocacy.recorded", phase, phase
+    )
 
 
 @pytest.mark.parametrize("phase", PHASES)

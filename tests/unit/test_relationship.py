@@ -70,6 +70,7 @@ def test_phase_is_checked_before_data() -> None:
             "reflection.recorded",
             "concern.raised",
             "concern.resolved",
+            "advocacy.recorded",
         ],  # the lifecycle accepts risk.* too, but only the service records them
     }
 
@@ -96,6 +97,7 @@ def test_invalid_transition_while_paused_reports_paused() -> None:
         "relationship.resumed",
         "concern.raised",
         "concern.resolved",
+        "advocacy.recorded",
         "reflection.recorded",
         "relationship.withdrawn",
     }
@@ -352,7 +354,10 @@ def test_the_type_mapping_covers_every_event_class_both_ways() -> None:
 
 def test_confidential_fields_are_marked_once_and_exist() -> None:
     confidential_names = {"notes", "comment", "detail", "values", "work_style"}
-    also = {"concern.resolved": {"note"}}  # a resolution's note may describe the concern
+    also = {
+        "concern.resolved": {"note"},  # a resolution's note may describe the concern
+        "advocacy.recorded": {"description"},  # whom the mentor spoke to, for what
+    }
     for api_type, cls in EVENT_CLASSES.items():
         fields = set(cls.__dataclass_fields__)
         marked = CONFIDENTIAL_FIELDS.get(api_type, frozenset())

@@ -16,6 +16,7 @@ it had at that version.
 """
 
 import copy
+import dataclasses
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -125,6 +126,10 @@ def plausible_data(event_type: str) -> st.SearchStrategy[Any]:
                 "resolution": st.sampled_from(["addressed", "withdrawn"]),
             }
         ),
+        "advocacy.recorded": st.fixed_dictionaries(
+            {"kind": st.sampled_from(["introduction", "protection", "praise"])},
+            optional={"occurred_on": st.just("2025-03-03"), "description": st.just("d")},
+        ),
         "risk.flagged": st.fixed_dictionaries(
             {
                 "reasons": st.lists(
@@ -192,9 +197,12 @@ class RelationshipLifecycle(RuleBasedStateMachine):
     def _attempt(self, event_type: str, data: Any) -> None:
         relationship = self.relationship
         before = _state(relationship)
-        facts = relationship.facts()
+        # advocacy is the mentor's to record; everything else is posted by the mentee
+        role = "mentor" if event_type == "advocacy.recorded" else "mentee"
+        envelope = self.clock.envelope(f"{role}-1", role)
+        facts = dataclasses.replace(relationship.facts(), actor_role=role)
         try:
-            event = relationship.record(event_type, data, self.clock.envelope())
+            event = relationship.record(event_type, data, envelope)
         except InvalidTransition as refusal:
             assert event_type not in workflows.allowed_events(facts)
             assert refusal.allowed_events == client_events(workflows.allowed_events(facts))

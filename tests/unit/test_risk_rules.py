@@ -123,4 +123,4 @@ def test_what_to_record_when_the_set_changes() -> None:
     assert cleared is not None and cleared.event_type == "risk.cleared"
     assert cleared.data == {"codes": ["open_high_concern"]}
     assert cleared.codes == ("phase_stalled",)
-    assert len(RISK_CODES) == 6
+    assert len(RISK_CODES) == 7

@@ -49,7 +49,18 @@ FULL_AGREEMENT = {
         "location": "room 4",
     },
     "boundaries": "no weekend messages",
+    "time_commitment": {"mentor_hours_per_month": 2, "mentee_hours_per_month": 6.5},
+    "deliverables": [
+        {
+            "id": "d1",
+            "description": "the pilot paper",
+            "kind": "manuscript",
+            "authorship": "mentee first, mentor senior",
+            "due_date": "2025-11-30",
+        }
+    ],
 }
+MENTOR_ENVELOPE = dataclasses.replace(ENVELOPE, actor=Actor("m1", "mentor"))
 
 # Every event type with every one of its fields given (so a lost field would show).
 HISTORY: list[tuple[str, dict[str, Any] | None]] = [
@@ -119,6 +130,10 @@ HISTORY: list[tuple[str, dict[str, Any] | None]] = [
     ("concern.raised", {"category": "boundary", "severity": "medium", "detail": "private"}),
     ("concern.resolved", {"concern_id": "concern-1", "resolution": "referred", "note": "private"}),
     (
+        "advocacy.recorded",
+        {"kind": "nomination", "description": "private", "occurred_on": "2025-04-10"},
+    ),
+    (
         "risk.flagged",
         {
             "reasons": [
@@ -155,7 +170,8 @@ def _events(history: list[tuple[str, dict[str, Any] | None]]) -> list[Relationsh
         ENVELOPE,
     )
     for event_type, data in history:
-        relationship.record(event_type, data, ENVELOPE)
+        envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
+        relationship.record(event_type, data, envelope)
     return list(relationship.collect_events())
 
 
@@ -212,7 +228,8 @@ def test_round_trip_keeps_every_field_and_type(mapper_name: str, event: Relation
     assert type(decoded) is type(event)
     for field in dataclasses.fields(event):
         _same_types(getattr(event, field.name), getattr(decoded, field.name), field.name)
-    assert decoded.envelope == ENVELOPE
+    assert decoded.envelope == event.envelope
+    assert event.envelope.source == ENVELOPE.source
 
 
 def test_encrypted_payloads_hide_confidential_text_and_need_the_key() -> None:

@@ -717,8 +717,8 @@ def test_unknown_keys_come_first_then_fields_in_declared_order_per_object() -> N
         (
             "data.vision",
             "is not a field of agreement.proposed (expected agenda_owner, boundaries, cadence, "
-            "communication_channel, confidentiality, end_date, feedback_plan, goals, objectives, "
-            "start_date)",
+            "communication_channel, confidentiality, deliverables, end_date, feedback_plan, goals, "
+            "objectives, start_date, time_commitment)",
         ),
         ("data.version", "is assigned by the service: do not send it"),
         ("data.objectives", "is required"),

@@ -37,13 +37,14 @@ def test_the_description_is_json_and_lists_phases_transitions_and_in_phase_event
     in_phase = {entry["event"]: entry["phases"] for entry in description["in_phase_events"]}
     assert in_phase["meeting.held"] == ["cultivation", "refinement"]
     assert in_phase["relationship.paused"] == ["establishment", "cultivation"]
-    assert len(in_phase) == 18
+    assert len(in_phase) == 19
 
 
 def test_the_description_states_the_pause_rules() -> None:
     rules = describe_workflow()["pause_rules"]
     assert rules["pausable_phases"] == ["establishment", "cultivation"]
     assert rules["accepted_while_paused"] == [
+        "advocacy.recorded",
         "concern.raised",
         "concern.resolved",
         "reflection.recorded",

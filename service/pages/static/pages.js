@@ -486,6 +486,11 @@
       return;
     }
     say("relationship-name", latest.mentee_name || latest.mentee_id);
+    const network = $("mentee-network");
+    if (network) {
+      network.href = `/ui/mentees/${encodeURIComponent(latest.mentee_id)}`;
+      $("mentee-network-link").hidden = false;
+    }
     say("relationship-status", "");
     const slider = $("version");
     slider.max = String(rel.latest);
@@ -508,6 +513,53 @@
       const version = Number(new URLSearchParams(location.search).get("version")) || rel.latest;
       showVersion(version, "keep");
     });
+  }
+
+  // --- a mentee's mentoring network ---
+
+  async function menteePage() {
+    const menteeId = document.body.dataset.menteeId;
+    say("network-status", "Loading…");
+    let body;
+    try {
+      body = await json(`/v1/mentees/${encodeURIComponent(menteeId)}`);
+    } catch (error) {
+      failed("network-status", error);
+      return;
+    }
+    say("network-status", "");
+    const label = new Map(body.relationships.map((r, index) => [r.id, `#${index + 1}`]));
+    const link = (id) => el("a", { href: `/ui/relationships/${encodeURIComponent(id)}` }, label.get(id) || id);
+    const links = (ids) => {
+      if (!ids.length) return "—";
+      const span = el("span");
+      ids.forEach((id, index) => span.append(index ? ", " : "", link(id)));
+      return span;
+    };
+    facts($("network-facts"), [
+      ["Relationships", String(body.relationships.length)],
+      ["Current (not concluded)", String(body.current)],
+      ["Mentors", String(body.mentors.length)],
+      ["Cycles", String(body.cycles.length)],
+    ]);
+    $("mentors").replaceChildren(...(body.mentors.length ? body.mentors.map((m) => el("li", {}, m)) : [el("li", {}, "none selected yet")]));
+    const rows = body.relationships.map((r) =>
+      el("tr", {},
+        el("td", {}, el("a", { href: `/ui/relationships/${encodeURIComponent(r.id)}` }, `${label.get(r.id)} · ${(r.opened_at || "").slice(0, 10)}`)),
+        el("td", {}, r.mentor_id || "—"),
+        el("td", {}, r.program_id || "—"),
+        el("td", {}, el("span", { class: "phase-tag" }, r.phase + (r.paused ? " (paused)" : ""))),
+        el("td", {}, r.outcome ? r.outcome.replace(/_/g, " ") : "—"),
+        el("td", {}, r.predecessor_id ? (label.has(r.predecessor_id) ? link(r.predecessor_id) : "an earlier relationship") : "—"),
+        el("td", {}, links(r.successors)),
+      ),
+    );
+    document.querySelector("#network-relationships tbody").replaceChildren(...rows);
+    $("cycles").replaceChildren(...body.cycles.map((cycle) => {
+      const item = el("li");
+      cycle.forEach((id, index) => item.append(index ? " → " : "", link(id)));
+      return item;
+    }));
   }
 
   // --- program health ---
@@ -590,6 +642,7 @@
     if (page === "relationships") relationshipsPage();
     else if (page === "relationship") relationshipPage();
     else if (page === "stats") statsPage();
+    else if (page === "mentee") menteePage();
   }
 
   document.addEventListener("DOMContentLoaded", () => {
