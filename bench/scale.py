@@ -61,7 +61,10 @@ STAGES = (10, 50, 100)
 _CULTIVATION: Phase = "cultivation"
 MIX: tuple[Phase, ...] = (_CULTIVATION,) * 5 + tuple(p for p in PHASES if p != _CULTIVATION)
 """Half the relationships in cultivation (the long histories), one in ten in each other phase."""
-PROGRAMS, MENTORS = 200, 20_000
+MENTORS = 20_000
+RELATIONSHIPS_PER_PROGRAM = 1_000
+"""Programs are sized so that a program's first page is full from the 10% stage
+on: a page that only fills up later would look like a cost that grows."""
 GROWTH_LIMIT = 1.5
 Sample = Callable[[], Awaitable[Any]]
 
@@ -72,6 +75,7 @@ class Store:
 
     repository: RelationshipRepository
     events_per_relationship: float
+    programs: int = 1
     built: int = 0
     versions: dict[UUID, int] = field(default_factory=dict)
     cultivating: list[UUID] = field(default_factory=list)
@@ -88,7 +92,7 @@ class Store:
             phase,
             mentee_id=f"mentee-{index}",
             mentor_id=f"mentor-{index % MENTORS}",
-            program_id=f"program-{index % PROGRAMS}",
+            program_id=f"program-{index % self.programs}",
             clock=clock,
         )
         if phase == "cultivation":
@@ -231,7 +235,7 @@ async def measure(
     record("POST event (HTTP)", await timed(post, n))
     filters: dict[str, Callable[[], str]] = {
         "phase": lambda: "phase=cultivation",
-        "program": lambda: f"program_id=program-{rng.randrange(PROGRAMS)}",
+        "program": lambda: f"program_id=program-{rng.randrange(store.programs)}",
         "mentor": lambda: f"mentor_id=mentor-{rng.randrange(min(MENTORS, store.built))}",
         "at-risk": lambda: "at_risk=true",
     }
@@ -374,7 +378,11 @@ async def main(args: Any) -> None:
     conn = await asyncpg.connect(dsn, server_settings={"search_path": schema})
     settings = Settings.from_env()
     components = build(settings, store, dsn)
-    building = Store(components.repository, args.events / args.relationships)
+    building = Store(
+        components.repository,
+        args.events / args.relationships,
+        programs=max(1, args.relationships // RELATIONSHIPS_PER_PROGRAM),
+    )
     stages: dict[int, dict[str, float]] = {}
     started = time.perf_counter()
     try:
