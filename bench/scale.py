@@ -398,6 +398,8 @@ async def main(args: Any) -> None:
                     flush=True,
                 )
                 stages[stage] = await measure(building, http, conn, server, args, components.risk)
+                for name, value in stages[stage].items():  # now, so a run cut short keeps them
+                    print(f"  {stage}% {name}: {value:.2f}", flush=True)
         report(stages)
         print(f"\ntotal {time.perf_counter() - started:.0f}s")
     finally:
