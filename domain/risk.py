@@ -204,15 +204,20 @@ def no_first_meeting(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Rea
     )
 
 
+def _past_due(due_dates: Mapping[str, str | None], now: datetime) -> list[tuple[str, str]]:
+    """(due date, id) of the items whose due date is before today (UTC), earliest first."""
+    today = now.astimezone(UTC).date()
+    return sorted(
+        (due, item_id)
+        for item_id, due in due_dates.items()
+        if due is not None and date.fromisoformat(due) < today
+    )
+
+
 def overdue_action_items(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Reason | None:
     if facts.phase == "concluded":
         return None
-    today = now.astimezone(UTC).date()
-    overdue = sorted(
-        (due, item_id)
-        for item_id, due in facts.open_action_items.items()
-        if due is not None and date.fromisoformat(due) < today
-    )
+    overdue = _past_due(facts.open_action_items, now)
     if not overdue:
         return None
     count, earliest = len(overdue), overdue[0][0]
@@ -286,12 +291,7 @@ def phase_stalled(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Reason
 def overdue_deliverable(facts: RiskFacts, now: datetime, policy: RiskPolicy) -> Reason | None:
     if facts.phase != "cultivation":
         return None
-    today = now.astimezone(UTC).date()
-    overdue = sorted(
-        (due, deliverable_id)
-        for deliverable_id, due in facts.deliverables.items()
-        if due is not None and date.fromisoformat(due) < today
-    )
+    overdue = _past_due(facts.deliverables, now)
     if not overdue:
         return None
     count, earliest = len(overdue), overdue[0][0]

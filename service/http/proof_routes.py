@@ -34,17 +34,24 @@ def _beyond(name: str, value: int, built: int) -> Problem:
     return Problem.invalid(f"query.{name}", message, f"{name} {value} {message}")
 
 
+async def _tree_for(
+    request: web.Request, low_name: str, low: int, size_name: str, size: int
+) -> MerkleTree:
+    """The tree, once ``low <= size`` and ``size`` is within what is built (else a 422)."""
+    if low > size:
+        message = f"must be at most {size_name}"
+        raise Problem.invalid(f"query.{low_name}", message, f"{low_name} {message}")
+    tree = MerkleTree(services(request).store)
+    built = await tree.size()
+    if size > built:
+        raise _beyond(size_name, size, built)
+    return tree
+
+
 async def inclusion_proof(request: web.Request) -> web.Response:
     position = _required(request, "position")
     tree_size = _required(request, "tree_size")
-    if position > tree_size:
-        raise Problem.invalid(
-            "query.position", "must be at most tree_size", "position must be at most tree_size"
-        )
-    tree = MerkleTree(services(request).store)
-    built = await tree.size()
-    if tree_size > built:
-        raise _beyond("tree_size", tree_size, built)
+    tree = await _tree_for(request, "position", position, "tree_size", tree_size)
     leaf, path = await tree.inclusion(position - 1, tree_size)
     return web.json_response(
         {
@@ -59,14 +66,7 @@ async def inclusion_proof(request: web.Request) -> web.Response:
 async def consistency_proof(request: web.Request) -> web.Response:
     first = _required(request, "first")
     second = _required(request, "second")
-    if first > second:
-        raise Problem.invalid(
-            "query.first", "must be at most second", "first must be at most second"
-        )
-    tree = MerkleTree(services(request).store)
-    built = await tree.size()
-    if second > built:
-        raise _beyond("second", second, built)
+    tree = await _tree_for(request, "first", first, "second", second)
     proof = await tree.consistency_proof(first, second)
     return web.json_response({"first": first, "second": second, "proof": [_b64(h) for h in proof]})
 
