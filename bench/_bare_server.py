@@ -1,6 +1,9 @@
 """The HTTP baseline: a bare aiohttp handler doing one asyncpg INSERT per request.
 
-python bench/_bare_server.py DSN SCHEMA PORT
+python bench/_bare_server.py DSN SCHEMA PORT [LOOP]
+
+LOOP is `auto`, `uvloop` or `asyncio`, as MENTORFLOW_EVENT_LOOP for the
+service: bench/http.py runs both servers on the same loop implementation.
 """
 
 from __future__ import annotations
@@ -16,6 +19,7 @@ import json  # noqa: E402
 import asyncpg  # noqa: E402
 from aiohttp import web  # noqa: E402
 
+from service.platform.event_loop import loop_factory  # noqa: E402
 from service.store.database import quote_ident  # noqa: E402
 
 
@@ -49,4 +53,6 @@ async def make_app(dsn: str, schema: str) -> web.Application:
 
 if __name__ == "__main__":
     dsn, schema, port = sys.argv[1], sys.argv[2], int(sys.argv[3])
-    web.run_app(make_app(dsn, schema), host="127.0.0.1", port=port, print=None)
+    factory = loop_factory(sys.argv[4] if len(sys.argv) > 4 else "auto")
+    loop = factory() if factory is not None else None
+    web.run_app(make_app(dsn, schema), host="127.0.0.1", port=port, print=None, loop=loop)

@@ -9,8 +9,9 @@ import logging
 import signal
 import socket
 import sys
-from collections.abc import Sequence
+from collections.abc import Coroutine, Sequence
 from datetime import datetime
+from typing import Any, TypeVar
 from uuid import UUID
 
 from aiohttp import web
@@ -24,11 +25,13 @@ from service.auditor import evidence
 from service.composition import components as composition
 from service.http.app import create_app
 from service.http.server import ServiceRunner
-from service.platform import logs
+from service.platform import event_loop, logs
 from service.platform.gc_tuning import tune_gc
 from service.platform.settings import Settings, SettingsError
 from service.store.errors import StoreUnavailable
 from service.store.opening import NoDatabase, open_existing_store, open_store
+
+T = TypeVar("T")
 
 log = logging.getLogger("mentorflow")
 SHUTDOWN_GRACE_S = 30.0
@@ -131,7 +134,7 @@ async def _serve(settings: Settings, host: str, port: int) -> None:
     stop = _stop_on_signals()
     try:
         await web.SockSite(runner, sock).start()
-        log.info("listening", extra={"url": f"http://{host}:{port}"})
+        log.info("listening", extra={"url": f"http://{host}:{port}", "loop": event_loop.name()})
         await stop.wait()
         log.info("stopping: finishing requests in flight")
     finally:
@@ -219,22 +222,26 @@ def _diagram(form: str) -> int:
 
 def _run(args: argparse.Namespace, settings: Settings) -> int:
     command = args.command
+
+    def run(main: Coroutine[Any, Any, T]) -> T:
+        return event_loop.run(main, settings.event_loop)
+
     if command == "serve":
-        asyncio.run(_serve(settings, args.host, args.port))
+        run(_serve(settings, args.host, args.port))
         return 0
     if command == "worker":
-        asyncio.run(_work(settings))
+        run(_work(settings))
         return 0
     if command == "tokens":
-        return asyncio.run(_tokens(args, settings))
+        return run(_tokens(args, settings))
     if command == "replay":
-        return asyncio.run(
+        return run(
             auditor.replay(
                 settings, args.relationship_id, args.version, _moment(args.as_of), fmt=args.format
             )
         )
     if command == "verify":
-        return asyncio.run(
+        return run(
             auditor.verify(
                 settings,
                 args.relationship_id,
@@ -245,12 +252,12 @@ def _run(args: argparse.Namespace, settings: Settings) -> int:
             )
         )
     if command == "projections":
-        return asyncio.run(auditor.rebuild(settings, args.name))
+        return run(auditor.rebuild(settings, args.name))
     if command == "diagram":
         return _diagram(args.format)
     if command == "evidence":
         return evidence.run(args, settings)
-    return asyncio.run(auditor.demo(settings, force=args.force))
+    return run(auditor.demo(settings, force=args.force))
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -11,6 +11,7 @@ from domain.event_view import event_view
 from domain.metadata import read_metadata
 from service.composition.components import Components
 from service.http.context import principal, services
+from service.http.json_text import json_response
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_uuid, query_int
 from service.http.routing import ADMIN, READ, Param, Route, url_of
@@ -25,7 +26,7 @@ async def latest_checkpoint(request: web.Request) -> web.Response:
     found = await services(request).checkpoints.latest()
     if found is None:
         raise Problem("not-found", _NO_CHECKPOINT)
-    return web.json_response(found.to_dict())
+    return json_response(found.to_dict())
 
 
 async def checkpoint_of_size(request: web.Request) -> web.Response:
@@ -39,13 +40,13 @@ async def checkpoint_of_size(request: web.Request) -> web.Response:
     found = await services(request).checkpoints.at(int(raw))
     if found is None:
         raise Problem("not-found", f"no checkpoint of tree size {int(raw)}")
-    return web.json_response(found.to_dict())
+    return json_response(found.to_dict())
 
 
 async def public_key(request: web.Request) -> web.Response:
     s = services(request)
     key = s.checkpoints.signing_key()
-    return web.json_response(
+    return json_response(
         {
             "key_name": await s.checkpoints.origin(),
             "public_key": key.public_key_b64,
@@ -61,7 +62,7 @@ async def publish_checkpoint(request: web.Request) -> web.Response:
     published = await services(request).checkpoints.publish()
     body = published.checkpoint.to_dict()
     location = url_of(request, checkpoint_of_size, tree_size=str(body["tree_size"]))
-    return web.json_response(body, status=201, headers={"Location": location})
+    return json_response(body, status=201, headers={"Location": location})
 
 
 def evidence_view(components: Components, *, redacted: bool) -> EventView:
@@ -127,7 +128,7 @@ async def evidence(request: web.Request) -> web.Response:
         raise Problem(exc.kind, str(exc), headers=headers) from None
     if bundle is None:
         raise Problem("not-found", f"no relationship {relationship_id}")
-    return web.json_response(bundle)
+    return json_response(bundle)
 
 
 TREE_SIZE = Param(

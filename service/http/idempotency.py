@@ -31,6 +31,7 @@ from aiohttp import web
 from domain import DomainError
 from service.access.tokens import Principal
 from service.http.context import principal
+from service.http.json_text import dumps
 from service.http.problems import Problem, problem_from_domain
 from service.http.routing import Handler, route_of
 from service.relationships.application import IdempotencyKey
@@ -112,7 +113,7 @@ class ResponseKeeper:
         ``relationship_id`` names the relationship it is about: erasing that
         relationship deletes it, and nothing is kept once it is erased (a
         repeat then runs again and answers from the event store)."""
-        sealed = self.sealer.seal(json.dumps(body))
+        sealed = self.sealer.seal(dumps(body))
         await self._cleanup()
         for _ in range(2):  # again if the row in the way had expired (the lookup dropped it)
             inserted = await self.store.with_connection(
@@ -242,9 +243,7 @@ def _replay(row: Any, scope: IdempotencyKey, key: str) -> web.Response:
     if body is None:
         return web.Response(status=status, headers=headers)
     content_type = "application/problem+json" if status >= 400 else "application/json"
-    return web.Response(
-        status=status, text=json.dumps(body), content_type=content_type, headers=headers
-    )
+    return web.Response(status=status, text=dumps(body), content_type=content_type, headers=headers)
 
 
 def _json(response: web.StreamResponse) -> object:

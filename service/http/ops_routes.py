@@ -14,6 +14,7 @@ import workflows
 from projections.paging import encode_cursor
 from service.access.tokens import Role, TokenRefused, check_token_request
 from service.http.context import services
+from service.http.json_text import json_response
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid, query_choice
 from service.http.routing import ADMIN, READ, Handler, Param, Route
@@ -25,7 +26,7 @@ OPENAPI = web.AppKey("openapi", dict)
 
 async def healthz(request: web.Request) -> web.Response:
     """The process is up (says nothing about the database)."""
-    return web.json_response({"status": "ok"})
+    return json_response({"status": "ok"})
 
 
 async def readyz(request: web.Request) -> web.Response:
@@ -48,7 +49,7 @@ async def readyz(request: web.Request) -> web.Response:
         raise Problem("unavailable", f"migrations not applied yet: {pending}")
     failing = await services(request).runner.failures()
     if failing:
-        return web.json_response(
+        return json_response(
             {
                 "status": "degraded",
                 "failing": [
@@ -62,7 +63,7 @@ async def readyz(request: web.Request) -> web.Response:
                 ],
             }
         )
-    return web.json_response({"status": "ready"})
+    return json_response({"status": "ready"})
 
 
 async def metrics(request: web.Request) -> web.Response:
@@ -76,7 +77,7 @@ async def metrics(request: web.Request) -> web.Response:
 
 
 async def openapi(request: web.Request) -> web.Response:
-    return web.json_response(request.app[OPENAPI])
+    return json_response(request.app[OPENAPI])
 
 
 DOCS_STATIC = "/docs/static"
@@ -171,7 +172,7 @@ try it: <a href="/docs">/docs</a>.</p>
 
 
 async def workflow(request: web.Request) -> web.Response:
-    return web.json_response(workflows.describe_workflow())
+    return json_response(workflows.describe_workflow())
 
 
 async def workflow_diagram(request: web.Request) -> web.Response:
@@ -223,14 +224,14 @@ async def create_token(request: web.Request) -> web.Response:
         ) from exc
     view = info.to_dict()
     del view["last_used_at"], view["revoked_at"]
-    return web.json_response({**view, "token": token}, status=201)
+    return json_response({**view, "token": token}, status=201)
 
 
 async def list_tokens(request: web.Request) -> web.Response:
     page = limit(request)
     after = decode_cursor(request.query.get("cursor"), kind="tokens") or 0
     items, last = await services(request).tokens.list(after=after, limit=page)
-    return web.json_response(
+    return json_response(
         {
             "items": [item.to_dict() for item in items],
             "next_cursor": None if last is None else encode_cursor(last, kind="tokens"),

@@ -6,12 +6,12 @@ Handlers raise `Problem`; the middleware in `service.http.middleware` turns it
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 from aiohttp import web
 
 from domain import DomainError, GuardFailed, InvalidTransition, ValidationFailed
+from service.http.json_text import dumps
 from service.relationships.application import (
     ApplicationError,
     Contended,
@@ -86,7 +86,7 @@ class Problem(Exception):
             body["request_id"] = request_id
         return web.Response(
             status=self.status,
-            text=json.dumps(body),
+            text=dumps(body),
             content_type=PROBLEM_JSON,
             headers=self.headers,
         )

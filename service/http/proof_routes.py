@@ -12,6 +12,7 @@ import base64
 from aiohttp import web
 
 from service.http.context import services
+from service.http.json_text import json_response
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, query_int
 from service.http.routing import READ, Param, Route
@@ -53,7 +54,7 @@ async def inclusion_proof(request: web.Request) -> web.Response:
     tree_size = _required(request, "tree_size")
     tree = await _tree_for(request, "position", position, "tree_size", tree_size)
     leaf, path = await tree.inclusion(position - 1, tree_size)
-    return web.json_response(
+    return json_response(
         {
             "position": position,
             "tree_size": tree_size,
@@ -68,7 +69,7 @@ async def consistency_proof(request: web.Request) -> web.Response:
     second = _required(request, "second")
     tree = await _tree_for(request, "first", first, "second", second)
     proof = await tree.consistency_proof(first, second)
-    return web.json_response({"first": first, "second": second, "proof": [_b64(h) for h in proof]})
+    return json_response({"first": first, "second": second, "proof": [_b64(h) for h in proof]})
 
 
 def _size(name: str, description: str) -> Param:

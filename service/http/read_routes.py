@@ -12,6 +12,7 @@ from aiohttp import web
 from projections import InvalidQuery
 from service.http.checkpoint_routes import CHECKPOINT_STATUS
 from service.http.context import principal, services
+from service.http.json_text import json_response
 from service.http.openapi import RECORDED_EVENT_PROPERTIES, RISK_REASONS, page_of
 from service.http.problems import Problem
 from service.http.requests import MAX_INTEGER, path_text, path_uuid, query_int, query_text
@@ -64,7 +65,7 @@ async def list_relationships(request: web.Request) -> web.Response:
         )
     except InvalidQuery as exc:
         raise _invalid(exc) from exc
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def timeline(request: web.Request) -> web.Response:
@@ -84,7 +85,7 @@ async def timeline(request: web.Request) -> web.Response:
         if await s.store.stream_version(relationship_id) is None:
             raise Problem("not-found", f"no relationship {relationship_id}")
         body = {"relationship_id": str(relationship_id), "items": [], "next_cursor": None}
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def audit(request: web.Request) -> web.Response:
@@ -100,7 +101,7 @@ async def audit(request: web.Request) -> web.Response:
         raise _invalid(exc) from exc
     if body is None:
         raise Problem("not-found", f"no relationship {relationship_id}")
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def verify_audit(request: web.Request) -> web.Response:
@@ -111,14 +112,14 @@ async def verify_audit(request: web.Request) -> web.Response:
         raise Problem("not-found", f"no relationship {relationship_id}")
     # the signed checkpoint, checked with the service's key (kept outside the database)
     inclusion = await s.evidence.inclusion(relationship_id, s.checkpoints.signing_key().public_key)
-    return web.json_response(check.to_dict() | {"checkpoint": inclusion})
+    return json_response(check.to_dict() | {"checkpoint": inclusion})
 
 
 async def phase_stats(request: web.Request) -> web.Response:
     body = await services(request).read_models.phase_stats(
         min_position=await _min_position(request), program_ids=principal(request).program_ids
     )
-    return web.json_response(body)
+    return json_response(body)
 
 
 async def mentee_network(request: web.Request) -> web.Response:
@@ -130,7 +131,7 @@ async def mentee_network(request: web.Request) -> web.Response:
     )
     if body is None:  # none at all, or none this token may see
         raise Problem("not-found", f"no relationship of mentee {mentee_id}")
-    return web.json_response(body)
+    return json_response(body)
 
 
 ID = Param("id", "path", {"type": "string", "format": "uuid"}, "relationship id", required=True)

@@ -20,6 +20,7 @@ from domain import (
 from projections.paging import one_page
 from service.http.context import principal, services
 from service.http.idempotency import idempotency_scope
+from service.http.json_text import json_response
 from service.http.problems import Problem
 from service.http.requests import (
     MAX_INTEGER,
@@ -45,7 +46,7 @@ def _etag(version: int) -> str:
 
 
 def _relationship_response(relationship: Relationship) -> web.Response:
-    return web.json_response(
+    return json_response(
         relationship_view(relationship), headers={"ETag": _etag(relationship.version)}
     )
 
@@ -67,7 +68,7 @@ async def create_relationship(request: web.Request) -> web.Response:
         data, envelope, caller=Caller(who.program_ids), idempotency=idempotency_scope(request)
     )
     relationship = opened.relationship
-    return web.json_response(
+    return json_response(
         {**relationship_view(relationship), "position": opened.position},
         status=201,
         headers={
@@ -86,7 +87,7 @@ async def get_relationship(request: web.Request) -> web.Response:
     if version is not None or as_of is not None:
         return _relationship_response(relationship)
     reasons = await s.read_models.risk_reasons(relationship.id)  # now, as the rules see it
-    return web.json_response(
+    return json_response(
         {**relationship_view(relationship), "risk_reasons": reasons},
         headers={"ETag": _etag(relationship.version)},
     )
@@ -112,7 +113,7 @@ async def post_event(request: web.Request) -> web.Response:
         idempotency=idempotency_scope(request),
     )
     recorded = saved.events[-1]
-    return web.json_response(
+    return json_response(
         recorded_event(recorded, redacted=False),
         status=201,
         headers={
@@ -136,7 +137,7 @@ async def erase_personal_data(request: web.Request) -> web.Response:
     recorded = await s.application.erase(
         relationship_id, body, envelope, idempotency=idempotency_scope(request)
     )
-    return web.json_response(
+    return json_response(
         recorded_event(recorded, redacted=False),
         status=201,
         headers={"ETag": _etag(recorded.event.originator_version)},
@@ -180,7 +181,7 @@ async def list_relationship_events(request: web.Request) -> web.Response:
     records, cursor = one_page(fetched, size, kind="relationship_events", key=_version)
     redacted = _redacted(request)
     items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
-    return web.json_response({"items": items, "next_cursor": cursor})
+    return json_response({"items": items, "next_cursor": cursor})
 
 
 async def global_feed(request: web.Request) -> web.Response:
@@ -197,7 +198,7 @@ async def global_feed(request: web.Request) -> web.Response:
     redacted = _redacted(request)
     items = [recorded_event(s.repository.decode(r), redacted=redacted) for r in records]
     last = records[-1].position if records else after
-    return web.json_response({"items": items, "next_cursor": cursor, "next_after": last})
+    return json_response({"items": items, "next_cursor": cursor, "next_after": last})
 
 
 def _version(record: StoredRecord) -> int:

@@ -11,6 +11,7 @@ from aiohttp import web
 from domain import EVENT_CLASSES
 from projections.paging import one_page
 from service.http.context import services
+from service.http.json_text import json_response
 from service.http.openapi import page_of
 from service.http.problems import Problem
 from service.http.requests import json_object, limit, path_uuid
@@ -83,7 +84,7 @@ async def create_webhook(request: web.Request) -> web.Response:
     url = await _valid_url(request, body.get("url"))  # last: it resolves the name
     s = services(request)
     view, secret = await endpoints.create(s.store, url, types, description, sealer=s.sealer)
-    return web.json_response(
+    return json_response(
         {**view, "secret": secret},
         status=201,
         headers={"Location": url_of(request, get_webhook, id=str(view["id"]))},
@@ -96,7 +97,7 @@ async def list_webhooks(request: web.Request) -> web.Response:
     cursor_id = None if after is None else UUID(int=after)
     rows = await endpoints.list_page(services(request).store, cursor_id, page + 1)
     items, next_cursor = one_page(rows, page, kind="webhooks", key=lambda i: UUID(i["id"]).int)
-    return web.json_response({"items": items, "next_cursor": next_cursor})
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 async def _existing(request: web.Request) -> tuple[UUID, dict[str, Any]]:
@@ -109,7 +110,7 @@ async def _existing(request: web.Request) -> tuple[UUID, dict[str, Any]]:
 
 async def get_webhook(request: web.Request) -> web.Response:
     _, view = await _existing(request)
-    return web.json_response(view)
+    return json_response(view)
 
 
 async def patch_webhook(request: web.Request) -> web.Response:
@@ -129,7 +130,7 @@ async def patch_webhook(request: web.Request) -> web.Response:
     )
     if view is None:
         raise Problem("not-found", f"no webhook {endpoint_id}")
-    return web.json_response(view)
+    return json_response(view)
 
 
 async def delete_webhook(request: web.Request) -> web.Response:
@@ -146,7 +147,7 @@ async def rotate_webhook_secret(request: web.Request) -> web.Response:
     if rotated is None:
         raise Problem("not-found", f"no webhook {endpoint_id}")
     secret, expires = rotated
-    return web.json_response({"secret": secret, "previous_secret_expires_at": expires.isoformat()})
+    return json_response({"secret": secret, "previous_secret_expires_at": expires.isoformat()})
 
 
 async def list_deliveries(request: web.Request) -> web.Response:
@@ -155,7 +156,7 @@ async def list_deliveries(request: web.Request) -> web.Response:
     before = decode_cursor(request.query.get("cursor"), kind="deliveries")
     rows = await endpoints.attempts(services(request).store, endpoint_id, before, page + 1)
     items, next_cursor = one_page(rows, page, kind="deliveries", key=lambda i: int(i["id"]))
-    return web.json_response({"items": items, "next_cursor": next_cursor})
+    return json_response({"items": items, "next_cursor": next_cursor})
 
 
 async def retry_delivery(request: web.Request) -> web.Response:
@@ -164,7 +165,7 @@ async def retry_delivery(request: web.Request) -> web.Response:
     if not await endpoints.retry(services(request).store, endpoint_id, delivery_id):
         raise Problem("not-found", f"no delivery {delivery_id} for webhook {endpoint_id}")
     _wake_dispatcher(request)
-    return web.json_response({"delivery_id": str(delivery_id), "state": "pending"}, status=202)
+    return json_response({"delivery_id": str(delivery_id), "state": "pending"}, status=202)
 
 
 async def recover_deliveries(request: web.Request) -> web.Response:
@@ -180,7 +181,7 @@ async def recover_deliveries(request: web.Request) -> web.Response:
         raise Problem.invalid("since", "required: an ISO 8601 date-time with a time zone")
     requeued = await endpoints.recover(services(request).store, endpoint_id, since)
     _wake_dispatcher(request)
-    return web.json_response({"requeued": requeued}, status=202)
+    return json_response({"requeued": requeued}, status=202)
 
 
 async def test_webhook(request: web.Request) -> web.Response:
@@ -189,7 +190,7 @@ async def test_webhook(request: web.Request) -> web.Response:
     if message is None:
         raise Problem("not-found", f"no webhook {endpoint_id}")
     _wake_dispatcher(request)
-    return web.json_response(
+    return json_response(
         {"delivery_id": str(message), "webhook_id": wire_id(message), "state": "pending"},
         status=202,
     )

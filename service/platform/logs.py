@@ -7,12 +7,17 @@ names them; none does.
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
+
+_NO_LOCK = contextlib.nullcontext()
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
@@ -27,7 +32,10 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        return json.dumps(entry, default=str)
+        try:
+            return orjson.dumps(entry, default=str).decode()
+        except TypeError:  # an integer beyond 64 bits, say
+            return json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):
@@ -47,12 +55,58 @@ class TextFormatter(logging.Formatter):
         return line
 
 
+class LineBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """A stream handler that writes the lines logged during one turn of the
+    event loop with one write at the end of that turn (at once outside a
+    loop). A busy server logs a line per request, and a write per line was a
+    system call per request; a line still leaves within the same turn."""
+
+    def __init__(self, stream: Any = None) -> None:
+        super().__init__(stream)
+        self._pending: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            line = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            loop = None
+        with self.lock or _NO_LOCK:
+            if loop is None:  # another thread, or no loop: at once, as StreamHandler does
+                self._write([*self._take(), line])
+                return
+            if not self._pending:
+                loop.call_soon(self.flush)
+            self._pending.append(line)
+
+    def flush(self) -> None:
+        with self.lock or _NO_LOCK:
+            self._write(self._take())
+
+    def _take(self) -> list[str]:
+        lines, self._pending = self._pending, []
+        return lines
+
+    def _write(self, lines: list[str]) -> None:
+        if not lines:
+            return
+        try:
+            self.stream.write("\n".join(lines) + "\n")
+            self.stream.flush()
+        except Exception:  # as logging does: a log that cannot be written is not fatal
+            sys.stderr.write("mentorflow: a log line could not be written\n")
+
+
 def configure(form: str = "auto", level: int = logging.INFO) -> None:
     """Logs on stderr: `json` (one object per line), `text`, or `auto`
     (text on a terminal, JSON otherwise). MENTORFLOW_LOG_FORMAT chooses."""
     if form == "auto":
         form = "text" if sys.stderr.isatty() else "json"
-    handler = logging.StreamHandler(sys.stderr)
+    handler = LineBatchingHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if form == "text" else JsonFormatter())
     root = logging.getLogger()
     root.handlers[:] = [handler]

@@ -14,6 +14,7 @@ from datetime import timedelta
 from pathlib import Path
 
 from domain.risk import RiskPolicy
+from service.platform import event_loop
 
 DEFAULT_RETRY_SCHEDULE = (5, 300, 1800, 7200, 18000, 36000, 36000)
 AES_KEY_SIZES = (16, 24, 32)
@@ -49,6 +50,8 @@ class Settings:
     log_origin: str | None = None
     """MENTORFLOW_LOG_ORIGIN; None: `mentorflow.local/<the database's log id>`."""
     checkpoint_interval_s: float = 60.0
+    event_loop: str = "auto"
+    """MENTORFLOW_EVENT_LOOP: `uvloop`, `asyncio`, or `auto` (uvloop where it is installed)."""
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None) -> Settings:
@@ -79,6 +82,7 @@ class Settings:
             risk_worker=_flag(env, "MENTORFLOW_RISK_WORKER", default=True),
             risk_interval_s=_seconds(env, "MENTORFLOW_RISK_INTERVAL", 60.0),
             risk_policy=_risk_policy(env),
+            event_loop=_event_loop(env),
         )
 
 
@@ -110,6 +114,13 @@ def _cipher_key(key: str | None) -> str | None:
             f"MENTORFLOW_CIPHER_KEY must decode to 16, 24 or 32 bytes, got {len(raw)}"
         )
     return key
+
+
+def _event_loop(env: Mapping[str, str]) -> str:
+    choice = _choice(env, "MENTORFLOW_EVENT_LOOP", ("auto", "uvloop", "asyncio"))
+    if choice == "uvloop" and not event_loop.uvloop_installed():
+        raise SettingsError("MENTORFLOW_EVENT_LOOP=uvloop, but uvloop is not installed")
+    return choice
 
 
 def _choice(env: Mapping[str, str], name: str, choices: tuple[str, ...]) -> str:

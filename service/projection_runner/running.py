@@ -164,7 +164,9 @@ class Running(Monitoring):
         (woken by NOTIFY, polling as the fallback). It prepares events and fills
         the queue while the worker writes, so reading, preparing and writing
         overlap; it waits when the queue is full."""
-        async with self.store.subscribe(after=position, poll_interval=self.poll_interval) as sub:
+        async with self.store.subscribe(
+            after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
+        ) as sub:
             async for record in sub:
                 await queue.put([self._prepared(projection, record)])
 

@@ -195,6 +195,7 @@ class RunnerParts:
     dsn: str
     batch_size: int
     poll_interval: float
+    min_interval: float
     takeover_interval: float
     metrics_interval: float
     metrics: ProjectionMetrics

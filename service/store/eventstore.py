@@ -203,12 +203,23 @@ class EventStore:
         return value
 
     def subscribe(
-        self, after: int = 0, topics: Sequence[str] = (), *, poll_interval: float = 1.0
+        self,
+        after: int = 0,
+        topics: Sequence[str] = (),
+        *,
+        poll_interval: float = 1.0,
+        min_interval: float = 0.0,
     ) -> Subscription:
-        """Follow the global log from `after`: catch up, then wait for appends."""
+        """Follow the global log from `after`: catch up, then wait for appends
+        (reading at most once per `min_interval` while the log is busy)."""
         self._notifier.start()
         return Subscription(
-            self._read_log_positional, self._notifier, after, topics, poll_interval=poll_interval
+            self._read_log_positional,
+            self._notifier,
+            after,
+            topics,
+            poll_interval=poll_interval,
+            min_interval=min_interval,
         )
 
     async def _read_log_positional(

@@ -97,6 +97,7 @@ class Subscription(AsyncIterator[StoredRecord]):
         *,
         batch_size: int = 500,
         poll_interval: float = 1.0,
+        min_interval: float = 0.0,
     ):
         self._read_log = read_log
         self._notifier = notifier
@@ -104,6 +105,9 @@ class Subscription(AsyncIterator[StoredRecord]):
         self._topics = topics
         self._batch_size = batch_size
         self._poll_interval = poll_interval
+        self._min_interval = min_interval
+        self._last_read = 0.0
+        self._at_head = False
         self._buffer: list[StoredRecord] = []
         self._woken = notifier.register()
         self._stopped = False
@@ -139,11 +143,15 @@ class Subscription(AsyncIterator[StoredRecord]):
         return record
 
     async def _fill(self) -> None:
+        if self._at_head:
+            await self._pace()
         self._woken.clear()
         try:
             batch = await self._read_log(self.position, self._batch_size, self._topics)
         except StoreUnavailable:
             batch = []
+        self._last_read = asyncio.get_running_loop().time()
+        self._at_head = len(batch) < self._batch_size
         if batch:
             self._buffer = batch
             self._buffer.reverse()  # pop() from the end in position order
@@ -153,3 +161,12 @@ class Subscription(AsyncIterator[StoredRecord]):
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(self._poll_interval):
                 await self._woken.wait()
+
+    async def _pace(self) -> None:
+        """At the head of a busy log, read at most once per `min_interval`:
+        every append wakes every subscriber, and a reader that read after each
+        one would spend a query and a transaction of its own per few events.
+        After a quiet spell the first read is not delayed."""
+        delay = self._last_read + self._min_interval - asyncio.get_running_loop().time()
+        if delay > 0:
+            await asyncio.sleep(delay)

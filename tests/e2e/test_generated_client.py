@@ -131,19 +131,22 @@ async def test_a_generated_client_drives_a_whole_lifecycle(
         assert isinstance(final, models.Relationship), final
         assert final.phase.value == "concluded" and final.outcome == "goals_achieved"
 
-        await _reads_are_typed(client, rid, final.version)
+        await _reads_are_typed(client, rid, final.version, recorded.position)
 
 
-async def _reads_are_typed(client: Any, rid: UUID, version: int) -> None:
+async def _reads_are_typed(client: Any, rid: UUID, version: int, position: int) -> None:
+    """The read models, each asked to include the last event (``min_position``)."""
     models = _module("models")
     listed = await _module("api.relationships.list_relationships").asyncio(
-        client=client, program_id="generated"
+        client=client, program_id="generated", min_position=position
     )
     assert isinstance(listed, models.SummaryPage)
     assert [item.id for item in listed.items] == [rid]
     assert isinstance(listed.items[0], models.Summary)
 
-    timeline = await _module("api.audit.timeline").asyncio(rid, client=client, limit=500)
+    timeline = await _module("api.audit.timeline").asyncio(
+        rid, client=client, limit=500, min_position=position
+    )
     assert isinstance(timeline, models.TimelinePage) and len(timeline.items) == version
     assert all(isinstance(entry, models.TimelineEntry) for entry in timeline.items)
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import json
 import logging
@@ -68,3 +69,51 @@ def test_the_setting_accepts_its_values(value: str) -> None:
 def test_the_setting_refuses_anything_else() -> None:
     with pytest.raises(SettingsError, match="MENTORFLOW_LOG_FORMAT"):
         Settings.from_env({"MENTORFLOW_LOG_FORMAT": "xml"})
+
+
+class _Writes(io.StringIO):
+    """A stream that remembers each write call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.calls: list[str] = []
+
+    def write(self, text: str) -> int:
+        self.calls.append(text)
+        return super().write(text)
+
+
+def _handler(stream: _Writes) -> logs.LineBatchingHandler:
+    handler = logs.LineBatchingHandler(stream)
+    handler.setFormatter(logging.Formatter("%(message)s"))
+    return handler
+
+
+async def test_lines_of_one_loop_turn_leave_in_one_write_at_its_end() -> None:
+    stream = _Writes()
+    handler = _handler(stream)
+    for n in range(3):
+        handler.handle(_record(f"line {n}"))
+    assert stream.calls == []  # not yet: the turn is not over
+    await asyncio.sleep(0)
+    assert stream.calls == ["line 0\nline 1\nline 2\n"]
+    handler.handle(_record("next turn"))
+    await asyncio.sleep(0)
+    assert stream.calls[1:] == ["next turn\n"]
+
+
+async def test_a_line_from_another_thread_is_written_at_once_after_the_waiting_ones() -> None:
+    stream = _Writes()
+    handler = _handler(stream)
+    handler.handle(_record("from the loop"))
+    await asyncio.to_thread(handler.handle, _record("from a thread"))
+    assert stream.getvalue() == "from the loop\nfrom a thread\n"
+
+
+def test_outside_a_loop_each_line_is_written_at_once_and_flush_empties_the_rest() -> None:
+    stream = _Writes()
+    handler = _handler(stream)
+    handler.handle(_record("alone"))
+    assert stream.getvalue() == "alone\n"
+    handler.flush()
+    assert stream.calls == ["alone\n"]
