@@ -150,7 +150,8 @@ class Subscription(AsyncIterator[StoredRecord]):
             batch = await self._read_log(self.position, self._batch_size, self._topics)
         except StoreUnavailable:
             batch = []
-        self._last_read = asyncio.get_running_loop().time()
+        if batch:
+            self._last_read = asyncio.get_running_loop().time()
         self._at_head = len(batch) < self._batch_size
         if batch:
             self._buffer = batch
@@ -163,10 +164,11 @@ class Subscription(AsyncIterator[StoredRecord]):
                 await self._woken.wait()
 
     async def _pace(self) -> None:
-        """At the head of a busy log, read at most once per `min_interval`:
-        every append wakes every subscriber, and a reader that read after each
-        one would spend a query and a transaction of its own per few events.
-        After a quiet spell the first read is not delayed."""
+        """At the head of a busy log, read at most once per `min_interval` after
+        a read that found records: every append wakes every subscriber, and a
+        reader that read after each one would spend a query (and a projection a
+        transaction) per few events. After a quiet spell the first read is not
+        delayed."""
         delay = self._last_read + self._min_interval - asyncio.get_running_loop().time()
         if delay > 0:
             await asyncio.sleep(delay)

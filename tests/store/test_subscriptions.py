@@ -83,3 +83,28 @@ async def test_subscription_stops(store: EventStore) -> None:
     subscription.stop()
     with pytest.raises(StopAsyncIteration):
         await waiting
+
+
+async def test_the_first_append_after_a_quiet_spell_is_read_at_once(store: EventStore) -> None:
+    async with store.subscribe(after=0, poll_interval=30, min_interval=30) as subscription:
+        await asyncio.wait_for(store._notifier.listening.wait(), 10)
+        waiting = asyncio.create_task(_take(subscription, 1, timeout=5))
+        await asyncio.sleep(0.05)
+        await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+        assert [r.position for r in await waiting] == [1]
+
+
+async def test_at_the_head_of_a_busy_log_reads_are_paced(store: EventStore) -> None:
+    """After a read that found records, the next waits out `min_interval`, however
+    many appends wake it: the second append is not read while the first is recent."""
+    async with store.subscribe(after=0, poll_interval=30, min_interval=30) as subscription:
+        await asyncio.wait_for(store._notifier.listening.wait(), 10)
+        await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+        assert [r.position for r in await _take(subscription, 1)] == [1]
+        await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+        paced = asyncio.create_task(_take(subscription, 1))
+        await asyncio.sleep(0.5)
+        assert not paced.done()
+        paced.cancel()
+    async with store.subscribe(after=1, poll_interval=30, min_interval=0) as unpaced:
+        assert [r.position for r in await _take(unpaced, 1)] == [2]
