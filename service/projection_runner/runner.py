@@ -19,10 +19,11 @@ from service.projection_runner.state import Worker
 from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
 
-LIVE_READ_INTERVAL = 0.05
+LIVE_READ_INTERVAL = 0.1
 """Seconds between two reads of a busy log by a projection that is at its
-head: a batch per 50 ms instead of a transaction per group commit, for at
-most 50 ms more lag (the webhook target is 500 ms commit-to-delivery)."""
+head: a batch per 100 ms instead of a transaction per group commit, for at
+most 100 ms more lag under load (the webhook target is 500 ms
+commit-to-delivery)."""
 
 
 class ProjectionRunner(Rebuilding):

@@ -29,7 +29,7 @@ from service.store.records import (
     Tracking,
     VerifyResult,
 )
-from service.store.subscriptions import Notifier, Subscription
+from service.store.subscriptions import Notifier, SharedReads, Subscription
 
 T = TypeVar("T")
 log = logging.getLogger(__name__)
@@ -77,6 +77,8 @@ _TRACKING_POSITION = "SELECT position FROM tracking WHERE name = $1"
 _ADVANCE_TRACKING = "SELECT mf_advance_tracking($1, $2)"
 
 READ_RETRIES = 1
+SHARED_READ_TTL = 0.05
+"""Seconds a page of the log's head is shared between subscriptions (SharedReads)."""
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -103,6 +105,7 @@ class EventStore:
         self.schema = schema
         self.channel = f"mentorflow_events_{schema}"
         self._notifier = Notifier(dsn, schema, self.channel)
+        self._shared_reads = SharedReads(self._read_log_positional, SHARED_READ_TTL)
         self._committer = GroupCommitter(
             lambda: database.connect(dsn, schema), self.channel, max_in_flight=max_in_flight
         )
@@ -214,7 +217,7 @@ class EventStore:
         (reading at most once per `min_interval` while the log is busy)."""
         self._notifier.start()
         return Subscription(
-            self._read_log_positional,
+            self._shared_reads,
             self._notifier,
             after,
             topics,

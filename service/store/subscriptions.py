@@ -81,6 +81,35 @@ class Notifier:
             await asyncio.sleep(1.0)
 
 
+class SharedReads:
+    """The reads of the log's head that subscriptions of one process share.
+
+    Every append wakes every subscription, and those at the head then read
+    the same page, each for itself (a query, and every row decoded, per
+    projection). A page read from the same position within `ttl` is handed
+    out again instead. It may lack what was appended since; a subscription
+    only needs a prefix of what follows its position, and reads again from
+    the end of it. Pages that found nothing are never shared: a subscriber
+    woken by an append must see it, not a page read before it."""
+
+    def __init__(self, read_log: ReadLog, ttl: float):
+        self._read_log = read_log
+        self._ttl = ttl
+        self._pages: dict[tuple[int, int, tuple[str, ...]], tuple[float, list[StoredRecord]]] = {}
+
+    async def __call__(self, after: int, limit: int, topics: Sequence[str]) -> list[StoredRecord]:
+        now = asyncio.get_running_loop().time()
+        key = (after, limit, tuple(topics))
+        shared = self._pages.get(key)
+        if shared is not None and now - shared[0] <= self._ttl:
+            return shared[1]
+        page = await self._read_log(after, limit, topics)
+        if page:
+            self._pages = {k: v for k, v in self._pages.items() if now - v[0] <= self._ttl}
+            self._pages[key] = (now, page)
+        return page
+
+
 class Subscription(AsyncIterator[StoredRecord]):
     """Yields every record after `after`, in position order, then waits for more.
 
@@ -154,8 +183,7 @@ class Subscription(AsyncIterator[StoredRecord]):
             self._last_read = asyncio.get_running_loop().time()
         self._at_head = len(batch) < self._batch_size
         if batch:
-            self._buffer = batch
-            self._buffer.reverse()  # pop() from the end in position order
+            self._buffer = batch[::-1]  # pop() from the end in position order (pages are shared)
             return
         # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
         # arrives with a wake-up, and the reader would then never stop.

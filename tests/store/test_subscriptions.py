@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Sequence
 from uuid import uuid4
 
 import pytest
@@ -10,7 +11,7 @@ import pytest
 from service.store.eventstore import EventStore
 from service.store.group_commit import append_on
 from service.store.records import AppendRequest, NewEvent, StoredRecord
-from service.store.subscriptions import Subscription
+from service.store.subscriptions import SharedReads, Subscription
 
 pytestmark = pytest.mark.db
 
@@ -108,3 +109,62 @@ async def test_at_the_head_of_a_busy_log_reads_are_paced(store: EventStore) -> N
         paced.cancel()
     async with store.subscribe(after=1, poll_interval=30, min_interval=0) as unpaced:
         assert [r.position for r in await _take(unpaced, 1)] == [2]
+
+
+class _CountingLog:
+    """The store's own read_log, counting the queries that reach it."""
+
+    def __init__(self, store: EventStore) -> None:
+        self.store = store
+        self.queries = 0
+
+    async def __call__(self, after: int, limit: int, topics: Sequence[str]) -> list[StoredRecord]:
+        self.queries += 1
+        return await self.store.read_log(after, limit, topics)
+
+
+async def test_subscriptions_at_the_same_position_share_one_read(store: EventStore) -> None:
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=60)
+    stream = uuid4()
+    await store.append([NewEvent(stream, v, "t", b"{}") for v in (1, 2)])
+    first = await shared(0, 10, ())
+    second = await shared(0, 10, ())
+    assert [r.position for r in first] == [r.position for r in second] == [1, 2]
+    assert log.queries == 1
+    await shared(2, 10, ())  # another position: its own query
+    assert log.queries == 2
+
+
+async def test_a_read_that_found_nothing_is_never_shared(store: EventStore) -> None:
+    """A subscriber woken by an append must read it, not a page read before it."""
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=60)
+    assert await shared(0, 10, ()) == []
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+    assert [r.position for r in await shared(0, 10, ())] == [1]
+    assert log.queries == 2
+
+
+async def test_a_shared_page_expires_after_its_ttl(store: EventStore) -> None:
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=0)
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+    await shared(0, 10, ())
+    await asyncio.sleep(0.01)
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+    assert [r.position for r in await shared(0, 10, ())] == [1, 2]
+    assert log.queries == 2
+
+
+async def test_subscribers_sharing_pages_each_see_every_record_in_order(store: EventStore) -> None:
+    stream = uuid4()
+    subscriptions = [store.subscribe(after=0, poll_interval=0.05) for _ in range(4)]
+    try:
+        for version in range(1, 41):
+            await store.append([NewEvent(stream, version, "t", b"{}")])
+        for subscription in subscriptions:
+            assert [r.version for r in await _take(subscription, 40)] == list(range(1, 41))
+    finally:
+        for subscription in subscriptions:
+            subscription.stop()
