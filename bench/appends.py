@@ -28,7 +28,7 @@ from urllib.parse import parse_qs, urlparse
 
 import asyncpg
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path[0] = str(Path(__file__).resolve().parents[1])  # bench/http.py would shadow http
 
 from service.store.database import quote_ident
 from service.store.eventstore import EventStore
