@@ -19,7 +19,12 @@ batches; both subjects' mean batch sizes (GroupCommitter.batch_sizes for the
 store) are printed, so a difference would show.
 
 Subjects run interleaved for several rounds and each figure is the median, so
-a noisy machine hurts all of them alike. Ratios are what to quote.
+a noisy machine hurts all of them alike. Ratios are what to quote. The store and
+the ceiling both wait for one commit flush per batch; what the store adds per
+batch is CPU (mf_append's probes for each stream's previous hash, the hash
+chain, two more unique indexes, the position row, the subtransaction of the
+optimistic path, NOTIFY). So the store's fraction of the ceiling is highest
+when flushes are slow (a busy disk) and lowest on a quiet machine.
 
     python bench/appends.py [--seconds 2] [--rounds 3]
     (DATABASE_URL selects a server; default: the embedded PostgreSQL)
