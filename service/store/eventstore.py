@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import hashlib
 import logging
+from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
 from datetime import datetime
@@ -158,6 +159,11 @@ class EventStore:
         """
         request = AppendRequest(tuple(events), idempotency_key, fingerprint, tracking)
         return await self._committer.submit(request)
+
+    @property
+    def append_batch_sizes(self) -> Counter[int]:
+        """How many group-commit batches of each size (in appends) this store sent."""
+        return self._committer.batch_sizes
 
     # --- reading ---------------------------------------------------------------
 

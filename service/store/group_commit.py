@@ -18,6 +18,7 @@ import asyncio
 import contextlib
 import json
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -108,6 +109,9 @@ class GroupCommitter:
         self._tasks: set[asyncio.Task[None]] = set()
         self._idle: list[_Session] = []
         self._closed = False
+        self.batch_sizes: Counter[int] = Counter()
+        """How many batches of each size (in requests) were taken, for metrics
+        and for benchmarks that replay the same batching."""
 
     def submit(self, request: AppendRequest) -> asyncio.Future[AppendResult]:
         """Queue `request`; the future is settled once its batch is decided.
@@ -161,6 +165,7 @@ class GroupCommitter:
             batch.append(pending)
             claimed.update(pending.claims)
         del self._queue[: len(batch)]
+        self.batch_sizes[len(batch)] += 1
         return batch
 
     async def _flush(self, batch: list[_Pending]) -> None:

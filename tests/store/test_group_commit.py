@@ -159,3 +159,15 @@ async def test_an_append_after_close_fails_and_opens_no_connection(dsn: str, sch
         assert store._committer._idle == []
     finally:
         await drop_schema(dsn, schema)
+
+
+async def test_batch_sizes_count_every_append_once(store: EventStore) -> None:
+    """The committer's batch-size counts (for metrics and bench/appends.py)
+    add up to the appends it sent; concurrent appends share batches."""
+    store.append_batch_sizes.clear()
+    streams = [uuid4() for _ in range(8)]
+    await asyncio.gather(*(store.append([event(s, 1)]) for s in streams))
+    await store.append([event(streams[0], 2)])
+    sizes = store.append_batch_sizes
+    assert sum(size * n for size, n in sizes.items()) == 9
+    assert sum(sizes.values()) < 9
