@@ -21,8 +21,9 @@ it is installed.
 --profile runs the server under pyinstrument and writes its profile of the
 whole run (text) to FILE when the server stops.
 
-By default the server also runs the projection workers and the webhook
-dispatcher, which share its CPU; --no-workers measures an API-only process
+By default the server also runs all its workers (projections, webhook outbox
+and dispatcher, Merkle tree builder, checkpoint publisher, risk worker), which
+share its CPU; --no-workers measures an API-only process
 (MENTORFLOW_RUN_WORKERS=0), as a deployment that runs them elsewhere would.
 """
 
@@ -146,7 +147,11 @@ async def main(
         ("-m", "pyinstrument", "-r", "text", "-o", profile) if profile else ()
     )
     server = ServerProcess(
-        dsn, schema, MENTORFLOW_RUN_WORKERS="1" if workers else "0", MENTORFLOW_EVENT_LOOP=loop
+        dsn,
+        schema,
+        MENTORFLOW_RUN_WORKERS="1" if workers else "0",
+        MENTORFLOW_RISK_WORKER="1",  # every worker, as deployed (the tests' servers leave it out)
+        MENTORFLOW_EVENT_LOOP=loop,
     )
     server.python_args = profiler
     server.start()

@@ -54,6 +54,9 @@ TASK_NAME = "risk-worker"
 CONCURRENT_RECORDS = 16
 """Changes of different relationships recorded at once (the store commits
 concurrent appends together), e.g. the first pass after an upgrade."""
+MIN_PASS_INTERVAL_S = 0.5
+"""A busy log brings news with every summaries batch; the rules count days, so
+passes start at most this often (a pass is a query per rule)."""
 NEWS_POLL_S = 1.0
 """How often a risk worker in another process than the summaries' worker
 looks for new events (their checkpoint)."""
@@ -98,6 +101,7 @@ class RiskWorker:
         interval_s: float = 60.0,
         clock: Clock = utc_now,
         takeover_interval: float = 1.0,
+        min_interval_s: float = MIN_PASS_INTERVAL_S,
         metrics: Metrics | None = None,
     ) -> None:
         self.application = application
@@ -108,6 +112,7 @@ class RiskWorker:
         self.interval_s = interval_s
         self.clock = clock
         self.takeover_interval = takeover_interval
+        self.min_interval_s = min_interval_s
         self.metrics = metrics
         self.leading = False
         self.passes = 0
@@ -189,10 +194,13 @@ class RiskWorker:
             self._lead(True)
             log.info("risk: this process runs the risk worker")
             try:
+                loop = asyncio.get_running_loop()
                 while True:
                     seen = await self.runner.checkpoint(SUMMARIES)
+                    started = loop.time()
                     await self.evaluate_once()
                     await self._wait_for_news(seen)
+                    await asyncio.sleep(started + self.min_interval_s - loop.time())
                     if conn.is_closed():
                         raise ConnectionError("the risk worker's lease connection was lost")
             finally:

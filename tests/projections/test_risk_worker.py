@@ -395,3 +395,44 @@ async def test_one_pass_records_the_changes_of_many_relationships(
     assert (await worker.evaluate_once()).changes == 0
     for pair in pairs:
         assert await pair.risk_events() == [("risk.flagged", ["phase_stalled"])]
+
+
+async def _passes_after_news(worker: RiskWorker, pair: Pair, wait: float) -> int:
+    """Run `worker`; once it has made its first pass, record an event (news
+    for it) and return how many passes it made within `wait` seconds."""
+    task = asyncio.create_task(worker.run())
+    try:
+        for _ in range(200):
+            if worker.passes >= 1:
+                break
+            await asyncio.sleep(0.05)
+        assert worker.passes == 1
+        await pair.post("meeting.held", {"held_at": pair.at.isoformat()})
+        await pair.settle()
+        await asyncio.sleep(wait)
+        return worker.passes
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
+
+
+async def test_news_starts_a_pass_at_most_every_min_interval(
+    pair: Pair, application: Application, runner: ProjectionRunner, dsn: str, clock: FakeClock
+) -> None:
+    """Every summaries batch is news; under load the passes are paced, not one per batch."""
+    await pair.to_cultivation()
+    await pair.settle()
+
+    def paced(min_interval_s: float) -> RiskWorker:
+        return RiskWorker(
+            application,
+            runner,
+            dsn,
+            clock=clock,
+            interval_s=60,
+            takeover_interval=0.05,
+            min_interval_s=min_interval_s,
+        )
+
+    assert await _passes_after_news(paced(30), pair, wait=0.5) == 1
+    assert await _passes_after_news(paced(0), pair, wait=0.5) >= 2
