@@ -309,21 +309,21 @@ class ReadModels:
                 if chain is None:  # its events were all deleted since the page was read
                     if projected_version is None:
                         continue
-                    chain = StreamChain(VerifyResult(relationship_id, True, 0), 0, {})
+                    chain = StreamChain(VerifyResult(relationship_id, True, 0), 0)
                 result = chain.result
                 if result.valid and projected_version is not None:
                     result = _compare_tail(result, chain.last_version, projected_version)
                 streams += 1
                 events += result.checked
                 if not result.valid:
-                    invalid = result.first_invalid_version
                     broken.append(
                         StreamCheck(
                             relationship_id,
                             False,
                             result.checked,
-                            invalid,
-                            None if invalid is None else chain.event_ids.get(invalid),
+                            result.first_invalid_version,
+                            # a tail cut (not the chain's finding) names no stored event
+                            chain.first_invalid_event_id if result is chain.result else None,
                             result.reason,
                         )
                     )

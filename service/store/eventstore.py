@@ -117,7 +117,8 @@ class StreamChain:
 
     result: VerifyResult
     last_version: int
-    event_ids: dict[int, UUID]
+    first_invalid_event_id: UUID | None = None
+    """The id of the event stored at the first invalid version, if one is."""
 
 
 def _verify_chain(
@@ -268,8 +269,8 @@ class EventStore:
 
     async def verify_streams(self, stream_ids: Sequence[UUID]) -> dict[UUID, StreamChain]:
         """`verify_stream` for many streams in one read: each stream present
-        in the store, with its chain's result, its last version and the event
-        id of each version (to name the first invalid event)."""
+        in the store, with its chain's result, its last version and the id of
+        the event at its first invalid version."""
         rows = await self._fetch(_CHAINS, list(stream_ids))
         chains: dict[UUID, StreamChain] = {}
         start = 0
@@ -278,11 +279,13 @@ class EventStore:
                 continue
             stream_rows = rows[start:end]
             stream_id = UUID(bytes=stream_rows[0]["stream_id"].bytes)
-            chains[stream_id] = StreamChain(
-                _verify_chain(stream_id, stream_rows, 1),
-                stream_rows[-1]["version"],
-                {r["version"]: UUID(bytes=r["event_id"].bytes) for r in stream_rows},
+            result = _verify_chain(stream_id, stream_rows, 1)
+            invalid = result.first_invalid_version
+            event_id = next(
+                (UUID(bytes=r["event_id"].bytes) for r in stream_rows if r["version"] == invalid),
+                None,
             )
+            chains[stream_id] = StreamChain(result, stream_rows[-1]["version"], event_id)
             start = end
         return chains
 
