@@ -238,15 +238,13 @@ class EventStore:
         rows = await self._fetch(_READ_LOG, after, limit, until, list(topics))
         return [_record(r) for r in rows]
 
-    async def read_log_rows(
-        self, after: int, limit: int, *, until: int | None = None
-    ) -> list[asyncpg.Record]:
+    async def read_log_rows(self, after: int, limit: int) -> list[asyncpg.Record]:
         """`read_log` as the database's rows (columns: position, stream_id,
         version, event_id, topic, payload, metadata, recorded_at, chain_hash,
         wrapped_key; `record_of` makes a record of one), for a reader that
         needs few of them as records: a projection's rebuild, which decodes
         only the payloads its projection reads."""
-        return await self._fetch(_READ_LOG, after, limit, until, [])
+        return await self._fetch(_READ_LOG, after, limit, None, [])
 
     async def read_log_of_programs(
         self, after: int, limit: int, program_ids: Sequence[str]
