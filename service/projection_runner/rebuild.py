@@ -89,7 +89,12 @@ class Rebuilding(Leadership):
             position = await self._replay(projection, 0, target, apply, report)
             position = await self._catch_up(projection, position, apply, report)
             main = self.store.schema
-            await build_indexes(conn, projection.tables, main, shadow_schema(main, name))
+            try:
+                await build_indexes(conn, projection.tables, main, shadow_schema(main, name))
+            except Exception as exc:  # a UNIQUE the new rows break, say
+                if database.is_connection_error(exc):
+                    raise
+                raise RebuildFailed(name, None, exc) from exc
             position = await self._catch_up(projection, position, apply, report)
             await conn.execute("RESET synchronous_commit")
             position = await self._swap(conn, projection, generation, position)
