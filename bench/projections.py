@@ -3,9 +3,11 @@
 1. Rebuild: each read model replays the whole log from position 0 into a
    new generation of its tables built beside the serving ones (one
    transaction per batch with its checkpoint), then swaps them in.
-   Baseline: a plain read of the global log in the same batches, decoding
-   every payload into its domain event, writing nothing. Target (DESIGN.md
-   section 7): >= 20,000 events/s per projection.
+   Ceiling: a plain read of the global log in the same batches, decoding
+   every payload into its domain event, writing nothing. Targets (DESIGN.md
+   section 7, issue 17): >= 20,000 events/s per projection, and >= 0.8x the
+   ceiling measured in the same run. Every projection that has a rebuild is
+   measured (the runner's; the webhook outbox is never rebuilt).
 2. Lag: every projection running while events are appended at a steady rate
    (default 500 events/s); the lag (last position - checkpoint) is sampled
    every 20 ms, and the time from an append's commit to all projections
@@ -45,6 +47,8 @@ from tests.support.database import database_url_for_tests, drop_schema, new_sche
 from workflows import PHASES
 
 TARGET_EVENTS_PER_S = 20_000
+TARGET_RATIO = 0.8
+"""Each rebuild's events/s over the ceiling's (read + decode) in the same run."""
 BATCH = 1000
 
 
@@ -89,9 +93,11 @@ async def baseline(store: EventStore, decode: Callable[[Any], Any]) -> float:
 
 async def rebuilds(runner: ProjectionRunner) -> dict[str, float]:
     rates: dict[str, float] = {}
-    for name in runner.names:
-        report = await runner.rebuild(name)
-        rates[name] = report.events / report.seconds
+    for projection in runner.projections:
+        if not projection.rebuildable:
+            continue
+        report = await runner.rebuild(projection.name)
+        rates[projection.name] = report.events / report.seconds
     return rates
 
 
@@ -170,12 +176,16 @@ async def main(events: int, rate: float, seconds: float, aes: bool) -> None:
         base = max([await baseline(store, decode) for _ in range(3)])
         runner = ProjectionRunner(store, dsn, decode, batch_size=BATCH)
         rates = await rebuilds(runner)
-        print(f"{'rebuild (events/s)':<40} {'events/s':>10} {'x baseline':>11} {'target':>8}")
-        print("-" * 72)
-        print(f"{'baseline: read log + decode, no writes':<40} {base:>10,.0f} {1:>11.2f}")
+        print(
+            f"{'rebuild (events/s)':<40} {'events/s':>10} {'x ceiling':>10}"
+            f" {f'>= {TARGET_EVENTS_PER_S:,}':>10} {f'>= {TARGET_RATIO:g}x':>8}"
+        )
+        print("-" * 82)
+        print(f"{'ceiling: read log + decode, no writes':<40} {base:>10,.0f} {1:>10.2f}")
         for name, value in rates.items():
-            verdict = "ok" if value >= TARGET_EVENTS_PER_S else "MISSED"
-            print(f"{name:<40} {value:>10,.0f} {value / base:>11.2f} {verdict:>8}")
+            fast = "ok" if value >= TARGET_EVENTS_PER_S else "MISSED"
+            close = "ok" if value / base >= TARGET_RATIO else "MISSED"
+            print(f"{name:<40} {value:>10,.0f} {value / base:>10.2f} {fast:>10} {close:>8}")
 
         await runner.start()
         assert await runner.wait_until_projected(None, last, timeout=60)

@@ -385,3 +385,17 @@ async def last_version(conn: asyncpg.Connection, relationship_id: UUID) -> int |
     the store must still hold (verification compares the two)."""
     value: int | None = await conn.fetchval(_LAST_VERSION, relationship_id)
     return value
+
+
+_LAST_VERSIONS = (
+    f"SELECT relationship_id, max(version) AS last FROM {TABLE}"  # noqa: S608
+    " WHERE relationship_id = ANY($1::uuid[]) GROUP BY relationship_id"
+)
+
+
+async def last_versions(
+    conn: asyncpg.Connection, relationship_ids: Sequence[UUID]
+) -> dict[UUID, int]:
+    """`last_version` of many relationships in one query (those the timeline has)."""
+    rows = await conn.fetch(_LAST_VERSIONS, list(relationship_ids))
+    return {UUID(bytes=r["relationship_id"].bytes): r["last"] for r in rows}

@@ -26,6 +26,7 @@ from service.projection_runner.state import (
     Worker,
     describe,
     projected_event,
+    projected_row,
     tracking_name,
 )
 from service.store import database
@@ -179,12 +180,23 @@ class Running(Monitoring):
     ) -> None:
         """The reader task of a rebuild: the log up to ``until`` in whole
         batches (no waiting for appends), then an empty batch to say "done"."""
+        prepare, decode = projection.prepare, self._decode
         while position < until:
-            records = await self.store.read_log(position, self.batch_size, until=until)
-            if not records:
+            # Not "up to until" in SQL: a range bound makes the planner sort
+            # the whole range (rows mis-estimated) where LIMIT reads an index.
+            rows = await self.store.read_log_rows(position, self.batch_size)
+            if rows and rows[-1][0] > until:
+                rows = [row for row in rows if row[0] <= until]
+            if not rows:
                 break  # the rest was deleted from the table: verify will say so
-            await queue.put([self._prepared(projection, record) for record in records])
-            position = records[-1].position
+            events = [projected_row(row, decode) for row in rows]
+            for event in events:
+                try:
+                    event.prepared = prepare(event)
+                except Exception:  # handle() meets it again, at this event's position
+                    event.prepared = None
+            await queue.put(events)
+            position = events[-1].position
         await queue.put([])
 
     def _prepared(self, projection: Projection, record: StoredRecord) -> ProjectedEvent:

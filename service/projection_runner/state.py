@@ -16,7 +16,7 @@ import asyncpg
 from domain import Relationship
 from projections import ProjectedEvent, Projection
 from service.projection_runner.metrics import ProjectionMetrics
-from service.store.eventstore import EventStore
+from service.store.eventstore import EventStore, record_of
 from service.store.records import StoredRecord
 
 ENSURE_STATE = "INSERT INTO projection_state (name) VALUES ($1) ON CONFLICT (name) DO NOTHING"
@@ -53,6 +53,20 @@ INDEXES = (
     " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
     " WHERE x.indrelid = to_regclass($1) ORDER BY i.relname"
 )
+PRIMARY_KEYS = (
+    "SELECT conname AS name, pg_get_constraintdef(oid) AS definition FROM pg_constraint"
+    " WHERE conrelid = to_regclass($1) AND contype = 'p'"
+)
+SECONDARY_INDEXES = (
+    "SELECT i.relname AS name, x.indisunique AS is_unique,"
+    " regexp_replace(pg_get_indexdef(i.oid), '^.* USING ', '') AS definition,"
+    " c.conname AS constraint_name, pg_get_constraintdef(c.oid) AS constraint_definition"
+    " FROM pg_index x JOIN pg_class i ON i.oid = x.indexrelid"
+    " LEFT JOIN pg_constraint c ON c.conindid = x.indexrelid AND c.conrelid = x.indrelid"
+    " WHERE x.indrelid = to_regclass($1) AND NOT x.indisprimary ORDER BY i.relname"
+)
+"""A table's indexes other than its primary key; for those that back a
+constraint (UNIQUE), the constraint (a rebuild makes them after the load)."""
 TRY_LOCK = "SELECT pg_try_advisory_lock(hashtext($1))"
 UNLOCK = "SELECT pg_advisory_unlock(hashtext($1))"
 
@@ -211,6 +225,31 @@ class RunnerParts:
             return self._workers[name]
         except KeyError:
             raise KeyError(f"no projection {name!r}; known: {', '.join(self._workers)}") from None
+
+
+def projected_row(
+    row: asyncpg.Record, decode: Callable[[StoredRecord], Relationship.Event]
+) -> ProjectedEvent:
+    """A row of :meth:`EventStore.read_log_rows` as projections see it; the
+    stored record is made only if the event is decoded."""
+    position, stream_id, version, event_id, topic, _, metadata, recorded_at, chain_hash, _ = row
+    return ProjectedEvent(
+        position=position,
+        relationship_id=stream_id,
+        version=version,
+        event_id=event_id,
+        topic=topic,
+        metadata=metadata,
+        recorded_at=recorded_at,
+        chain_hash=chain_hash,
+        decode=functools.partial(_decode_row, decode, row),
+    )
+
+
+def _decode_row(
+    decode: Callable[[StoredRecord], Relationship.Event], row: asyncpg.Record
+) -> Relationship.Event:
+    return decode(record_of(row))
 
 
 def projected_event(

@@ -12,6 +12,7 @@ import logging
 from collections import Counter
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any, TypeVar
 from uuid import UUID
@@ -66,10 +67,25 @@ _CHAIN = (
     " payload, metadata, recorded_at) AS canonical FROM events WHERE stream_id = $1"
     " ORDER BY version"
 )
-_STREAM_IDS = (
-    "SELECT stream_id, min(position) AS first FROM events GROUP BY stream_id"
-    " HAVING min(position) > $1 ORDER BY first LIMIT $2"
+_CHAINS = (
+    "SELECT stream_id, version, event_id, chain_hash, mf_canonical(position, stream_id, version,"
+    " event_id, topic, payload, metadata, recorded_at) AS canonical FROM events"
+    " WHERE stream_id = ANY($1::uuid[]) ORDER BY stream_id, version"
 )
+_NEXT_STREAM_IDS = (
+    "WITH RECURSIVE ids(stream_id) AS ("
+    " (SELECT stream_id FROM events WHERE stream_id > $1 ORDER BY stream_id LIMIT 1)"
+    " UNION ALL"
+    " SELECT (SELECT e.stream_id FROM events e WHERE e.stream_id > ids.stream_id"
+    "  ORDER BY e.stream_id LIMIT 1) FROM ids WHERE ids.stream_id IS NOT NULL)"
+    " SELECT stream_id FROM ids WHERE stream_id IS NOT NULL LIMIT $2"
+)
+_FIRST_STREAM_IDS = _NEXT_STREAM_IDS.replace("WHERE stream_id > $1 ", "").replace("$2", "$1")
+"""A page of stream ids in id order, by a loose index scan over the
+(stream_id, version) index: one index probe per stream, so paging through every
+stream costs what the streams are, not what the events are. The first page
+has a statement of its own: `$1 IS NULL OR stream_id > $1` would let a generic
+plan filter the index from its start on every page (quadratic again)."""
 _MISSING_POSITIONS = (
     "SELECT p FROM generate_series(1, (SELECT last_position FROM event_position)) AS p"
     " WHERE NOT EXISTS (SELECT 1 FROM events WHERE position = p) LIMIT $1"
@@ -81,6 +97,11 @@ READ_RETRIES = 1
 SHARED_READ_TTL = 0.05
 """Seconds a page of the log's head is shared between subscriptions (SharedReads)."""
 CLOSE_TIMEOUT_S = 10.0
+
+
+def record_of(row: asyncpg.Record) -> StoredRecord:
+    """A row of `read_log_rows` as a stored record."""
+    return _record(row)
 
 
 def _record(row: asyncpg.Record) -> StoredRecord:
@@ -96,6 +117,33 @@ def _record(row: asyncpg.Record) -> StoredRecord:
         chain_hash=row["chain_hash"],
         data_key=row["wrapped_key"],
     )
+
+
+@dataclass(frozen=True)
+class StreamChain:
+    """A stream's chain check (`EventStore.verify_streams`)."""
+
+    result: VerifyResult
+    last_version: int
+    first_invalid_event_id: UUID | None = None
+    """The id of the event stored at the first invalid version, if one is."""
+
+
+def _verify_chain(
+    stream_id: UUID, rows: Sequence[asyncpg.Record], first_version: int
+) -> VerifyResult:
+    previous = b""
+    for expected_version, row in enumerate(rows, start=first_version):
+        if row["version"] != expected_version:
+            return VerifyResult(
+                stream_id, False, len(rows), expected_version, "version missing or reordered"
+            )
+        previous = hashlib.sha256(previous + row["canonical"]).digest()
+        if previous != row["chain_hash"]:
+            return VerifyResult(
+                stream_id, False, len(rows), expected_version, "content does not match chain"
+            )
+    return VerifyResult(stream_id, True, len(rows))
 
 
 class EventStore:
@@ -199,6 +247,14 @@ class EventStore:
         rows = await self._fetch(_READ_LOG, after, limit, until, list(topics))
         return [_record(r) for r in rows]
 
+    async def read_log_rows(self, after: int, limit: int) -> list[asyncpg.Record]:
+        """`read_log` as the database's rows (columns: position, stream_id,
+        version, event_id, topic, payload, metadata, recorded_at, chain_hash,
+        wrapped_key; `record_of` makes a record of one), for a reader that
+        needs few of them as records: a projection's rebuild, which decodes
+        only the payloads its projection reads."""
+        return await self._fetch(_READ_LOG, after, limit, None, [])
+
     async def read_log_of_programs(
         self, after: int, limit: int, program_ids: Sequence[str]
     ) -> list[StoredRecord]:
@@ -242,22 +298,36 @@ class EventStore:
         """Recompute the stream's hash chain over what is stored now and name the
         first version that is missing, out of place or altered."""
         rows = await self._fetch(_CHAIN, stream_id)
-        previous = b""
-        for expected_version, row in enumerate(rows, start=first_version):
-            if row["version"] != expected_version:
-                return VerifyResult(
-                    stream_id, False, len(rows), expected_version, "version missing or reordered"
-                )
-            previous = hashlib.sha256(previous + row["canonical"]).digest()
-            if previous != row["chain_hash"]:
-                return VerifyResult(
-                    stream_id, False, len(rows), expected_version, "content does not match chain"
-                )
-        return VerifyResult(stream_id, True, len(rows))
+        return _verify_chain(stream_id, rows, first_version)
 
-    async def stream_ids(self, after_position: int = 0, limit: int = 1000) -> list[UUID]:
-        """Stream ids in order of their first event's position (for paging)."""
-        rows = await self._fetch(_STREAM_IDS, after_position, limit)
+    async def verify_streams(self, stream_ids: Sequence[UUID]) -> dict[UUID, StreamChain]:
+        """`verify_stream` for many streams in one read: each stream present
+        in the store, with its chain's result, its last version and the id of
+        the event at its first invalid version."""
+        rows = await self._fetch(_CHAINS, list(stream_ids))
+        chains: dict[UUID, StreamChain] = {}
+        start = 0
+        for end in range(1, len(rows) + 1):
+            if end < len(rows) and rows[end]["stream_id"] == rows[start]["stream_id"]:
+                continue
+            stream_rows = rows[start:end]
+            stream_id = UUID(bytes=stream_rows[0]["stream_id"].bytes)
+            result = _verify_chain(stream_id, stream_rows, 1)
+            invalid = result.first_invalid_version
+            event_id = next(
+                (UUID(bytes=r["event_id"].bytes) for r in stream_rows if r["version"] == invalid),
+                None,
+            )
+            chains[stream_id] = StreamChain(result, stream_rows[-1]["version"], event_id)
+            start = end
+        return chains
+
+    async def stream_ids(self, after: UUID | None = None, limit: int = 1000) -> list[UUID]:
+        """Stream ids in id order, the first `limit` after `after` (for paging)."""
+        if after is None:
+            rows = await self._fetch(_FIRST_STREAM_IDS, limit)
+        else:
+            rows = await self._fetch(_NEXT_STREAM_IDS, after, limit)
         return [UUID(bytes=r["stream_id"].bytes) for r in rows]
 
     async def missing_positions(self, limit: int = 100) -> list[int]:

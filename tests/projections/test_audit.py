@@ -52,6 +52,10 @@ async def delete_one(store: EventStore, stream: UUID) -> None:
     await _sql(store, "DELETE FROM events WHERE stream_id = $1 AND version = 4", stream)
 
 
+async def delete_the_first(store: EventStore, stream: UUID) -> None:
+    await _sql(store, "DELETE FROM events WHERE stream_id = $1 AND version = 1", stream)
+
+
 async def delete_the_last(store: EventStore, stream: UUID) -> None:
     await _sql(store, "DELETE FROM events WHERE stream_id = $1 AND version = 14", stream)
 
@@ -81,6 +85,7 @@ CASES = {
     "a changed byte": Case(change_a_byte, 5, True, False),
     "a forged envelope": Case(forge_the_actor, 7, True, False),
     "a deleted event": Case(delete_one, 4, True, True),
+    "the first event deleted": Case(delete_the_first, 1, True, True),
     "the last event deleted": Case(delete_the_last, 14, False, True),
     "a swapped order": Case(swap_two, 3, True, False),
 }
@@ -133,6 +138,7 @@ async def test_tampering_is_named_at_every_level(
     missing = [bad_event.position] if case.event_gone else []
     assert report.missing_positions == missing
     assert report.to_dict()["broken"][0]["first_invalid_version"] == case.first_bad
+    assert report.broken == [check]  # the batched check says what verify says
     assert str(victim.id) in out.getvalue() and str(bystander.id) not in out.getvalue()
     if missing:
         assert f"positions missing (events deleted): {missing[0]}" in out.getvalue()
@@ -178,3 +184,28 @@ async def test_the_audit_trail_lists_every_event_with_envelope_and_chain_hash(
     full = await models.audit(relationship.id, redact=False, limit=2)
     assert full is not None and full["items"][1]["data"]["values"] == "autonomy, candour"
     assert await models.audit(walk_to("reflection").id, redact=True) is None
+
+
+@pytest.mark.parametrize("page", [1, 2, 1000])
+async def test_verify_all_pages_through_every_stream(
+    page: int,
+    store: EventStore,
+    repository: RelationshipRepository,
+    runner: ProjectionRunner,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from service.relationships import read_models
+
+    monkeypatch.setattr(read_models, "VERIFY_PAGE", page)
+    saved = [walk_to("concluded", mentee_id=f"mentee-{i}") for i in range(5)]
+    for relationship in saved:
+        await repository.save(relationship)
+    assert await runner.wait_until_projected(None, await store.max_position(), 10)
+    victims = sorted(r.id for r in saved)[1::2]
+    await delete_the_first(store, victims[0])
+    await delete_the_last(store, victims[1])
+    models = ReadModels(store, decoder(repository), runner)
+    report = await models.verify_all()
+    assert report.streams_checked == 5 and report.events_checked == 5 * 14 - 2
+    assert report.broken == [await models.verify(v) for v in victims]
+    assert [b.first_invalid_version for b in report.broken] == [1, 14]

@@ -5,6 +5,7 @@ on, and a rebuild builds beside the serving tables and swaps only when done."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import io
 import logging
 from collections.abc import Sequence
@@ -13,7 +14,7 @@ import asyncpg
 import pytest
 
 from domain.samples import long_history, walk_to
-from projections import PhaseStatistics, ProjectedEvent, RelationshipSummaries, Timeline
+from projections import PhaseStatistics, ProjectedEvent, RelationshipSummaries, Timeline, timeline
 from service import auditor
 from service.platform.settings import Settings
 from service.projection_runner import ProjectionRunner, RebuildFailed, shadow_schema
@@ -55,15 +56,19 @@ class BlockedTimeline(Timeline):
             await self.release.wait()
 
 
-async def index_names(store: EventStore, table: str) -> list[str]:
+async def index_names(store: EventStore, table: str) -> list[tuple[str, str]]:
+    """The table's indexes (name and definition) and constraints (name and definition)."""
     rows = await store.with_connection(
         lambda c: c.fetch(
-            "SELECT indexname FROM pg_indexes WHERE schemaname = $1 AND tablename = $2",
+            "SELECT indexname AS name, indexdef AS definition FROM pg_indexes"
+            " WHERE schemaname = $1 AND tablename = $2"
+            " UNION ALL SELECT conname, pg_get_constraintdef(oid) FROM pg_constraint"
+            " WHERE conrelid = to_regclass(quote_ident($1) || '.' || quote_ident($2))",
             store.schema,
             table,
         )
     )
-    return sorted(row["indexname"] for row in rows)
+    return sorted((row["name"], row["definition"]) for row in rows)
 
 
 async def schema_exists(store: EventStore, schema: str) -> bool:
@@ -140,7 +145,8 @@ async def test_a_failed_rebuild_leaves_the_serving_tables_and_the_command_says_w
     finally:
         await runner.stop()
     before = await dump(store)
-    indexes = await index_names(store, "relationship_summaries")
+    tables = [table for projection in runner.projections for table in projection.tables]
+    indexes = [await index_names(store, table) for table in tables]
 
     handle = Timeline.handle
 
@@ -170,7 +176,8 @@ async def test_a_failed_rebuild_leaves_the_serving_tables_and_the_command_says_w
     err = io.StringIO()
     assert await auditor.rebuild(settings, err=err) == 0, err.getvalue()
     assert await dump(store) == before
-    assert await index_names(store, "relationship_summaries") == indexes  # as migrations made them
+    # the indexes and constraints as migrations made them (a rebuild builds them after its load)
+    assert [await index_names(store, table) for table in tables] == indexes
     for name in runner.names:
         assert not await schema_exists(store, shadow_schema(schema, name))
 
@@ -214,3 +221,36 @@ async def test_the_webhook_outbox_is_never_rebuilt(
     runner: ProjectionRunner = runner_for(store, dsn, repository, [WebhookOutbox()])
     with pytest.raises(ValueError, match="history"):
         await runner.rebuild("webhook_outbox")
+
+
+async def test_rows_breaking_a_unique_index_fail_the_rebuild_and_keep_the_tables(
+    store: EventStore,
+    dsn: str,
+    schema: str,
+    repository: RelationshipRepository,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A rebuild builds its unique indexes after its load: rows that break
+    one (two timeline entries at one position) fail the rebuild there."""
+    last = await save_all(repository, [walk_to("concluded"), walk_to("cultivation")])
+    runner = runner_for(store, dsn, repository)
+    await runner.start()
+    try:
+        assert await runner.wait_until_projected(None, last, timeout=30)
+    finally:
+        await runner.stop()
+    await store.with_connection(
+        lambda c: c.execute("CREATE UNIQUE INDEX timeline_at ON timeline_entries (position)")
+    )
+    before = await dump(store)
+    row_of = timeline.timeline_row
+
+    def misplaced(event: ProjectedEvent) -> timeline.TimelineRow:
+        return dataclasses.replace(row_of(event), position=1)
+
+    monkeypatch.setattr(timeline, "timeline_row", misplaced)
+    with pytest.raises(RebuildFailed) as raised:
+        await runner.rebuild("timeline", timeout=30)
+    assert isinstance(raised.value.error, asyncpg.UniqueViolationError)
+    assert await dump(store) == before
+    assert not await schema_exists(store, shadow_schema(schema, "timeline"))
