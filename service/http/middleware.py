@@ -22,7 +22,7 @@ from service.store.errors import StoreUnavailable
 
 log = logging.getLogger("mentorflow.http")
 _REQUEST_ID = re.compile(r"^[A-Za-z0-9._-]{1,64}$")
-_request_ids = (f"{uuid.uuid4().hex[:16]}{n:016x}" for n in itertools.count(1))
+_request_ids = map(f"{uuid.uuid4().hex[:16]}{{:016x}}".format, itertools.count(1))
 """Request ids nobody supplied: a random prefix per process and a counter,
 32 hex digits like a UUID's, unique without a system call per request."""
 _HTTP_PROBLEMS = {

@@ -35,6 +35,11 @@ from service.store.records import StoredRecord, Tracking
 
 log = logging.getLogger("service.projection_runner")
 
+YIELD_EVERY = 16
+"""Events a live reader prepares before it lets other tasks run: paced readers
+wake together with a page each, and would otherwise hold the loop (and every
+request waiting on it) until all of it is decoded."""
+
 
 class Running(Monitoring):
     """The catch-up loop of a worker that holds its projection's lock."""
@@ -168,8 +173,12 @@ class Running(Monitoring):
         async with self.store.subscribe(
             after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
         ) as sub:
+            prepared = 0
             async for record in sub:
                 await queue.put([self._prepared(projection, record)])
+                prepared += 1
+                if prepared % YIELD_EVERY == 0:
+                    await asyncio.sleep(0)  # let requests in between: decoding is CPU work
 
     async def _read_until(
         self,

@@ -7,7 +7,6 @@ everything on a machine that has only Python.
 
 from __future__ import annotations
 
-import json
 import logging
 import re
 import warnings
@@ -16,6 +15,7 @@ from typing import Any
 
 import asyncpg
 
+from service.platform import fast_json
 from service.platform.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -53,7 +53,9 @@ def resolve_database_url(settings: Settings) -> str:
 
 
 async def _init_connection(conn: asyncpg.Connection) -> None:
-    await conn.set_type_codec("jsonb", encoder=json.dumps, decoder=json.loads, schema="pg_catalog")
+    await conn.set_type_codec(
+        "jsonb", encoder=fast_json.dumps, decoder=fast_json.loads, schema="pg_catalog"
+    )
 
 
 def connection_options(schema: str) -> dict[str, Any]:

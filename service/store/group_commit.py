@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
@@ -28,6 +27,7 @@ from uuid import UUID
 
 import asyncpg
 
+from service.platform import fast_json
 from service.store.database import is_connection_error
 from service.store.errors import (
     DuplicateEvent,
@@ -314,7 +314,7 @@ def _event_rows(batch: list[_Pending]) -> tuple[list[_EventRow], bool, bool]:
 
 
 def _row(event: NewEvent, continues: bool | None) -> _EventRow:
-    metadata = json.dumps(dict(event.metadata), separators=(",", ":")) if event.metadata else None
+    metadata = fast_json.dumps(dict(event.metadata)) if event.metadata else None
     return (
         event.stream_id,
         event.version,

@@ -12,6 +12,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
 from typing import Any
@@ -86,28 +87,54 @@ class SharedReads:
 
     Every append wakes every subscription, and those at the head then read
     the same page, each for itself (a query, and every row decoded, per
-    projection). A page read from the same position within `ttl` is handed
-    out again instead. It may lack what was appended since; a subscription
+    projection). Paced subscriptions read on the same ticks (see
+    `Subscription._pace`), so they ask for the same page at the same moment:
+    a read already under way, or done within `ttl`, is handed out again
+    instead. It may lack what was appended since it began; a subscription
     only needs a prefix of what follows its position, and reads again from
-    the end of it. Pages that found nothing are never shared: a subscriber
-    woken by an append must see it, not a page read before it."""
+    the end of it. A page that found nothing is never handed out again: a
+    subscriber woken by an append must see it, so it reads for itself."""
 
     def __init__(self, read_log: ReadLog, ttl: float):
         self._read_log = read_log
         self._ttl = ttl
-        self._pages: dict[tuple[int, int, tuple[str, ...]], tuple[float, list[StoredRecord]]] = {}
+        self._pages: dict[_PageKey, tuple[float, list[StoredRecord]]] = {}
+        self._reading: dict[_PageKey, asyncio.Future[list[StoredRecord]]] = {}
 
     async def __call__(self, after: int, limit: int, topics: Sequence[str]) -> list[StoredRecord]:
-        now = asyncio.get_running_loop().time()
+        loop = asyncio.get_running_loop()
         key = (after, limit, tuple(topics))
         shared = self._pages.get(key)
-        if shared is not None and now - shared[0] <= self._ttl:
+        if shared is not None and loop.time() - shared[0] <= self._ttl:
             return shared[1]
-        page = await self._read_log(after, limit, topics)
+        under_way = self._reading.get(key)
+        if under_way is not None:
+            await asyncio.wait((under_way,))
+            if not under_way.cancelled() and under_way.exception() is None and under_way.result():
+                return under_way.result()
+            return await self._read_log(after, limit, topics)
+        return await self._read(key, loop)
+
+    async def _read(self, key: _PageKey, loop: asyncio.AbstractEventLoop) -> list[StoredRecord]:
+        reading: asyncio.Future[list[StoredRecord]] = loop.create_future()
+        self._reading[key] = reading
+        try:
+            page = await self._read_log(*key)
+        except BaseException as exc:
+            reading.set_exception(exc)
+            reading.exception()  # retrieved: those waiting read for themselves
+            raise
+        finally:
+            del self._reading[key]
+        reading.set_result(page)
         if page:
+            now = loop.time()
             self._pages = {k: v for k, v in self._pages.items() if now - v[0] <= self._ttl}
             self._pages[key] = (now, page)
         return page
+
+
+_PageKey = tuple[int, int, tuple[str, ...]]
 
 
 class Subscription(AsyncIterator[StoredRecord]):
@@ -197,6 +224,7 @@ class Subscription(AsyncIterator[StoredRecord]):
         reader that read after each one would spend a query (and a projection a
         transaction) per few events. After a quiet spell the first read is not
         delayed."""
-        delay = self._last_read + self._min_interval - asyncio.get_running_loop().time()
-        if delay > 0:
-            await asyncio.sleep(delay)
+        now = asyncio.get_running_loop().time()
+        earliest = self._last_read + self._min_interval
+        if earliest > now:  # on the next tick: every paced subscription reads together
+            await asyncio.sleep(math.ceil(earliest / self._min_interval) * self._min_interval - now)

@@ -8,6 +8,7 @@ from uuid import uuid4
 
 import pytest
 
+from service.store.errors import StoreUnavailable
 from service.store.eventstore import EventStore
 from service.store.group_commit import append_on
 from service.store.records import AppendRequest, NewEvent, StoredRecord
@@ -168,3 +169,38 @@ async def test_subscribers_sharing_pages_each_see_every_record_in_order(store: E
     finally:
         for subscription in subscriptions:
             subscription.stop()
+
+
+async def test_reads_under_way_are_shared_and_an_empty_one_is_read_again(
+    store: EventStore,
+) -> None:
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=0)
+    assert await asyncio.gather(shared(0, 10, ()), shared(0, 10, ())) == [[], []]
+    assert log.queries == 2  # found nothing: the second reader read for itself
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+    first, second = await asyncio.gather(shared(0, 10, ()), shared(0, 10, ()))
+    assert [r.position for r in first] == [r.position for r in second] == [1]
+    assert log.queries == 3
+
+
+async def test_a_failed_read_under_way_leaves_the_others_to_read_for_themselves(
+    store: EventStore,
+) -> None:
+    calls = 0
+
+    async def flaky(after: int, limit: int, topics: Sequence[str]) -> list[StoredRecord]:
+        nonlocal calls
+        calls += 1
+        if calls == 1:
+            await asyncio.sleep(0.01)
+            raise StoreUnavailable("gone")
+        return await store.read_log(after, limit, topics)
+
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+    shared = SharedReads(flaky, ttl=60)
+    first, second = await asyncio.gather(
+        shared(0, 10, ()), shared(0, 10, ()), return_exceptions=True
+    )
+    assert isinstance(first, StoreUnavailable)
+    assert [r.position for r in second] == [1]  # type: ignore[union-attr]

@@ -18,6 +18,7 @@ from hypothesis import strategies as st
 from service.http.json_text import dumps
 from service.http.problems import Problem
 from service.http.requests import parse_json
+from service.platform import fast_json
 
 _SCALARS = (
     st.none()
@@ -97,3 +98,21 @@ def test_the_edges_where_orjson_differs_answer_as_before(raw: bytes) -> None:
 @given(VALUES)
 def test_any_response_body_is_written_as_json_that_reads_back_the_same(value: Any) -> None:
     assert json.loads(dumps(value)) == value
+
+
+@settings(max_examples=300)
+@given(VALUES)
+def test_stored_json_reads_back_as_the_standard_parser_reads_it(value: Any) -> None:
+    """jsonb columns (event metadata, read models) go through fast_json both ways."""
+    text = fast_json.dumps(value)
+    assert fast_json.loads(text) == json.loads(text) == value
+    assert fast_json.loads(text.encode()) == value
+
+
+def test_stored_json_keeps_long_integers_exact_and_refuses_what_is_not_json() -> None:
+    assert fast_json.loads('{"n": 123456789012345678901234567890}') == {
+        "n": 123456789012345678901234567890
+    }
+    assert fast_json.dumps({"n": 2**70}) == '{"n":1180591620717411303424}'
+    with pytest.raises(ValueError):
+        fast_json.loads("{not json")
