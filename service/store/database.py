@@ -59,9 +59,16 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 
 
 def connection_options(schema: str) -> dict[str, Any]:
-    """Options shared by pooled and dedicated (LISTEN) connections."""
+    """Options shared by pooled and dedicated (LISTEN) connections.
+
+    JIT compilation is off: it is for long analytical queries, and PostgreSQL
+    starts it from the planner's cost estimate, which on a large table whose
+    statistics are missing or stale (autovacuum off, a bulk load not analysed
+    yet) passes the threshold for a one-row index lookup. Loading a
+    relationship then spent ~9 ms compiling instead of ~1 ms reading
+    (bench/scale.py at 2,000,000 events)."""
     return {
-        "server_settings": {"search_path": schema, "application_name": "mentorflow"},
+        "server_settings": {"search_path": schema, "application_name": "mentorflow", "jit": "off"},
         "timeout": CONNECT_TIMEOUT_S,
         "command_timeout": 60,
     }
