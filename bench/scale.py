@@ -61,7 +61,10 @@ STAGES = (10, 50, 100)
 _CULTIVATION: Phase = "cultivation"
 MIX: tuple[Phase, ...] = (_CULTIVATION,) * 5 + tuple(p for p in PHASES if p != _CULTIVATION)
 """Half the relationships in cultivation (the long histories), one in ten in each other phase."""
-MENTORS = 20_000
+RELATIONSHIPS_PER_MENTOR = 500
+"""Mentors too: each has a full first page (50) from the 10% stage on. With a
+fixed 20,000 mentors a mentor had 0.5 relationships at 10% and 5 at 100%, and
+the list by mentor grew 1.5x by returning more, not by costing more."""
 RELATIONSHIPS_PER_PROGRAM = 1_000
 """Programs are sized so that a program's first page is full from the 10% stage
 on: a page that only fills up later would look like a cost that grows."""
@@ -76,6 +79,7 @@ class Store:
     repository: RelationshipRepository
     events_per_relationship: float
     programs: int = 1
+    mentors: int = 1
     built: int = 0
     versions: dict[UUID, int] = field(default_factory=dict)
     cultivating: list[UUID] = field(default_factory=list)
@@ -91,7 +95,7 @@ class Store:
         relationship = walk_to(
             phase,
             mentee_id=f"mentee-{index}",
-            mentor_id=f"mentor-{index % MENTORS}",
+            mentor_id=f"mentor-{index % self.mentors}",
             program_id=f"program-{index % self.programs}",
             clock=clock,
         )
@@ -236,7 +240,7 @@ async def measure(
     filters: dict[str, Callable[[], str]] = {
         "phase": lambda: "phase=cultivation",
         "program": lambda: f"program_id=program-{rng.randrange(store.programs)}",
-        "mentor": lambda: f"mentor_id=mentor-{rng.randrange(min(MENTORS, store.built))}",
+        "mentor": lambda: f"mentor_id=mentor-{rng.randrange(store.mentors)}",
         "at-risk": lambda: "at_risk=true",
     }
     for name, query in filters.items():
@@ -383,6 +387,7 @@ async def main(args: Any) -> None:
         components.repository,
         args.events / args.relationships,
         programs=max(1, args.relationships // RELATIONSHIPS_PER_PROGRAM),
+        mentors=max(1, args.relationships // RELATIONSHIPS_PER_MENTOR),
     )
     stages: dict[int, dict[str, float]] = {}
     started = time.perf_counter()
