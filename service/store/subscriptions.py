@@ -206,10 +206,9 @@ class Subscription(AsyncIterator[StoredRecord]):
             batch = await self._read_log(self.position, self._batch_size, self._topics)
         except StoreUnavailable:
             batch = []
-        if batch:
-            self._last_read = asyncio.get_running_loop().time()
         self._at_head = len(batch) < self._batch_size
         if batch:
+            self._last_read = asyncio.get_running_loop().time()
             self._buffer = batch[::-1]  # pop() from the end in position order (pages are shared)
             return
         # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
