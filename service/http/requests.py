@@ -6,7 +6,6 @@ Every malformed input becomes a precise 4xx here, before any handler logic.
 from __future__ import annotations
 
 import asyncio
-import json
 import math
 import re
 from collections.abc import Iterator
@@ -14,11 +13,11 @@ from datetime import datetime
 from typing import Any
 from uuid import UUID
 
-import orjson
 from aiohttp import web
 
 from domain.schema import parse_datetime
 from service.http.problems import Problem
+from service.platform import fast_json
 from service.platform.tasks import cancel_and_wait
 
 MAX_BODY = 64 * 1024
@@ -27,8 +26,6 @@ MAX_DEPTH = 16
 """No request of the contract nests deeper than 5 levels."""
 _BRACKETS_OUTSIDE_STRINGS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}]', re.DOTALL)
 _JSON_TYPES = ("application/json", "application/merge-patch+json")
-_LONG_DIGITS = re.compile(rb"[0-9]{19}")
-"""orjson turns an integer beyond 64 bits into a float; the standard parser keeps it."""
 _IF_MATCH = re.compile(r'^\s*(?:W/)?"(\d{1,18})"\s*$')
 
 
@@ -95,22 +92,17 @@ def parse_json(raw: bytes) -> Any:
     reads back), nested at most MAX_DEPTH deep, checked before the recursive
     parser could run out of stack.
 
-    orjson reads what it can (it is several times faster, and refuses NaN,
-    Infinity and out-of-range floats itself); a body it refuses, or one with an
-    integer too long for it to keep exact, is read again by the standard
-    parser, whose answer and error messages are the contract's."""
+    orjson reads what it can (fast_json; it refuses NaN, Infinity and
+    out-of-range floats itself); a body it refuses, or one with an integer
+    too long for it to keep exact, is read by the standard parser, whose
+    answer and error messages are the contract's."""
     depth = nesting_depth(raw)
     if depth > MAX_DEPTH:
         raise Problem(
             "malformed-request", f"the body nests {depth} levels deep; at most {MAX_DEPTH} are read"
         )
-    if not _LONG_DIGITS.search(raw):
-        try:
-            return orjson.loads(raw)
-        except orjson.JSONDecodeError:
-            pass
     try:
-        return json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
+        return fast_json.loads(raw, parse_constant=_no_constant, parse_float=_finite_float)
     except (UnicodeDecodeError, ValueError) as exc:
         raise Problem("malformed-request", f"the body is not valid JSON: {exc}") from exc
 

@@ -26,13 +26,15 @@ def dumps(value: Any) -> str:
         return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
-def loads(text: str | bytes) -> Any:
-    """The value of a JSON text; integers of any length kept exact. Raises
-    ValueError (json.JSONDecodeError) for text that is not JSON."""
+def loads(text: str | bytes, **standard: Any) -> Any:
+    """The value of a JSON text; integers of any length kept exact. Text that
+    orjson refuses is read by `json.loads(text, **standard)`, whose error
+    message (a ValueError), or leniency (NaN, unless `standard` forbids it),
+    is the answer."""
     pattern = _LONG_DIGITS_BYTES if isinstance(text, bytes) else _LONG_DIGITS
     if pattern.search(text) is None:  # type: ignore[arg-type]
         try:
             return orjson.loads(text)
         except orjson.JSONDecodeError:
-            pass  # the standard parser's error message, or its leniency (NaN)
-    return json.loads(text)
+            pass
+    return json.loads(text, **standard)
