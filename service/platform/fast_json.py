@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Callable
 from typing import Any
 
 import orjson
@@ -18,12 +19,13 @@ _LONG_DIGITS = re.compile(r"[0-9]{19}")
 _LONG_DIGITS_BYTES = re.compile(rb"[0-9]{19}")
 
 
-def dumps(value: Any) -> str:
-    """Compact JSON text (UTF-8 as it is, no escapes for non-ASCII)."""
+def dumps(value: Any, default: Callable[[Any], Any] | None = None) -> str:
+    """Compact JSON text (UTF-8 as it is, no escapes for non-ASCII); `default`
+    turns what JSON cannot hold into what it can, as in `json.dumps`."""
     try:
-        return orjson.dumps(value).decode()
+        return orjson.dumps(value, default=default).decode()
     except TypeError:  # an integer beyond 64 bits, or a type orjson does not know
-        return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+        return json.dumps(value, separators=(",", ":"), ensure_ascii=False, default=default)
 
 
 def loads(text: str | bytes, **standard: Any) -> Any:

@@ -9,13 +9,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import sys
 from datetime import UTC, datetime
 from typing import Any
 
-import orjson
+from service.platform import fast_json
 
 _NO_LOCK = contextlib.nullcontext()
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
@@ -32,10 +31,7 @@ class JsonFormatter(logging.Formatter):
         entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
         if record.exc_info:
             entry["exception"] = self.formatException(record.exc_info)
-        try:
-            return orjson.dumps(entry, default=str).decode()
-        except TypeError:  # an integer beyond 64 bits, say
-            return json.dumps(entry, default=str)
+        return fast_json.dumps(entry, default=str)
 
 
 class TextFormatter(logging.Formatter):
