@@ -11,10 +11,11 @@ That keeps this package free of the event store: it imports ``domain`` and
 Decoding a payload (JSON, maybe zlib and AES) costs far more than writing a
 row, and most projections need only the clear-text envelope of most events
 (type, occurred_at, phases). So a :class:`ProjectedEvent` decodes its domain
-event lazily, the first time a handler asks for it. Work that needs no
-database (decoding, formatting) can be done in :meth:`Projection.prepare`,
-which the runner calls as events are read, while the previous batch is being
-written: reading, preparing and writing then overlap.
+event lazily, the first time a handler asks for it, and keeps it: the live
+projections of a process share one ProjectedEvent per record, so an event is
+decoded (and its metadata read) once, not once per projection. Decoding can
+be done ahead in :meth:`Projection.prepare`, which the runner calls as events
+are read, while the previous batch is being written.
 """
 
 from __future__ import annotations
@@ -46,7 +47,6 @@ class ProjectedEvent:
         "meta",
         "metadata",
         "position",
-        "prepared",
         "recorded_at",
         "relationship_id",
         "topic",
@@ -82,8 +82,6 @@ class ProjectedEvent:
         self.chain_hash = chain_hash
         self._decode = decode
         self._event: Relationship.Event | None = None
-        self.prepared: Any = None
-        """What :meth:`Projection.prepare` made of this event (None until then)."""
 
     @property
     def event(self) -> Relationship.Event:
@@ -138,11 +136,12 @@ class Projection(ABC):
     beside them. False for rows that are history rather than a view (the
     webhook outbox: rebuilding it would send messages again)."""
 
-    def prepare(self, event: ProjectedEvent) -> Any:
-        """Work on one event that needs no database (decode it, format it),
-        done ahead of :meth:`handle` while the previous batch is written. The
-        result is stored in ``event.prepared``; ``handle`` must still work when
-        it is None (an event given without preparation). By default: nothing."""
+    def prepare(self, event: ProjectedEvent) -> None:
+        """Decode ahead (``event.event``) the events :meth:`handle` will read,
+        as they are read, while the previous batch is written. The live
+        projections of a process are given the same event objects, so what
+        one decoded the others read for free. ``handle`` must still work on
+        an event that was not prepared. By default: nothing."""
         return None
 
     @abstractmethod

@@ -166,14 +166,8 @@ class Timeline(Projection):
     name = NAME
     tables = (TABLE,)
 
-    def prepare(self, event: ProjectedEvent) -> TimelineRow | None:
-        return timeline_row(event) if event.is_relationship_event else None
-
     async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
-        rows = [
-            event.prepared if isinstance(event.prepared, TimelineRow) else timeline_row(event)
-            for event in relationship_events(batch)
-        ]
+        rows = [timeline_row(event) for event in relationship_events(batch)]
         if rows:
             await conn.execute(_INSERT, *_parameters(rows))
 

@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+from collections import OrderedDict
 from collections.abc import Callable, Sequence
 
 from prometheus_client import CollectorRegistry
@@ -60,6 +61,7 @@ class ProjectionRunner(Rebuilding):
         self.registry = registry if registry is not None else CollectorRegistry()
         self.metrics = ProjectionMetrics(self.registry)
         self._workers = {p.name: Worker(p) for p in self.projections}
+        self._live_events = OrderedDict()
         self._supervisor: Supervisor | None = None
         self._owns_supervisor = False
         self._spawned: list[str] = []

@@ -4,6 +4,7 @@ commit rows and checkpoint together, and isolate an event that fails."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Sequence
 
@@ -36,9 +37,12 @@ from service.store.records import StoredRecord, Tracking
 log = logging.getLogger("service.projection_runner")
 
 YIELD_EVERY = 16
-"""Events a live reader prepares before it lets other tasks run: paced readers
-wake together with a page each, and would otherwise hold the loop (and every
-request waiting on it) until all of it is decoded."""
+"""Events a live reader prepares before it queues them and lets other tasks
+run: paced readers wake together with a page each, and would otherwise hold
+the loop (and every request waiting on it) until all of it is decoded."""
+SHARED_EVENTS = 8192
+"""Events of the log's head kept for the other live projections of the
+process (about eight pages): one ProjectedEvent per record, decoded once."""
 
 
 class Running(Monitoring):
@@ -66,7 +70,9 @@ class Running(Monitoring):
         """Commit batches from ``position`` for ever."""
         projection = worker.projection
         queue: asyncio.Queue[list[ProjectedEvent]] = asyncio.Queue(maxsize=2 * self.batch_size)
-        reader = asyncio.create_task(self._read_live(projection, position, queue))
+        reader = asyncio.create_task(
+            self._read_live(projection, position, queue), name=f"{projection.name} reader"
+        )
 
         async def apply(events: Sequence[ProjectedEvent]) -> None:
             await self._commit(conn, worker, generation, events)
@@ -173,11 +179,12 @@ class Running(Monitoring):
         async with self.store.subscribe(
             after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
         ) as sub:
-            prepared = 0
+            chunk: list[ProjectedEvent] = []
             async for record in sub:
-                await queue.put([self._prepared(projection, record)])
-                prepared += 1
-                if prepared % YIELD_EVERY == 0:
+                chunk.append(self._prepared(projection, self._shared(record)))
+                if len(chunk) == YIELD_EVERY or not sub.buffered:
+                    await queue.put(chunk)  # before the subscription waits for more
+                    chunk = []
                     await asyncio.sleep(0)  # let requests in between: decoding is CPU work
 
     async def _read_until(
@@ -200,20 +207,30 @@ class Running(Monitoring):
                 break  # the rest was deleted from the table: verify will say so
             events = [projected_row(row, decode) for row in rows]
             for event in events:
-                try:
-                    event.prepared = prepare(event)
-                except Exception:  # handle() meets it again, at this event's position
-                    event.prepared = None
+                with contextlib.suppress(Exception):  # handle() meets it again, at its position
+                    prepare(event)
             await queue.put(events)
             position = events[-1].position
         await queue.put([])
 
-    def _prepared(self, projection: Projection, record: StoredRecord) -> ProjectedEvent:
-        event = projected_event(record, self._decode)
-        try:
-            event.prepared = projection.prepare(event)
-        except Exception:  # handle() meets it again, at this event's position
-            event.prepared = None
+    @staticmethod
+    def _prepared(projection: Projection, event: ProjectedEvent) -> ProjectedEvent:
+        with contextlib.suppress(Exception):  # handle() meets it again, at its position
+            projection.prepare(event)
+        return event
+
+    def _shared(self, record: StoredRecord) -> ProjectedEvent:
+        """The record as the live projections of this process see it: one
+        object for all of them, so its metadata is read and its payload
+        decoded once. Keyed by the data key read with it too: a record read
+        again after an erasure is decoded again (``"[erased]"``)."""
+        key = (record.position, record.data_key)
+        event = self._live_events.get(key)
+        if event is None:
+            event = projected_event(record, self._decode)
+            self._live_events[key] = event
+            if len(self._live_events) > SHARED_EVENTS:
+                self._live_events.popitem(last=False)
         return event
 
     async def _next_batch(

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import functools
 import hashlib
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -215,6 +216,8 @@ class RunnerParts:
     metrics: ProjectionMetrics
     _decode: Callable[[StoredRecord], Relationship.Event]
     _workers: dict[str, Worker]
+    _live_events: OrderedDict[tuple[int, bytes | None], ProjectedEvent]
+    """The live projections' shared events, by position and data key (see Running._shared)."""
 
     @property
     def names(self) -> list[str]:

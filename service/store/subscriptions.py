@@ -187,6 +187,11 @@ class Subscription(AsyncIterator[StoredRecord]):
     def __aiter__(self) -> Subscription:
         return self
 
+    @property
+    def buffered(self) -> int:
+        """Records already read that the next iterations yield without waiting."""
+        return len(self._buffer)
+
     async def __anext__(self) -> StoredRecord:
         while not self._buffer:
             if self._stopped:
