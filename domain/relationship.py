@@ -249,7 +249,12 @@ class Relationship(Aggregate):
         ]
         if reference_errors:
             raise ValidationFailed(reference_errors)
-        facts = replace(self.facts(), actor_role=envelope.actor.role if envelope.actor else None)
+        actor_role = envelope.actor.role if envelope.actor else None
+        facts = (
+            replace(self.facts(), actor_role=actor_role)
+            if workflows.guarded(self.phase, event_type)
+            else LifecycleFacts(self.phase, self.paused, actor_role=actor_role)  # all it reads
+        )
         decision = workflows.check(event_type, facts, fields)
         if isinstance(decision, workflows.GuardUnmet):
             raise GuardFailed(

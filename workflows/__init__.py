@@ -15,6 +15,7 @@ from workflows.decide import (
     accepts,
     allowed_events,
     check,
+    guarded,
     machine_at,
     phases_accepting,
 )
@@ -62,6 +63,7 @@ __all__ = [
     "describe_workflow",
     "diagram",
     "guard_info",
+    "guarded",
     "lifecycle_svg",
     "machine_at",
     "mermaid",

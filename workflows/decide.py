@@ -183,6 +183,14 @@ def check(event_type: str, facts: LifecycleFacts, data: EventData | None = None)
     return GuardUnmet(event_type, facts.phase, first_unmet)
 
 
+@cache
+def guarded(phase: str, event_type: str) -> bool:
+    """Whether deciding ``event_type`` in ``phase`` reads more than the phase
+    and the pause: whether any of its transitions has a guard. The other
+    facts cost the aggregate a walk over its state, skipped when unread."""
+    return any(route.guards for route in _ROUTES_BY_KEY.get((phase, event_type), ()))
+
+
 def phases_accepting(event_type: str) -> list[Phase]:
     """The phases in which an event type is accepted (when not paused)."""
     return _unique(route.source for route in ROUTES if route.event_type == event_type)

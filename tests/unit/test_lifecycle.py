@@ -506,3 +506,28 @@ def test_decisions_agree_with_the_library_engine(
     else:
         assert isinstance(decision, Accepted)
         assert list(machine.configuration_values) == [decision.to_phase]
+
+
+@given(
+    facts=facts_strategy,
+    event_type=st.sampled_from(ALL_TYPES),
+    data=data_strategy,
+    role=st.sampled_from([None, "mentee", "mentor"]),
+)
+def test_an_unguarded_decision_reads_only_the_phase_and_the_pause(
+    facts: LifecycleFacts, event_type: str, data: dict[str, Any], role: str | None
+) -> None:
+    """Where ``guarded`` says no guard reads them, facts beyond the phase and
+    the pause (which the aggregate skips computing) change no decision."""
+    facts = replace(facts, actor_role=role)
+    bare = LifecycleFacts(facts.phase, facts.paused, actor_role=role)
+    if workflows.guarded(facts.phase, event_type):
+        return
+    assert check(event_type, facts, data) == check(event_type, bare, data)
+
+
+def test_guarded_names_the_transitions_with_guards() -> None:
+    assert workflows.guarded("identification", "mentor.selected")
+    assert workflows.guarded("cultivation", "advocacy.recorded")
+    assert not workflows.guarded("cultivation", "meeting.held")
+    assert not workflows.guarded("concluded", "meeting.held")  # not accepted at all
