@@ -143,9 +143,7 @@ async def main(
 ) -> None:
     dsn = database_url_for_tests()
     schema = f"bench_{uuid.uuid4().hex[:10]}"
-    profiler = (
-        ("-m", "pyinstrument", "-r", "text", "-o", profile) if profile else ()
-    )
+    profiler = ("-m", "pyinstrument", "-r", "text", "-o", profile) if profile else ()
     server = ServerProcess(
         dsn,
         schema,
@@ -206,8 +204,7 @@ def _report(results: dict[str, list[dict[str, float]]], concurrency: int, loop: 
     rounds = len(results["baseline"])
     print(f"\n{concurrency} concurrent clients, medians of {rounds} rounds, loop {loop}")
     print(
-        f"{'subject':12}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU ms/req':>12}"
+        f"{'subject':12}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}"
     )
     for name, m in medians.items():
         print(

@@ -68,9 +68,7 @@ __all__ = [
     "validator_for",
 ]
 
-NON_BLANK_PATTERN = (
-    r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
-)
+NON_BLANK_PATTERN = r"[^\t-\r\x1c-\x20\x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]"
 """A character that is not white space in Python's sense (``str.isspace``), so
 that ``NonBlank`` means ``value.strip() != ""`` in the validator (Rust regex)
 and in the JSON Schema (ECMA-262) alike."""

@@ -350,7 +350,7 @@ def render() -> str:
         "`MENTORFLOW_CIPHER_KEY` is set they are stored encrypted under the",
         "relationship's own data key, and once the relationship's personal data is",
         'erased they read `"[erased]"` for every role (see [erasure.md](erasure.md)).',
-        "*Confidential* fields are erasable too, are shown as `\"[redacted]\"` to the",
+        '*Confidential* fields are erasable too, are shown as `"[redacted]"` to the',
         '`auditor` role and are never sent in a webhook. "not blank" means the text must',
         "hold a character that is not white space. Date-times must carry a time zone.",
         "",

@@ -109,7 +109,6 @@ async def export(
         if since == 0:
             since = None  # the empty tree: every tree extends it
     async with components_for(settings) as session:
-
         view = evidence_view(session, redacted=False)
         try:
             may_publish = await _may_sign(settings, session.checkpoints)

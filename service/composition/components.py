@@ -113,9 +113,7 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
         ),
         on_attempt=metrics.webhook_attempt,
     )
-    checkpoints = Checkpoints(
-        store, MerkleTree(store), _key_loader(settings), settings.log_origin
-    )
+    checkpoints = Checkpoints(store, MerkleTree(store), _key_loader(settings), settings.log_origin)
     application = Application(
         repository,
         on_saved=lambda saved: metrics.appended(r.event.api_type for r in saved.events),

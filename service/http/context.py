@@ -8,6 +8,10 @@ from service.access.tokens import Principal
 from service.composition.components import Components
 
 SERVICES = web.AppKey("services", Components)
+REQUEST_ID = web.RequestKey("request_id", str)
+"""The request's id (supplied in X-Request-Id, or made): on its response and log lines."""
+PRINCIPAL = web.RequestKey("principal", Principal)
+"""Who sent the request, once authenticated (routes without roles have none)."""
 
 
 def services(request: web.Request) -> Components:
@@ -16,6 +20,6 @@ def services(request: web.Request) -> Components:
 
 
 def principal(request: web.Request) -> Principal:
-    value = request.get("principal")
+    value = request.get(PRINCIPAL)
     assert isinstance(value, Principal), "route without authentication"
     return value

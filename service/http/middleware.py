@@ -14,7 +14,7 @@ from aiohttp import web
 
 from domain import DomainError
 from service.access.tokens import Principal
-from service.http.context import services
+from service.http.context import PRINCIPAL, REQUEST_ID, services
 from service.http.problems import Problem, problem_from_application, problem_from_domain
 from service.http.routing import RELATIONSHIP_PATH, Handler, Route, route_of
 from service.relationships.application import ApplicationError
@@ -38,7 +38,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     names the route (never the body or the token), and the request metrics."""
     supplied = request.headers.get("X-Request-Id", "")
     request_id = supplied if _REQUEST_ID.match(supplied) else next(_request_ids)
-    request["request_id"] = request_id
+    request[REQUEST_ID] = request_id
     started = time.perf_counter()
     response = await handler(request)
     elapsed = time.perf_counter() - started
@@ -48,7 +48,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     metrics = services(request).metrics
     metrics.requests.labels(request.method, route_name, str(response.status)).inc()
     metrics.latency.labels(request.method, route_name).observe(elapsed)
-    who = request.get("principal")
+    who = request.get(PRINCIPAL)
     log.info(
         "request",
         extra={
@@ -66,7 +66,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
 @web.middleware
 async def problems(request: web.Request, handler: Handler) -> web.StreamResponse:
     """Every error as RFC 9457 problem+json; nothing a client sends gives a 500."""
-    request_id = request.get("request_id")
+    request_id = request.get(REQUEST_ID)
     try:
         return await handler(request)
     except Problem as problem:
@@ -148,7 +148,7 @@ async def authenticate(request: web.Request, handler: Handler) -> web.StreamResp
     who = await services(request).tokens.authenticate(token.strip())
     if who is None:
         raise _unauthorized("unknown or revoked token")
-    request["principal"] = who
+    request[PRINCIPAL] = who
     if who.role not in route.roles:
         raise Problem(
             "forbidden",

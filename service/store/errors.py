@@ -45,4 +45,3 @@ class TrackingConflict(StoreError):
 
 class DuplicateEvent(StoreError):
     """An event id was already stored by another append."""
-
