@@ -41,7 +41,7 @@ from eventsourcing.utils import get_topic, resolve_topic
 
 from domain import Relationship, make_mapper
 from domain.erasure import ERASED, erasable_shape, transform
-from domain.serialization import make_transcoder
+from domain.serialization import PayloadEncoder, make_transcoder
 from service.platform.settings import Settings
 
 NONCE_BYTES = 12
@@ -90,6 +90,7 @@ class EventCodec:
         )
         """Reads payloads stored whole-encrypted by earlier releases; writes snapshots."""
         self.transcoder = make_transcoder([*extra_transcodings, SealedAsBase64()])
+        self.payloads = PayloadEncoder(self.transcoder)
         self.compressor = ZlibCompressor() if compress else None
         self._master = AESGCM(base64.b64decode(cipher_key)) if cipher_key else None
         self._keys: OrderedDict[tuple[UUID, bytes], AESGCM] = OrderedDict()
@@ -146,15 +147,24 @@ class EventCodec:
         """The stored form of ``event``. With a cipher key, its erasable fields
         are sealed under ``data_key``; None (the key was destroyed) stores them
         as ``"[erased]"``."""
-        if self._master is None:
-            return self.legacy.to_stored_event(event)
-        state = dict(vars(event))
+        state = dict(vars(event))  # as eventsourcing's Mapper.to_stored_event
         originator_id = cast(UUID, state.pop("originator_id"))
         originator_version = state.pop("originator_version")
         class_version = getattr(type(event), "class_version", 1)
         if class_version > 1:
             state["class_version"] = class_version
-        aad = originator_id.bytes
+        if self._master is not None:
+            self._seal_fields(type(event), state, originator_id, data_key)
+        payload = self.payloads.encode(type(event), state)
+        if self.compressor is not None:
+            payload = self.compressor.compress(payload)
+        return StoredEvent(originator_id, originator_version, get_topic(type(event)), payload)
+
+    @staticmethod
+    def _seal_fields(
+        cls: type, state: dict[str, Any], stream_id: UUID, data_key: AESGCM | None
+    ) -> None:
+        aad = stream_id.bytes
 
         def seal(value: Any) -> Any:
             if not isinstance(value, str) or not value or value == ERASED:
@@ -164,13 +174,9 @@ class EventCodec:
             nonce = os.urandom(NONCE_BYTES)
             return Sealed(nonce + data_key.encrypt(nonce, value.encode("utf-8"), aad))
 
-        for name, shape in erasable_shape(type(event)):
+        for name, shape in erasable_shape(cls):
             if name in state:
                 state[name] = transform(shape, state[name], seal)
-        payload = self.transcoder.encode(state)
-        if self.compressor is not None:
-            payload = self.compressor.compress(payload)
-        return StoredEvent(originator_id, originator_version, get_topic(type(event)), payload)
 
     def decode(self, stored: StoredEvent, wrapped_key: bytes | None) -> Relationship.Event:
         """The domain event; each sealed field opened with the relationship's

@@ -7,6 +7,8 @@ from uuid import UUID, uuid4
 
 import pytest
 from eventsourcing.persistence import MapperDeserialisationError, Transcoding
+from hypothesis import given
+from hypothesis import strategies as st
 
 from domain import (
     EVENT_CLASSES,
@@ -20,6 +22,7 @@ from domain import (
 )
 from domain.metadata import ENVELOPE_FIELDS
 from domain.samples import agreement_data
+from domain.serialization import PayloadEncoder, _fields_written_alike, make_transcoder
 
 T0 = datetime(2025, 3, 1, 9, 30, tzinfo=UTC)
 ENVELOPE = Envelope(
@@ -313,3 +316,54 @@ def test_every_stored_dataclass_has_a_fixed_name() -> None:
     expected -= {values.MinItems, values.Assigned, values.Erasable}
     assert set(STORED_NAMES) == expected
     assert len(set(STORED_NAMES.values())) == len(STORED_NAMES)
+
+
+# --- the payload encoder: orjson where it writes what the transcoder writes ---
+
+
+def _state(event: Relationship.Event) -> dict[str, Any]:
+    """The state a mapper encodes: the event's attributes but its identity."""
+    state = dict(vars(event))
+    del state["originator_id"], state["originator_version"]
+    return state
+
+
+@pytest.mark.parametrize("event", EVENTS, ids=lambda e: f"v{e.originator_version}-{e.api_type}")
+def test_the_payload_encoder_writes_the_transcoders_bytes(event: Relationship.Event) -> None:
+    transcoder = make_transcoder()
+    state = _state(event)
+    assert PayloadEncoder(transcoder).encode(type(event), state) == transcoder.encode(state)
+
+
+def test_classes_with_values_orjson_writes_differently_keep_the_transcoder() -> None:
+    """UUIDs (orjson writes a bare string) and floats (NaN) are never given to orjson."""
+    types = make_transcoder().types
+    assert not _fields_written_alike(Relationship.Opened, types)  # predecessor_id: UUID
+    assert not _fields_written_alike(Relationship.CandidateProposed, types)  # match_score
+    assert _fields_written_alike(Relationship.MeetingHeld, types)
+    opened = next(e for e in EVENTS if isinstance(e, Relationship.Opened))
+    assert opened.predecessor_id is not None
+    payload = PayloadEncoder(make_transcoder()).encode(Relationship.Opened, _state(opened))
+    assert make_transcoder().decode(payload)["predecessor_id"] == opened.predecessor_id
+
+
+@given(
+    notes=st.text(),
+    topics=st.lists(st.text(max_size=20), max_size=4),
+    minutes=st.integers(0, 2**70) | st.none(),
+)
+def test_any_text_and_number_is_written_as_the_transcoder_writes_it(
+    notes: str, topics: list[str], minutes: int | None
+) -> None:
+    """Escapes, non-ASCII, lone surrogates and integers beyond 64 bits (which
+    orjson refuses: the transcoder then writes, or raises, as before)."""
+    held = next(e for e in EVENTS if isinstance(e, Relationship.MeetingHeld))
+    state = _state(held) | {"notes": notes, "topics": topics, "duration_minutes": minutes}
+    transcoder = make_transcoder()
+    try:
+        expected = transcoder.encode(state)
+    except UnicodeEncodeError:
+        with pytest.raises(UnicodeEncodeError):
+            PayloadEncoder(transcoder).encode(Relationship.MeetingHeld, state)
+        return
+    assert PayloadEncoder(transcoder).encode(Relationship.MeetingHeld, state) == expected
