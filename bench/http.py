@@ -13,6 +13,7 @@ requests/s, and its p99 <= 1.5x the baseline's p99.
 
     python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16] [--no-workers]
                          [--loop auto|uvloop|asyncio] [--profile FILE]
+                         [--task-times FILE]
 
 --loop picks the event loop of both servers (MENTORFLOW_EVENT_LOOP for the
 service, the same for the baseline) and of the client; `auto` is uvloop where
@@ -20,6 +21,11 @@ it is installed.
 
 --profile runs the server under pyinstrument and writes its profile of the
 whole run (text) to FILE when the server stops.
+
+--task-times times every callback of the server's event loop (asyncio loop
+only; bench/_task_times) and keeps FILE up to date with the loop's busy time
+by task: each worker's share, the request handlers', and how many callbacks
+ran long.
 
 By default the server also runs all its workers (projections, webhook outbox
 and dispatcher, Merkle tree builder, checkpoint publisher, risk worker), which
@@ -140,6 +146,7 @@ async def main(
     workers: bool,
     loop: str = "auto",
     profile: str | None = None,
+    task_times: str | None = None,
 ) -> None:
     dsn = database_url_for_tests()
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -150,6 +157,7 @@ async def main(
         MENTORFLOW_RUN_WORKERS="1" if workers else "0",
         MENTORFLOW_RISK_WORKER="1",  # every worker, as deployed (the tests' servers leave it out)
         MENTORFLOW_EVENT_LOOP=loop,
+        **_task_times_env(task_times),
     )
     server.python_args = profiler
     server.start()
@@ -193,6 +201,17 @@ async def main(
             server.terminate(timeout=120)  # a clean exit, so the profiler writes its report
         server.close()
         await drop_schema(dsn, schema)
+
+
+def _task_times_env(out: str | None) -> dict[str, str]:
+    """What loads bench/_task_times into the server (only: it checks its argv)."""
+    if out is None:
+        return {}
+    path = [str(ROOT / "bench" / "_task_times"), os.environ.get("PYTHONPATH", "")]
+    return {
+        "PYTHONPATH": os.pathsep.join(p for p in path if p),
+        "MENTORFLOW_BENCH_TASK_TIMES": str(Path(out).resolve()),
+    }
 
 
 def _report(results: dict[str, list[dict[str, float]]], concurrency: int, loop: str) -> None:
@@ -241,7 +260,12 @@ if __name__ == "__main__":
     )
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     parser.add_argument("--profile", metavar="FILE", help="profile the server (pyinstrument)")
+    parser.add_argument(
+        "--task-times", metavar="FILE", help="the server loop's busy time by task (asyncio)"
+    )
     args = parser.parse_args()
+    if args.task_times and args.loop != "asyncio":
+        parser.error("--task-times needs --loop asyncio")
     event_loop.run(
         main(
             args.seconds,
@@ -250,6 +274,7 @@ if __name__ == "__main__":
             not args.no_workers,
             args.loop,
             args.profile,
+            args.task_times,
         ),
         args.loop,
     )
