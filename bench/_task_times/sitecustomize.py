@@ -36,7 +36,7 @@ def _name(handle: asyncio.events.Handle) -> str:
 
 def _install(out: str) -> None:
     run = asyncio.events.Handle._run
-    busy: collections.Counter[str] = collections.Counter()
+    busy: dict[str, float] = collections.defaultdict(float)
     calls: collections.Counter[str] = collections.Counter()
     long_calls = [0] * (len(LONG_MS) + 1)
 
@@ -59,7 +59,7 @@ def _install(out: str) -> None:
             ]
             lines += [
                 f"{ms:9.1f} ms {100 * ms / total:5.1f}% {calls[name]:7d}x  {name}"
-                for name, ms in busy.most_common(30)
+                for name, ms in sorted(busy.items(), key=lambda item: -item[1])[:30]
             ]
             with open(out + ".part", "w", encoding="utf-8") as file:
                 file.write("\n".join(lines) + "\n")
