@@ -4,9 +4,8 @@ commit rows and checkpoint together, and isolate an event that fails."""
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 
 import asyncpg
 
@@ -176,15 +175,17 @@ class Running(Monitoring):
         (woken by NOTIFY, polling as the fallback). It prepares events and fills
         the queue while the worker writes, so reading, preparing and writing
         overlap; it waits when the queue is full."""
+        prepare = _prepare_of(projection)
+        shared = self._shared
         async with self.store.subscribe(
             after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
         ) as sub:
-            chunk: list[ProjectedEvent] = []
-            async for record in sub:
-                chunk.append(self._prepared(projection, self._shared(record)))
-                if len(chunk) == YIELD_EVERY or not sub.buffered:
-                    await queue.put(chunk)  # before the subscription waits for more
-                    chunk = []
+            while records := await sub.page():
+                for start in range(0, len(records), YIELD_EVERY):
+                    chunk = [shared(record) for record in records[start : start + YIELD_EVERY]]
+                    if prepare is not None:
+                        _prepare_all(prepare, chunk)
+                    await queue.put(chunk)
                     await asyncio.sleep(0)  # let requests in between: decoding is CPU work
 
     async def _read_until(
@@ -206,17 +207,14 @@ class Running(Monitoring):
             if not rows:
                 break  # the rest was deleted from the table: verify will say so
             events = [projected_row(row, decode) for row in rows]
-            for event in events:
-                with contextlib.suppress(Exception):  # handle() meets it again, at its position
-                    prepare(event)
+            _prepare_all(prepare, events)
             await queue.put(events)
             position = events[-1].position
         await queue.put([])
 
     @staticmethod
     def _prepared(projection: Projection, event: ProjectedEvent) -> ProjectedEvent:
-        with contextlib.suppress(Exception):  # handle() meets it again, at its position
-            projection.prepare(event)
+        _prepare_all(projection.prepare, [event])
         return event
 
     def _shared(self, record: StoredRecord) -> ProjectedEvent:
@@ -291,3 +289,19 @@ class Running(Monitoring):
         """The batch's rows and the checkpoint (in the caller's transaction)."""
         await projection.handle(conn, events)
         await EventStore.advance_tracking(conn, Tracking(checkpoint, events[-1].position))
+
+
+def _prepare_of(projection: Projection) -> Callable[[ProjectedEvent], None] | None:
+    """The projection's ``prepare``, or None when it does not override the
+    base class's (which does nothing): no call per event for nothing."""
+    if type(projection).prepare is Projection.prepare:
+        return None
+    return projection.prepare
+
+
+def _prepare_all(prepare: Callable[[ProjectedEvent], None], events: list[ProjectedEvent]) -> None:
+    for event in events:
+        try:
+            prepare(event)
+        except Exception:  # handle() meets it again, at this event's position
+            continue

@@ -187,10 +187,19 @@ class Subscription(AsyncIterator[StoredRecord]):
     def __aiter__(self) -> Subscription:
         return self
 
-    @property
-    def buffered(self) -> int:
-        """Records already read that the next iterations yield without waiting."""
-        return len(self._buffer)
+    async def page(self) -> list[StoredRecord]:
+        """Every record read and not yet yielded, in position order, waiting
+        for one if there is none; empty once stopped. For readers that take
+        records by the page (one call, not one per record)."""
+        while not self._buffer:
+            if self._stopped:
+                return []
+            await self._fill()
+        if self._stopped:
+            return []
+        records, self._buffer = self._buffer[::-1], []
+        self.position = records[-1].position
+        return records
 
     async def __anext__(self) -> StoredRecord:
         while not self._buffer:

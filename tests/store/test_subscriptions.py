@@ -204,3 +204,19 @@ async def test_a_failed_read_under_way_leaves_the_others_to_read_for_themselves(
     )
     assert isinstance(first, StoreUnavailable)
     assert [r.position for r in second] == [1]  # type: ignore[union-attr]
+
+
+async def test_a_page_holds_what_was_read_and_not_yet_yielded_in_order(store: EventStore) -> None:
+    stream = uuid4()
+    await store.append([NewEvent(stream, v, "t", b"{}") for v in range(1, 6)])
+    async with store.subscribe(after=0) as subscription:
+        assert [r.position for r in await _take(subscription, 2)] == [1, 2]
+        page = await asyncio.wait_for(subscription.page(), 10)
+        assert [r.position for r in page] == [3, 4, 5] and subscription.position == 5
+        waiting = asyncio.create_task(subscription.page())  # waits for the next append
+        await asyncio.sleep(0.05)
+        assert not waiting.done()
+        await store.append([NewEvent(stream, 6, "t", b"{}")])
+        assert [r.position for r in await asyncio.wait_for(waiting, 10)] == [6]
+        subscription.stop()
+        assert await subscription.page() == []
