@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -104,8 +105,16 @@ _UPSERT = _upsert_sql()
 _LOAD = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE relationship_id = ANY($1::uuid[])"  # noqa: S608
 
 
+_TIMESTAMPTZ = tuple(c for c, t in _COLUMN_TYPES.items() if t == "timestamptz")
+_ROW_VALUES = operator.attrgetter(*COLUMNS)
+_JSONB_AT = tuple(i for i, c in enumerate(COLUMNS) if c in _JSONB)
+_RISK_CODES_AT = COLUMNS.index("risk_codes")
+
+
 def _from_row(row: asyncpg.Record) -> Summary:
-    values = {key: aware(value) for key, value in row.items()}
+    values = dict(row.items())
+    for name in _TIMESTAMPTZ:
+        values[name] = aware(values[name])
     values["relationship_id"] = UUID(bytes=row["relationship_id"].bytes)
     if row["predecessor_id"] is not None:
         values["predecessor_id"] = UUID(bytes=row["predecessor_id"].bytes)
@@ -117,16 +126,12 @@ def _from_row(row: asyncpg.Record) -> Summary:
 
 def _columns(rows: Sequence[Summary]) -> list[list[Any]]:
     """The rows as one array per column, in column order."""
-    columns: list[list[Any]] = [[] for _ in COLUMNS]
-    for row in rows:
-        for index, name in enumerate(COLUMNS):
-            value = getattr(row, name)
-            if name in _JSONB:
-                value = json.dumps(value)
-            elif name == "risk_codes":
-                value = _text_array(value)
-            columns[index].append(value)
-    return columns
+    table = [list(_ROW_VALUES(row)) for row in rows]
+    for values in table:
+        for index in _JSONB_AT:
+            values[index] = json.dumps(values[index])
+        values[_RISK_CODES_AT] = _text_array(values[_RISK_CODES_AT])
+    return [list(column) for column in zip(*table, strict=True)] if table else [[] for _ in COLUMNS]
 
 
 def _text_array(values: Sequence[str]) -> str:
