@@ -39,9 +39,10 @@ YIELD_EVERY = 16
 """Events a live reader prepares before it queues them and lets other tasks
 run: paced readers wake together with a page each, and would otherwise hold
 the loop (and every request waiting on it) until all of it is decoded."""
-SHARED_EVENTS = 8192
+SHARED_EVENTS = 2048
 """Events of the log's head kept for the other live projections of the
-process (about eight pages): one ProjectedEvent per record, decoded once."""
+process (four pages of a subscription): one ProjectedEvent per record,
+decoded once. A projection further behind than that makes its own."""
 
 
 class Running(Monitoring):
