@@ -203,7 +203,7 @@ class Rebuilding(Leadership):
                 records = await self.store.read_log(position, self.batch_size, until=head)
                 if not records:
                     break
-                events = [self._prepared(projection, self._shared(record)) for record in records]
+                events = self._projected(projection, records)
 
                 async def apply(batch: Sequence[ProjectedEvent]) -> None:
                     async with conn.transaction():  # a savepoint

@@ -176,17 +176,13 @@ class Running(Monitoring):
         (woken by NOTIFY, polling as the fallback). It prepares events and fills
         the queue while the worker writes, so reading, preparing and writing
         overlap; it waits when the queue is full."""
-        prepare = _prepare_of(projection)
-        shared = self._shared
         async with self.store.subscribe(
             after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
         ) as sub:
             while records := await sub.page():
                 for start in range(0, len(records), YIELD_EVERY):
-                    chunk = [shared(record) for record in records[start : start + YIELD_EVERY]]
-                    if prepare is not None:
-                        _prepare_all(prepare, chunk)
-                    await queue.put(chunk)
+                    chunk = records[start : start + YIELD_EVERY]
+                    await queue.put(self._projected(projection, chunk))
                     await asyncio.sleep(0)  # let requests in between: decoding is CPU work
 
     async def _read_until(
@@ -213,10 +209,16 @@ class Running(Monitoring):
             position = events[-1].position
         await queue.put([])
 
-    @staticmethod
-    def _prepared(projection: Projection, event: ProjectedEvent) -> ProjectedEvent:
-        _prepare_all(projection.prepare, [event])
-        return event
+    def _projected(
+        self, projection: Projection, records: Sequence[StoredRecord]
+    ) -> list[ProjectedEvent]:
+        """Records of the log as ``projection`` is given them: shared with the
+        process's other live projections, and prepared."""
+        events = [self._shared(record) for record in records]
+        prepare = _prepare_of(projection)
+        if prepare is not None:
+            _prepare_all(prepare, events)
+        return events
 
     def _shared(self, record: StoredRecord) -> ProjectedEvent:
         """The record as the live projections of this process see it: one
