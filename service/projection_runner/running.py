@@ -36,9 +36,12 @@ from service.store.records import StoredRecord, Tracking
 log = logging.getLogger("service.projection_runner")
 
 YIELD_EVERY = 16
-"""Events a live reader prepares before it queues them and lets other tasks
-run: paced readers wake together with a page each, and would otherwise hold
-the loop (and every request waiting on it) until all of it is decoded."""
+"""Events a live reader prepares before it lets other tasks run: paced
+readers wake together with a page each, and would otherwise hold the loop
+(and every request waiting on it) until all of it is decoded. The page is
+queued whole once prepared, so the worker commits it as one batch: a
+transaction per page, not per few events (each costs the worker's CPU
+several round trips)."""
 SHARED_EVENTS = 2048
 """Events of the log's head kept for the other live projections of the
 process (four pages of a subscription): one ProjectedEvent per record,
@@ -173,17 +176,18 @@ class Running(Monitoring):
         self, projection: Projection, position: int, queue: asyncio.Queue[list[ProjectedEvent]]
     ) -> None:
         """The reader task of a running worker: follows the store's subscription
-        (woken by NOTIFY, polling as the fallback). It prepares events and fills
-        the queue while the worker writes, so reading, preparing and writing
-        overlap; it waits when the queue is full."""
+        (woken by NOTIFY, polling as the fallback). It prepares each page and
+        queues it whole while the worker writes the one before, so reading,
+        preparing and writing overlap; it waits when the queue is full."""
         async with self.store.subscribe(
             after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
         ) as sub:
             while records := await sub.page():
+                events: list[ProjectedEvent] = []
                 for start in range(0, len(records), YIELD_EVERY):
-                    chunk = records[start : start + YIELD_EVERY]
-                    await queue.put(self._projected(projection, chunk))
+                    events += self._projected(projection, records[start : start + YIELD_EVERY])
                     await asyncio.sleep(0)  # let requests in between: decoding is CPU work
+                await queue.put(events)
 
     async def _read_until(
         self,

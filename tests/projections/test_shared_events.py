@@ -15,6 +15,7 @@ import pytest
 from domain.samples import walk_to
 from projections import ProjectedEvent, Projection
 from service.projection_runner import ProjectionRunner
+from service.projection_runner.running import YIELD_EVERY
 from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
 from tests.projections.support import save_all
@@ -82,3 +83,40 @@ async def test_a_record_read_again_with_another_data_key_is_decoded_again(
     assert runner._shared(dataclasses.replace(record)) is shared  # the same record read again
     erased = runner._shared(dataclasses.replace(record, data_key=None))  # its key destroyed
     assert erased is not shared and erased.position == shared.position
+
+
+class Batches(Projection):
+    """Keeps the size of every batch it is handed."""
+
+    name = "recording_batches"
+    tables = ()
+
+    def __init__(self) -> None:
+        self.sizes: list[int] = []
+
+    async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
+        self.sizes.append(len(batch))
+
+
+async def test_a_page_read_at_once_is_committed_as_one_batch(
+    store: EventStore, dsn: str, repository: RelationshipRepository
+) -> None:
+    """The reader prepares a page in chunks (letting requests in between) but
+    queues it whole: a transaction per page, not one per chunk."""
+    last = await save_all(repository, [walk_to("cultivation") for _ in range(5)])
+    assert last > 2 * YIELD_EVERY
+    batches = Batches()
+    runner = ProjectionRunner(
+        store,
+        dsn,
+        lambda record: repository.decode(record).event,
+        [batches],
+        poll_interval=0.05,
+        takeover_interval=0.05,
+    )
+    await runner.start()
+    try:
+        assert await runner.wait_until_projected(None, last, 30), await runner.lag()
+    finally:
+        await runner.stop()
+    assert batches.sizes == [last]
