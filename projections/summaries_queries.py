@@ -5,15 +5,14 @@ query time (see :mod:`projections.summaries`)."""
 from __future__ import annotations
 
 import dataclasses
-import json
-import operator
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
+import orjson
 
 from domain import to_jsonable
 from domain.risk import DEFAULT_POLICY, RISK_CODES, RiskPolicy, evaluate
@@ -72,31 +71,16 @@ COLUMNS = tuple(f.name for f in dataclasses.fields(Summary))
 assert tuple(_COLUMN_TYPES) == COLUMNS, "column types must follow the Summary fields"
 
 
-def _array_type(column_type: str) -> str:
-    """The type of a column's array parameter: jsonb travels as text, and a
-    text[] column (an array of arrays) as text (its literal)."""
-    if column_type in ("jsonb", "text[]"):
-        return "text[]"
-    return f"{column_type}[]"
-
-
-def _select(column: str, column_type: str) -> str:
-    if column_type == "jsonb":
-        return f"u.{column}::jsonb"
-    if column_type == "text[]":
-        return f"u.{column}::text[]"
-    return f"u.{column}"
-
-
 def _upsert_sql() -> str:
-    """One set-based upsert of a whole batch's rows (arrays, one per column;
-    jsonb travels as text because arrays of jsonb have no binary codec)."""
-    params = ", ".join(f"${i}::{_array_type(t)}" for i, t in enumerate(_COLUMN_TYPES.values(), 1))
-    selected = ", ".join(_select(c, t) for c, t in _COLUMN_TYPES.items())
+    """One set-based upsert of a whole batch's rows, sent as one JSON array
+    that PostgreSQL turns into rows of the table's own type: the rows are
+    written by orjson (dataclasses, dates and UUIDs natively), not encoded
+    value by value by the driver. That moves about two thirds of a row's cost
+    off the service's one Python thread, into the database."""
     updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "relationship_id")
     return (
-        f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {selected}"  # noqa: S608 - constants
-        f" FROM unnest({params}) AS u({', '.join(COLUMNS)})"
+        f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)}"  # noqa: S608
+        f" FROM jsonb_populate_recordset(NULL::{TABLE}, $1::text::jsonb)"
         f" ON CONFLICT (relationship_id) DO UPDATE SET {updates}"
     )
 
@@ -106,9 +90,6 @@ _LOAD = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE relationship_id = ANY($
 
 
 _TIMESTAMPTZ = tuple(c for c, t in _COLUMN_TYPES.items() if t == "timestamptz")
-_ROW_VALUES = operator.attrgetter(*COLUMNS)
-_JSONB_AT = tuple(i for i, c in enumerate(COLUMNS) if c in _JSONB)
-_RISK_CODES_AT = COLUMNS.index("risk_codes")
 
 
 def _from_row(row: asyncpg.Record) -> Summary:
@@ -124,22 +105,6 @@ def _from_row(row: asyncpg.Record) -> Summary:
     return Summary(**values)
 
 
-def _columns(rows: Sequence[Summary]) -> list[list[Any]]:
-    """The rows as one array per column, in column order."""
-    table = [list(_ROW_VALUES(row)) for row in rows]
-    for values in table:
-        for index in _JSONB_AT:
-            values[index] = json.dumps(values[index])
-        values[_RISK_CODES_AT] = _text_array(values[_RISK_CODES_AT])
-    return [list(column) for column in zip(*table, strict=True)] if table else [[] for _ in COLUMNS]
-
-
-def _text_array(values: Sequence[str]) -> str:
-    """A PostgreSQL array literal of strings (for an array of arrays parameter)."""
-    quoted = ('"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"' for value in values)
-    return "{" + ",".join(quoted) + "}"
-
-
 async def load_rows(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, Summary]:
     """The stored rows of these relationships (those that have one)."""
     rows = [_from_row(row) for row in await conn.fetch(_LOAD, list(ids))]
@@ -148,7 +113,29 @@ async def load_rows(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID,
 
 async def upsert_rows(conn: asyncpg.Connection, rows: Sequence[Summary]) -> None:
     """Write these rows with one set-based upsert."""
-    await conn.execute(_UPSERT, *_columns(rows))
+    text = orjson.dumps([_in_utc(row) for row in rows], default=_uuid_text)
+    await conn.execute(_UPSERT, text.decode())
+
+
+def _in_utc(row: Summary) -> Summary:
+    """The row with every instant in UTC: orjson writes an instant with its
+    own offset, and PostgreSQL refuses offsets beyond 15:59, which ISO 8601
+    and Python allow. Instants read from the database or the log are in UTC
+    already; only values taken from a request as sent are not."""
+    changes = {
+        name: value.astimezone(UTC)
+        for name in _TIMESTAMPTZ
+        if (value := getattr(row, name)) is not None and value.tzinfo is not UTC
+    }
+    return dataclasses.replace(row, **changes) if changes else row
+
+
+def _uuid_text(value: object) -> str:
+    """The driver's own UUID class (ids read from the log), which orjson does
+    not take for the standard one it derives from."""
+    if isinstance(value, UUID):
+        return str(value)
+    raise TypeError(f"{type(value).__name__} is not a summary column value")
 
 
 # --- queries -----------------------------------------------------------------------------
