@@ -7,19 +7,18 @@ from __future__ import annotations
 import dataclasses
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
 import asyncpg
-import orjson
 
 from domain import to_jsonable
 from domain.risk import DEFAULT_POLICY, RISK_CODES, RiskPolicy, evaluate
 from projections.paging import InvalidQuery, page_request
 from projections.paging import next_cursor as _next_cursor
 from projections.risk_sql import numbered, parameters, template
-from projections.sql import aware
+from projections.sql import aware, insert_rows, json_rows
 from projections.summaries_fold import Summary
 from workflows import PHASES
 
@@ -71,21 +70,12 @@ COLUMNS = tuple(f.name for f in dataclasses.fields(Summary))
 assert tuple(_COLUMN_TYPES) == COLUMNS, "column types must follow the Summary fields"
 
 
-def _upsert_sql() -> str:
-    """One set-based upsert of a whole batch's rows, sent as one JSON array
-    that PostgreSQL turns into rows of the table's own type: the rows are
-    written by orjson (dataclasses, dates and UUIDs natively), not encoded
-    value by value by the driver. That moves about two thirds of a row's cost
-    off the service's one Python thread, into the database."""
-    updates = ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "relationship_id")
-    return (
-        f"INSERT INTO {TABLE} ({', '.join(COLUMNS)}) SELECT {', '.join(COLUMNS)}"  # noqa: S608
-        f" FROM jsonb_populate_recordset(NULL::{TABLE}, $1::text::jsonb)"
-        f" ON CONFLICT (relationship_id) DO UPDATE SET {updates}"
-    )
-
-
-_UPSERT = _upsert_sql()
+_UPSERT = (
+    insert_rows(TABLE, COLUMNS)
+    + " ON CONFLICT (relationship_id) DO UPDATE SET "
+    + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "relationship_id")
+)
+"""One set-based upsert of a whole batch's rows, sent as one JSON array."""
 _LOAD = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE relationship_id = ANY($1::uuid[])"  # noqa: S608
 
 
@@ -113,29 +103,7 @@ async def load_rows(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID,
 
 async def upsert_rows(conn: asyncpg.Connection, rows: Sequence[Summary]) -> None:
     """Write these rows with one set-based upsert."""
-    text = orjson.dumps([_in_utc(row) for row in rows], default=_uuid_text)
-    await conn.execute(_UPSERT, text.decode())
-
-
-def _in_utc(row: Summary) -> Summary:
-    """The row with every instant in UTC: orjson writes an instant with its
-    own offset, and PostgreSQL refuses offsets beyond 15:59, which ISO 8601
-    and Python allow. Instants read from the database or the log are in UTC
-    already; only values taken from a request as sent are not."""
-    changes = {
-        name: value.astimezone(UTC)
-        for name in _TIMESTAMPTZ
-        if (value := getattr(row, name)) is not None and value.tzinfo is not UTC
-    }
-    return dataclasses.replace(row, **changes) if changes else row
-
-
-def _uuid_text(value: object) -> str:
-    """The driver's own UUID class (ids read from the log), which orjson does
-    not take for the standard one it derives from."""
-    if isinstance(value, UUID):
-        return str(value)
-    raise TypeError(f"{type(value).__name__} is not a summary column value")
+    await conn.execute(_UPSERT, json_rows(rows, _TIMESTAMPTZ))
 
 
 # --- queries -----------------------------------------------------------------------------

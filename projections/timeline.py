@@ -18,7 +18,6 @@ sentences never quote one.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import datetime
@@ -31,7 +30,7 @@ from domain import EventMetadata, Relationship, confidential_fields, event_view,
 from projections.base import ProjectedEvent, Projection, relationship_events
 from projections.paging import next_cursor as _next_cursor
 from projections.paging import page_request
-from projections.sql import aware
+from projections.sql import aware, insert_rows, json_rows
 
 NAME = "timeline"
 TABLE = "timeline_entries"
@@ -62,33 +61,9 @@ class TimelineRow:
     to_phase: str | None
 
 
-_PARAMETER_TYPES: Mapping[str, str] = {
-    "relationship_id": "uuid",
-    "version": "bigint",
-    "position": "bigint",
-    "event_id": "uuid",
-    "type": "text",
-    "occurred_at": "timestamptz",
-    "recorded_at": "timestamptz",
-    "source": "text",
-    "correlation_id": "text",
-    "causation_id": "text",
-    "from_phase": "text",
-    "to_phase": "text",
-}
-"""One array parameter per column, except ``actor`` (jsonb): arrays of jsonb
-have no binary codec, and encoding a JSON text per row cost more than the rest
-of the row, so the actors come as one JSON array, zipped with the others."""
 COLUMNS = tuple(TimelineRow.__dataclass_fields__)
-_FUNCTIONS = [f"unnest(${i}::{t}[])" for i, t in enumerate(_PARAMETER_TYPES.values(), 1)]
-_ACTORS = f"jsonb_array_elements(${len(_PARAMETER_TYPES) + 1}::text::jsonb)"
-_SELECTED = ["nullif(u.actor, 'null')" if name == "actor" else f"u.{name}" for name in COLUMNS]
-_INSERT = (
-    f"INSERT INTO {TABLE} ({', '.join(COLUMNS)})"  # noqa: S608 - constants only
-    f" SELECT {', '.join(_SELECTED)}"
-    f" FROM ROWS FROM ({', '.join(_FUNCTIONS)}, {_ACTORS})"
-    f" AS u({', '.join(_PARAMETER_TYPES)}, actor)"
-)
+_INSTANTS = ("occurred_at", "recorded_at")
+_INSERT = insert_rows(TABLE, COLUMNS)
 _SELECT = (
     f"SELECT {', '.join(COLUMNS)} FROM {TABLE}"  # noqa: S608 - constants only
     " WHERE relationship_id = $1 AND version > $2 ORDER BY version LIMIT $3"
@@ -169,13 +144,7 @@ class Timeline(Projection):
     async def handle(self, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]) -> None:
         rows = [timeline_row(event) for event in relationship_events(batch)]
         if rows:
-            await conn.execute(_INSERT, *_parameters(rows))
-
-
-def _parameters(rows: Sequence[TimelineRow]) -> list[Any]:
-    """The INSERT's parameters: one array per column, then the actors' JSON."""
-    columns: list[Any] = [[getattr(r, name) for r in rows] for name in _PARAMETER_TYPES]
-    return [*columns, json.dumps([r.actor for r in rows])]
+            await conn.execute(_INSERT, json_rows(rows, _INSTANTS))
 
 
 async def timeline(

@@ -45,9 +45,7 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     response.headers["X-Request-Id"] = request_id
     route = request.match_info.route.resource
     route_name = route.canonical if route is not None else "unmatched"
-    metrics = services(request).metrics
-    metrics.requests.labels(request.method, route_name, str(response.status)).inc()
-    metrics.latency.labels(request.method, route_name).observe(elapsed)
+    services(request).metrics.request_done(request.method, route_name, response.status, elapsed)
     who = request.get(PRINCIPAL)
     log.info(
         "request",
@@ -98,9 +96,8 @@ async def utf8_headers(request: web.Request, handler: Handler) -> web.StreamResp
     """Header values that are not UTF-8 are refused before anything reads
     them: aiohttp hands them on with lone surrogates, which fail wherever
     they are encoded again (a token's hash, a log line, the database)."""
-    for name, value in request.headers.items():
-        if not _utf8(name) or not _utf8(value):
-            raise Problem("malformed-request", "header values must be UTF-8 text")
+    if not _utf8("".join(itertools.chain.from_iterable(request.headers.items()))):
+        raise Problem("malformed-request", "header values must be UTF-8 text")
     return await handler(request)
 
 

@@ -102,6 +102,11 @@ def configure(form: str = "auto", level: int = logging.INFO) -> None:
     (text on a terminal, JSON otherwise). MENTORFLOW_LOG_FORMAT chooses."""
     if form == "auto":
         form = "text" if sys.stderr.isatty() else "json"
+    # Neither formatter writes where a call was made or by which thread or
+    # process: the logging HOWTO's "Optimization" switches skip gathering them
+    # for every record (a walk up the stack, among others; a line per request).
+    logging._srcfile = None
+    logging.logThreads = logging.logProcesses = logging.logMultiprocessing = False
     handler = LineBatchingHandler(sys.stderr)
     handler.setFormatter(TextFormatter() if form == "text" else JsonFormatter())
     root = logging.getLogger()

@@ -5,10 +5,14 @@ own (lag, checkpoint, leader per projection) to the same registry."""
 from __future__ import annotations
 
 from collections.abc import Iterable
+from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 LATENCY_BUCKETS = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0)
+METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
+"""Methods counted by name; any other a client sends counts as "other", so
+no client can add time series at will."""
 
 
 class Metrics:
@@ -70,6 +74,25 @@ class Metrics:
             registry=self.registry,
         )
 
+        self._children: dict[tuple[Any, ...], Any] = {}
+        """Label sets already used, and their series: ``labels()`` checks and
+        converts its values and takes a lock each time, a few microseconds on
+        every request and every event."""
+
+    def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
+        """Count a request and observe its latency."""
+        shown = method if method in METHODS else "other"
+        key = (shown, route, status)
+        series = self._children.get(key)
+        if series is None:
+            series = (
+                self.requests.labels(shown, route, str(status)),
+                self.latency.labels(shown, route),
+            )
+            self._children[key] = series
+        series[0].inc()
+        series[1].observe(seconds)
+
     def tree_built(self, size: int, last_position: int) -> None:
         self.tree_size.set(size)
         self.tree_lag.set(max(0, last_position - size))
@@ -78,8 +101,13 @@ class Metrics:
         self.task_failures.labels(task).inc()
 
     def appended(self, event_types: Iterable[str]) -> None:
+        """Count recorded events (types of the catalogue: a bounded set)."""
+        children = self._children
         for event_type in event_types:
-            self.appends.labels(event_type).inc()
+            series = children.get(event_type)
+            if series is None:
+                series = children[event_type] = self.appends.labels(event_type)
+            series.inc()
 
     def webhook_attempt(self, outcome: str) -> None:
         self.webhook_attempts.labels(outcome).inc()

@@ -1,7 +1,8 @@
-"""A summary row written and read back is the row that was written, whatever
-its values: the upsert sends the batch as one JSON array that PostgreSQL
-turns into rows, so dates, instants at the ends of Python's range, offsets,
-quotes and backslashes in text and in jsonb keys must all survive that."""
+"""A read model's row written and read back is the row that was written,
+whatever its values: a batch goes as one JSON array that PostgreSQL turns
+into rows (projections.sql.json_rows), so dates, instants at the ends of
+Python's range, offsets, quotes and backslashes in text and in jsonb keys,
+and the driver's own UUIDs must all survive that."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from asyncpg.pgproto.pgproto import UUID as DriverUUID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from projections import timeline
+from projections.sql import aware
 from projections.summaries_fold import Summary
 from projections.summaries_queries import load_rows, upsert_rows
 from service.store.eventstore import EventStore
@@ -116,3 +119,44 @@ async def test_rows_read_back_as_written(
     assert loaded == {row.relationship_id: row for row in again}
     for row in again:  # instants come back aware, whatever offset they were written with
         assert loaded[row.relationship_id].opened_at.tzinfo is not None
+
+
+actors = st.none() | st.fixed_dictionaries({"id": texts, "role": texts}) | st.just({})
+
+
+@st.composite
+def timeline_rows(draw: st.DrawFn) -> timeline.TimelineRow:
+    maybe = lambda s: draw(st.none() | s)  # noqa: E731
+    return timeline.TimelineRow(
+        relationship_id=draw(ids),
+        version=draw(positions),
+        position=draw(positions),
+        event_id=draw(ids),
+        type=draw(texts),
+        occurred_at=draw(instants),
+        recorded_at=draw(instants),
+        actor=draw(actors),
+        source=maybe(texts),
+        correlation_id=maybe(texts),
+        causation_id=maybe(texts),
+        from_phase=maybe(texts),
+        to_phase=maybe(texts),
+    )
+
+
+@settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(rows=st.lists(timeline_rows(), min_size=1, max_size=4))
+async def test_timeline_rows_read_back_as_written(
+    store: EventStore, rows: list[timeline.TimelineRow]
+) -> None:
+    stream = uuid.uuid4()
+    for version, row in enumerate(rows, 1):  # one relationship's versions, in order
+        row.relationship_id, row.version = stream, version
+    async with store.pool.acquire() as conn:
+        await conn.execute(timeline._INSERT, timeline.json_rows(rows, timeline._INSTANTS))
+        read = await conn.fetch(timeline._SELECT, stream, 0, len(rows) + 1)
+    assert [timeline.TimelineRow(*map(aware, row)) for row in read] == rows
