@@ -74,7 +74,7 @@ class Metrics:
             registry=self.registry,
         )
 
-        self._children: dict[tuple[Any, ...], Any] = {}
+        self._children: dict[object, Any] = {}
         """Label sets already used, and their series: ``labels()`` checks and
         converts its values and takes a lock each time, a few microseconds on
         every request and every event."""
