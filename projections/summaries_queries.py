@@ -65,7 +65,6 @@ _COLUMN_TYPES: Mapping[str, str] = {
     "earliest_deliverable_due": "date",
     "deliverables_position": "bigint",
 }
-_JSONB = frozenset(c for c, t in _COLUMN_TYPES.items() if t == "jsonb")
 COLUMNS = tuple(f.name for f in dataclasses.fields(Summary))
 assert tuple(_COLUMN_TYPES) == COLUMNS, "column types must follow the Summary fields"
 
@@ -76,23 +75,26 @@ _UPSERT = (
     + ", ".join(f"{c} = EXCLUDED.{c}" for c in COLUMNS if c != "relationship_id")
 )
 """One set-based upsert of a whole batch's rows, sent as one JSON array."""
+_SELECTED = ", ".join(f"s.{column}" for column in COLUMNS)
 _LOAD = f"SELECT {', '.join(COLUMNS)} FROM {TABLE} WHERE relationship_id = ANY($1::uuid[])"  # noqa: S608
 
 
 _TIMESTAMPTZ = tuple(c for c, t in _COLUMN_TYPES.items() if t == "timestamptz")
+_TIMESTAMPTZ_AT = tuple(COLUMNS.index(c) for c in _TIMESTAMPTZ)
 
 
 def _from_row(row: asyncpg.Record) -> Summary:
-    values = dict(row.items())
-    for name in _TIMESTAMPTZ:
-        values[name] = aware(values[name])
-    values["relationship_id"] = UUID(bytes=row["relationship_id"].bytes)
-    if row["predecessor_id"] is not None:
-        values["predecessor_id"] = UUID(bytes=row["predecessor_id"].bytes)
-    for name in _JSONB:
-        values[name] = dict(row[name])
-    values["risk_codes"] = list(row["risk_codes"])
-    return Summary(**values)
+    """A row selected as ``COLUMNS`` (in that order), as a Summary: its
+    values as the driver made them (jsonb decoded into fresh objects, UUIDs
+    of the driver's class, which equal and hash as the standard ones), the
+    infinities made aware (:func:`aware`). No per-column conversions: this
+    runs for every row a batch touches and every row a list shows."""
+    values = list(row)
+    for index in _TIMESTAMPTZ_AT:
+        value = values[index]
+        if value is not None and value.tzinfo is None:
+            values[index] = aware(value)
+    return Summary(*values)
 
 
 async def load_rows(conn: asyncpg.Connection, ids: Sequence[UUID]) -> dict[UUID, Summary]:
@@ -161,7 +163,7 @@ def _list_query(filters: Filters) -> tuple[str, list[Any], list[int]]:
         )
         conditions.append(f"coalesce({risk_sql}, false) = {flag}")
     sql = (
-        f"SELECT s.* FROM {TABLE} s WHERE {' AND '.join(conditions)}"  # noqa: S608 - constants only
+        f"SELECT {_SELECTED} FROM {TABLE} s WHERE {' AND '.join(conditions)}"  # noqa: S608 - constants only
         f" ORDER BY s.opened_position LIMIT ${len(args) + 2}"
     )
     return sql, args, risk_params
