@@ -98,8 +98,8 @@ def build(settings: Settings, store: EventStore, dsn: str) -> Components:
     def decode(record: StoredRecord) -> Relationship.Event:
         return repository.decode(record).event
 
-    runner = ProjectionRunner(
-        store, dsn, decode, [*all_projections(), WebhookOutbox()], registry=metrics.registry
+    runner = ProjectionRunner(  # the outbox first: it reads at once on each tick (phase_of)
+        store, dsn, decode, [WebhookOutbox(), *all_projections()], registry=metrics.registry
     )
     sealer = SecretSealer(settings.cipher_key)
     dispatcher = Dispatcher(

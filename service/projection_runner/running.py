@@ -180,7 +180,10 @@ class Running(Monitoring):
         queues it whole while the worker writes the one before, so reading,
         preparing and writing overlap; it waits when the queue is full."""
         async with self.store.subscribe(
-            after=position, poll_interval=self.poll_interval, min_interval=self.min_interval
+            after=position,
+            poll_interval=self.poll_interval,
+            min_interval=self.min_interval,
+            phase=self.phase_of(projection),
         ) as sub:
             while records := await sub.page():
                 events: list[ProjectedEvent] = []

@@ -94,8 +94,11 @@ _TRACKING_POSITION = "SELECT position FROM tracking WHERE name = $1"
 _ADVANCE_TRACKING = "SELECT mf_advance_tracking($1, $2)"
 
 READ_RETRIES = 1
-SHARED_READ_TTL = 0.05
-"""Seconds a page of the log's head is shared between subscriptions (SharedReads)."""
+SHARED_READ_TTL = 0.1
+"""Seconds a page of the log's head is shared between subscriptions
+(SharedReads): as long as the pacing interval of the live projections, whose
+reads are staggered over it (``phase``), so that each still gets the page
+the first one read."""
 CLOSE_TIMEOUT_S = 10.0
 
 
@@ -274,9 +277,11 @@ class EventStore:
         *,
         poll_interval: float = 1.0,
         min_interval: float = 0.0,
+        phase: float = 0.0,
     ) -> Subscription:
         """Follow the global log from `after`: catch up, then wait for appends
-        (reading at most once per `min_interval` while the log is busy)."""
+        (reading at most once per `min_interval` while the log is busy, on
+        ticks `phase` seconds into each interval: see `next_tick`)."""
         self._notifier.start()
         return Subscription(
             self._shared_reads,
@@ -285,6 +290,7 @@ class EventStore:
             topics,
             poll_interval=poll_interval,
             min_interval=min_interval,
+            phase=phase,
         )
 
     async def _read_log_positional(

@@ -137,6 +137,15 @@ class SharedReads:
 _PageKey = tuple[int, int, tuple[str, ...]]
 
 
+def next_tick(earliest: float, interval: float, phase: float) -> float:
+    """The first tick at or after ``earliest``: ticks fall every ``interval``
+    seconds of the loop's clock, ``phase`` seconds into each. Subscriptions
+    of one phase read together (and share the page, SharedReads); those of
+    other phases read the same page a little later, so the work each then
+    does on it is spread over the interval instead of landing at once."""
+    return math.ceil((earliest - phase) / interval) * interval + phase
+
+
 class Subscription(AsyncIterator[StoredRecord]):
     """Yields every record after `after`, in position order, then waits for more.
 
@@ -154,7 +163,9 @@ class Subscription(AsyncIterator[StoredRecord]):
         batch_size: int = 500,
         poll_interval: float = 1.0,
         min_interval: float = 0.0,
+        phase: float = 0.0,
     ):
+        self._phase = phase
         self._read_log = read_log
         self._notifier = notifier
         self.position = after
@@ -239,5 +250,5 @@ class Subscription(AsyncIterator[StoredRecord]):
         delayed."""
         now = asyncio.get_running_loop().time()
         earliest = self._last_read + self._min_interval
-        if earliest > now:  # on the next tick: every paced subscription reads together
-            await asyncio.sleep(math.ceil(earliest / self._min_interval) * self._min_interval - now)
+        if earliest > now:
+            await asyncio.sleep(next_tick(earliest, self._min_interval, self._phase) - now)
