@@ -70,16 +70,6 @@ class ProjectionRunner(Rebuilding):
     def names(self) -> list[str]:
         return list(self._workers)
 
-    def phase_of(self, projection: Projection) -> float:
-        """Seconds into each pacing interval at which ``projection`` reads the
-        busy log: the runner's projections in turn, the first at once. They
-        share each page all the same (SharedReads), but the CPU each spends
-        on it is spread over the interval: together at one tick, a request
-        arriving then waited for all of them (bench/http.py: p99 1.92x the
-        bare handler's, 1.70x staggered, over seven interleaved runs)."""
-        index = next(i for i, p in enumerate(self.projections) if p is projection)
-        return self.min_interval * index / len(self.projections)
-
     # --- lifecycle ---------------------------------------------------------------------
 
     async def start(self, supervisor: Supervisor | None = None) -> None:
