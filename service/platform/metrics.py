@@ -74,22 +74,23 @@ class Metrics:
             registry=self.registry,
         )
 
-        self._children: dict[object, Any] = {}
-        """Label sets already used, and their series: ``labels()`` checks and
-        converts its values and takes a lock each time, a few microseconds on
-        every request and every event."""
+        # The series of the label sets already used: labels() checks and
+        # converts its values and takes a lock on every call, a few
+        # microseconds on every request and every event.
+        self._request_series: dict[tuple[str, str, int], tuple[Any, Any]] = {}
+        self._append_series: dict[str, Any] = {}
 
     def request_done(self, method: str, route: str, status: int, seconds: float) -> None:
         """Count a request and observe its latency."""
         shown = method if method in METHODS else "other"
         key = (shown, route, status)
-        series = self._children.get(key)
+        series = self._request_series.get(key)
         if series is None:
             series = (
                 self.requests.labels(shown, route, str(status)),
                 self.latency.labels(shown, route),
             )
-            self._children[key] = series
+            self._request_series[key] = series
         series[0].inc()
         series[1].observe(seconds)
 
@@ -102,11 +103,11 @@ class Metrics:
 
     def appended(self, event_types: Iterable[str]) -> None:
         """Count recorded events (types of the catalogue: a bounded set)."""
-        children = self._children
+        known = self._append_series
         for event_type in event_types:
-            series = children.get(event_type)
+            series = known.get(event_type)
             if series is None:
-                series = children[event_type] = self.appends.labels(event_type)
+                series = known[event_type] = self.appends.labels(event_type)
             series.inc()
 
     def webhook_attempt(self, outcome: str) -> None:
