@@ -40,6 +40,14 @@ _opened = itertools.count(1)
 """Opening positions are unique in the table, which outlives one example."""
 
 
+examples = settings(
+    max_examples=60,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+"""Each example writes to the database: fewer than hypothesis's default."""
+
+
 @st.composite
 def summaries(draw: st.DrawFn) -> Summary:
     maybe = lambda s: draw(st.none() | s)  # noqa: E731
@@ -92,11 +100,7 @@ def summaries(draw: st.DrawFn) -> Summary:
     )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples
 @given(rows=st.lists(summaries(), min_size=1, max_size=4), changed=st.data())
 async def test_rows_read_back_as_written(
     store: EventStore, rows: list[Summary], changed: st.DataObject
@@ -144,11 +148,7 @@ def timeline_rows(draw: st.DrawFn) -> timeline.TimelineRow:
     )
 
 
-@settings(
-    max_examples=60,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples
 @given(rows=st.lists(timeline_rows(), min_size=1, max_size=4))
 async def test_timeline_rows_read_back_as_written(
     store: EventStore, rows: list[timeline.TimelineRow]
