@@ -1,7 +1,9 @@
 """Loaded by `bench/http.py --task-times FILE` into the server process only
 (through PYTHONPATH): times every callback the asyncio event loop runs and
 writes, every two seconds, the loop's busy time by task (workers by their
-task names, request handlers together) and how many callbacks ran long.
+task names, request handlers together), how many callbacks ran long, and for
+each task its longest callback and how many took 5 ms or more: those are what
+a request that arrives meanwhile waits for, so they make the p99.
 
 It wraps `asyncio.events.Handle._run`, so it sees the standard loop only
 (uvloop runs its callbacks in C). It adds about 2 µs per callback: compare
@@ -19,6 +21,7 @@ from typing import Any
 
 OUT = os.environ.get("MENTORFLOW_BENCH_TASK_TIMES")
 LONG_MS = (1, 2, 5, 10)
+SLOW_MS = 5
 
 
 def _name(handle: asyncio.events.Handle) -> str:
@@ -39,6 +42,8 @@ def _install(out: str) -> None:
     busy: dict[str, float] = collections.defaultdict(float)
     calls: collections.Counter[str] = collections.Counter()
     long_calls = [0] * (len(LONG_MS) + 1)
+    slow: collections.Counter[str] = collections.Counter()  # callbacks of >= SLOW_MS
+    longest: dict[str, float] = collections.defaultdict(float)
 
     def timed(self: Any) -> None:
         name = _name(self) if self._callback is not None else "?"
@@ -48,6 +53,9 @@ def _install(out: str) -> None:
         busy[name] += ms
         calls[name] += 1
         long_calls[sum(ms >= limit for limit in LONG_MS)] += 1
+        if ms >= SLOW_MS:
+            slow[name] += 1
+        longest[name] = max(longest[name], ms)
 
     def report() -> None:
         while True:
@@ -58,7 +66,8 @@ def _install(out: str) -> None:
                 f" by duration (<1, 1-2, 2-5, 5-10, >=10 ms): {long_calls}"
             ]
             lines += [
-                f"{ms:9.1f} ms {100 * ms / total:5.1f}% {calls[name]:7d}x  {name}"
+                f"{ms:9.1f} ms {100 * ms / total:5.1f}% {calls[name]:7d}x"
+                f"  longest {longest[name]:5.1f} ms, {slow[name]:3d} of >= {SLOW_MS} ms  {name}"
                 for name, ms in sorted(busy.items(), key=lambda item: -item[1])[:30]
             ]
             with open(out + ".part", "w", encoding="utf-8") as file:
