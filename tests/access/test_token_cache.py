@@ -24,6 +24,8 @@ class CountingStore:
         self._store = store
         self.trips = 0
         self.hold: asyncio.Event | None = None
+        self.holding = asyncio.Event()
+        """Set once a call is held (it has run its query)."""
         self.fail = False
 
     async def with_connection(self, fn: Callable[[Any], Awaitable[Any]]) -> Any:
@@ -33,6 +35,7 @@ class CountingStore:
         result = await self._store.with_connection(fn)
         hold, self.hold = self.hold, None
         if hold is not None:
+            self.holding.set()
             await hold.wait()
         return result
 
@@ -97,7 +100,7 @@ async def test_a_busy_token_is_looked_up_again_while_its_entry_answers(store: Ev
 
 
 async def test_a_revocation_elsewhere_is_seen_by_the_next_refresh(store: EventStore) -> None:
-    registry, counting, clock, token = await _registry(store)
+    registry, _, clock, token = await _registry(store)
     who = await registry.authenticate(token)
     assert who is not None
     assert await TokenRegistry(store).revoke(who.id)  # another process
@@ -121,8 +124,7 @@ async def test_a_lookup_on_its_way_during_a_revocation_is_not_kept(store: EventS
     registry, counting, _, token = await _registry(store)
     held = counting.hold = asyncio.Event()
     first = asyncio.ensure_future(registry.authenticate(token))
-    while counting.hold is not None:  # until the lookup has read the row (then it is held)
-        await asyncio.sleep(0.01)
+    await counting.holding.wait()  # the lookup has read the row
     who_id = (await TokenRegistry(store).list())[0][0].id
     assert await registry.revoke(who_id)
     held.set()
@@ -154,8 +156,7 @@ async def test_a_request_that_goes_away_does_not_cancel_the_shared_lookup(
     held = counting.hold = asyncio.Event()
     leaving = asyncio.ensure_future(registry.authenticate(token))
     staying = asyncio.ensure_future(registry.authenticate(token))
-    while counting.hold is not None:
-        await asyncio.sleep(0.01)
+    await counting.holding.wait()
     leaving.cancel()
     held.set()
     assert (await staying) is not None
