@@ -17,6 +17,7 @@ from service.access.tokens import Principal
 from service.http.context import PRINCIPAL, REQUEST_ID, services
 from service.http.problems import Problem, problem_from_application, problem_from_domain
 from service.http.routing import RELATIONSHIP_PATH, Handler, Route, route_of
+from service.platform import logs
 from service.relationships.application import ApplicationError
 from service.store.errors import StoreUnavailable
 
@@ -47,9 +48,10 @@ async def request_context(request: web.Request, handler: Handler) -> web.StreamR
     route_name = route.canonical if route is not None else "unmatched"
     services(request).metrics.request_done(request.method, route_name, response.status, elapsed)
     who = request.get(PRINCIPAL)
-    log.info(
+    logs.log_fields(
+        log,
         "request",
-        extra={
+        {
             "request_id": request_id,
             "method": request.method,
             "route": route_name,

@@ -47,7 +47,7 @@ async def json_object(request: web.Request) -> tuple[dict[str, Any], bytes]:
     body = parse_json(raw)
     if not isinstance(body, dict):
         raise Problem("malformed-request", "the body must be a JSON object")
-    bad = list(_unstorable_text(body, ""))
+    bad = unstorable_paths(body, raw)
     if bad:
         message = "text must be valid Unicode without NUL characters"
         raise Problem(
@@ -133,6 +133,19 @@ def _finite_float(text: str) -> float:
     if not math.isfinite(value):
         raise ValueError(f"{text} is beyond the range of a JSON number")
     return value
+
+
+def unstorable_paths(body: Any, raw: bytes) -> list[str]:
+    """Paths of the strings in `body` (parsed from `raw`) that PostgreSQL
+    cannot store. Most bodies are not walked: without a ``\\u`` escape, a NUL
+    byte or a 0xED byte, a body has none. Its strings are then the UTF-8 text
+    it holds literally, with no NUL, and a surrogate in UTF-8 starts with 0xED
+    (the standard parser, which reads what orjson refuses, lets one through).
+    UTF-16 and UTF-32 bodies, which the standard parser also reads, always
+    hold NUL bytes, so they are walked."""
+    if b"\\u" not in raw and b"\x00" not in raw and b"\xed" not in raw:
+        return []
+    return list(_unstorable_text(body, ""))
 
 
 def _unstorable_text(value: Any, path: str) -> Iterator[str]:

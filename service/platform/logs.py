@@ -11,6 +11,8 @@ import asyncio
 import contextlib
 import logging
 import sys
+import time
+from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
@@ -20,35 +22,110 @@ _NO_LOCK = contextlib.nullcontext()
 _STANDARD = frozenset(vars(logging.LogRecord("", 0, "", 0, "", None, None))) | {"message"}
 
 
-class JsonFormatter(logging.Formatter):
+class LineFormatter(logging.Formatter):
+    """A formatter whose line is made from plain values (`line`), so that
+    `log_fields` can write one without a LogRecord."""
+
     def format(self, record: logging.LogRecord) -> str:
+        extra = {k: v for k, v in vars(record).items() if k not in _STANDARD}
+        exception = self.formatException(record.exc_info) if record.exc_info else None
+        level, message = record.levelname.lower(), record.getMessage()
+        return self.line(record.created, level, record.name, message, extra, exception)
+
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        msg: str,
+        extra: Mapping[str, Any],
+        exception: str | None = None,
+    ) -> str:
+        raise NotImplementedError
+
+
+class JsonFormatter(LineFormatter):
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        msg: str,
+        extra: Mapping[str, Any],
+        exception: str | None = None,
+    ) -> str:
         entry: dict[str, Any] = {
-            "ts": datetime.fromtimestamp(record.created, UTC).isoformat(),
-            "level": record.levelname.lower(),
-            "logger": record.name,
-            "msg": record.getMessage(),
+            "ts": datetime.fromtimestamp(created, UTC).isoformat(),
+            "level": level,
+            "logger": logger,
+            "msg": msg,
         }
-        entry.update({k: v for k, v in vars(record).items() if k not in _STANDARD})
-        if record.exc_info:
-            entry["exception"] = self.formatException(record.exc_info)
+        entry.update(extra)
+        if exception is not None:
+            entry["exception"] = exception
         return fast_json.dumps(entry, default=str)
 
 
-class TextFormatter(logging.Formatter):
+class TextFormatter(LineFormatter):
     """For a person at a terminal: time, level, logger, message, then the
     same `extra` fields as the JSON lines, as key=value."""
 
-    def format(self, record: logging.LogRecord) -> str:
-        moment = datetime.fromtimestamp(record.created, UTC).strftime("%H:%M:%S")
-        extra = " ".join(
-            f"{key}={value}" for key, value in vars(record).items() if key not in _STANDARD
-        )
-        line = f"{moment} {record.levelname.lower():<7} {record.name}: {record.getMessage()}"
+    def line(
+        self,
+        created: float,
+        level: str,
+        logger: str,
+        msg: str,
+        extra: Mapping[str, Any],
+        exception: str | None = None,
+    ) -> str:
+        moment = datetime.fromtimestamp(created, UTC).strftime("%H:%M:%S")
+        line = f"{moment} {level:<7} {logger}: {msg}"
         if extra:
-            line += f"  {extra}"
-        if record.exc_info:
-            line += "\n" + self.formatException(record.exc_info)
+            line += "  " + " ".join(f"{key}={value}" for key, value in extra.items())
+        if exception is not None:
+            line += "\n" + exception
         return line
+
+
+def log_fields(logger: logging.Logger, msg: str, fields: Mapping[str, Any]) -> None:
+    """`logger.info(msg, extra=fields)`, for the access log's line per request.
+
+    When the line would reach only the handler `configure` installs, with no
+    filter on its way, it is formatted and queued here: making a LogRecord
+    and passing it through the logging machinery cost three times as much
+    (23-30 against 7 µs a line on the 2-core VM). Otherwise (a test's
+    capture handler, a filter someone added) it goes through logging."""
+    if not logger.isEnabledFor(logging.INFO):
+        return
+    handler = _sole_handler(logger)
+    if handler is None:
+        logger.info(msg, extra=dict(fields))
+        return
+    formatter = handler.formatter
+    assert isinstance(formatter, LineFormatter)
+    handler.emit_line(formatter.line(time.time(), "info", logger.name, msg, fields))
+
+
+def _sole_handler(logger: logging.Logger) -> LineBatchingHandler | None:
+    """The handler an INFO line of `logger` goes to, if that is all that
+    happens to it: one LineBatchingHandler with a LineFormatter, and no filter."""
+    current: logging.Logger | None = logger
+    while current is not None and not current.handlers:
+        if current.filters or not current.propagate:
+            return None
+        current = current.parent
+    if current is None or current.filters or len(current.handlers) != 1:
+        return None
+    handler = current.handlers[0]
+    if (
+        not isinstance(handler, LineBatchingHandler)
+        or handler.filters
+        or handler.level > logging.INFO
+        or not isinstance(handler.formatter, LineFormatter)
+    ):
+        return None
+    return handler
 
 
 class LineBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
@@ -67,6 +144,10 @@ class LineBatchingHandler(logging.StreamHandler):  # type: ignore[type-arg]
         except Exception:
             self.handleError(record)
             return
+        self.emit_line(line)
+
+    def emit_line(self, line: str) -> None:
+        """Queue a formatted line for the end of this turn of the loop."""
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:

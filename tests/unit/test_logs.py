@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import io
 import json
 import logging
@@ -10,6 +11,8 @@ import sys
 from collections.abc import Iterator
 
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 from service.platform import logs
 from service.platform.settings import Settings, SettingsError
@@ -117,3 +120,111 @@ def test_outside_a_loop_each_line_is_written_at_once_and_flush_empties_the_rest(
     assert stream.getvalue() == "alone\n"
     handler.flush()
     assert stream.calls == ["alone\n"]
+
+
+# --- log_fields: the access log's line without a LogRecord ---------------------------------
+
+_FIELD_NAMES = st.from_regex(r"[a-z][a-z_]{0,11}", fullmatch=True).filter(
+    lambda name: name not in logs._STANDARD
+)
+_FIELD_VALUES = st.one_of(
+    st.none(), st.booleans(), st.integers(), st.floats(allow_nan=False), st.text(max_size=20)
+)
+
+
+@contextlib.contextmanager
+def _sole_handler(formatter: logging.Formatter) -> Iterator[io.StringIO]:
+    """Root's only handler a LineBatchingHandler writing to a buffer, as
+    `configure` sets it up (restored afterwards)."""
+    root = logging.getLogger()
+    saved, level = root.handlers[:], root.level
+    out = io.StringIO()
+    handler = logs.LineBatchingHandler(out)
+    handler.setFormatter(formatter)
+    root.handlers[:] = [handler]
+    root.setLevel(logging.INFO)
+    try:
+        yield out
+    finally:
+        root.handlers[:] = saved
+        root.setLevel(level)
+
+
+def _without_time(line: str, form: str) -> object:
+    if form == "json":
+        entry = json.loads(line)
+        assert entry.pop("ts")
+        return entry
+    return line.split(" ", 1)[1]  # after the time of day
+
+
+@given(
+    fields=st.dictionaries(_FIELD_NAMES, _FIELD_VALUES, max_size=6),
+    message=st.text(min_size=1, max_size=10).filter(lambda m: "%" not in m),
+    form=st.sampled_from(["json", "text"]),
+)
+def test_log_fields_writes_the_line_logging_would(
+    fields: dict[str, object], message: str, form: str
+) -> None:
+    formatter = logs.JsonFormatter() if form == "json" else logs.TextFormatter()
+    log = logging.getLogger("mentorflow.test.fields")
+    with _sole_handler(formatter) as out:
+        log.info(message, extra=fields)
+        through_logging = out.getvalue()
+        out.truncate(0)
+        out.seek(0)
+        logs.log_fields(log, message, fields)
+        direct = out.getvalue()
+    assert _without_time(direct, form) == _without_time(through_logging, form)
+
+
+def test_log_fields_goes_through_logging_when_a_filter_is_on_the_way() -> None:
+    log = logging.getLogger("mentorflow.test.filtered")
+    seen: list[logging.LogRecord] = []
+
+    def keep_none(record: logging.LogRecord) -> bool:
+        seen.append(record)
+        return False
+
+    log.addFilter(keep_none)
+    try:
+        with _sole_handler(logs.JsonFormatter()) as out:
+            logs.log_fields(log, "request", {"status": 201})
+    finally:
+        log.removeFilter(keep_none)
+    assert [r.__dict__["status"] for r in seen] == [201]
+    assert out.getvalue() == ""
+
+
+def test_log_fields_reaches_every_handler_when_there_are_several(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    log = logging.getLogger("mentorflow.test.captured")
+    with caplog.at_level(logging.INFO):
+        logs.log_fields(log, "request", {"status": 201})
+    assert [(r.getMessage(), r.__dict__["status"]) for r in caplog.records] == [("request", 201)]
+
+
+def test_log_fields_writes_nothing_below_the_loggers_level() -> None:
+    log = logging.getLogger("mentorflow.test.quiet")
+    log.setLevel(logging.WARNING)
+    try:
+        with _sole_handler(logs.JsonFormatter()) as out:
+            logs.log_fields(log, "request", {"status": 201})
+    finally:
+        log.setLevel(logging.NOTSET)
+    assert out.getvalue() == ""
+
+
+def test_an_exception_is_the_last_field_of_a_json_line() -> None:
+    try:
+        raise ValueError("boom")
+    except ValueError:
+        record = logging.LogRecord(
+            "mentorflow.test", logging.ERROR, __file__, 1, "failed", None, sys.exc_info()
+        )
+    record.__dict__["request_id"] = "r1"
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert (
+        list(entry)[-2:] == ["request_id", "exception"] and "ValueError: boom" in entry["exception"]
+    )
