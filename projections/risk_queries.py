@@ -8,6 +8,17 @@ those rows, the ones whose set of reasons changed, are loaded, and the
 domain's pure rules (domain/risk.py) say the reasons to record. Nothing scans
 every relationship, and the work of a pass follows the number of changes, not
 the number of relationships (or of those at risk).
+
+But for one thing: the relationships flagged before. Whether each recorded
+code still holds is a condition on its row, so a pass that looks at all of
+them reads every one (35,000 at the scale bench's full size: 174 ms a pass).
+A pass may look only at those whose row changed (``changed_after``: rows
+whose ``last_position`` is past it), because time alone never makes a
+recorded code stop holding: every condition is "a stored moment is older than
+now minus a limit", or no moment at all, and stays true as now moves on until
+an event changes the row. What can make one stop holding without such an
+event (a clock set back, another policy, a rebuilt row) is left to the
+complete passes the risk worker still runs (service/risk/worker.py).
 """
 
 from __future__ import annotations
@@ -54,10 +65,13 @@ def _per_value(
     return sql, [cutoffs[name] for name in names]
 
 
-def rule_queries(now: datetime, policy: RiskPolicy) -> dict[str, tuple[str, list[Any]]]:
+def rule_queries(
+    now: datetime, policy: RiskPolicy, changed_after: int | None = None
+) -> dict[str, tuple[str, list[Any]]]:
     """Each rule's query, with its arguments at ``now``: the relationships it
     newly holds for (their recorded codes lack it); under ``flagged``, those
-    flagged before where a recorded code no longer holds."""
+    flagged before where a recorded code no longer holds (only those whose row
+    changed after position ``changed_after``, if given)."""
     values = parameters(now, policy)
     queries: dict[str, tuple[str, list[Any]]] = {}
     for code in RISK_CODES:
@@ -75,7 +89,11 @@ def rule_queries(now: datetime, policy: RiskPolicy) -> dict[str, tuple[str, list
             )
             queries[code] = (sql, [values[i] for i in used])
     sql, used = _FLAGGED
-    queries["flagged"] = (sql, [values[i] for i in used])
+    flagged_args = [values[i] for i in used]
+    if changed_after is not None:
+        flagged_args.append(changed_after)
+        sql += f" AND s.last_position > ${len(flagged_args)}"
+    queries["flagged"] = (sql, flagged_args)
     return queries
 
 
@@ -104,12 +122,12 @@ class Evaluated:
 
 
 async def candidates(
-    conn: asyncpg.Connection, now: datetime, policy: RiskPolicy
+    conn: asyncpg.Connection, now: datetime, policy: RiskPolicy, changed_after: int | None = None
 ) -> dict[str, set[UUID]]:
     """Per rule, the relationships it newly holds for now; under ``flagged``,
     those flagged before where a recorded code no longer holds."""
     found: dict[str, set[UUID]] = {}
-    for code, (sql, args) in rule_queries(now, policy).items():
+    for code, (sql, args) in rule_queries(now, policy, changed_after).items():
         rows = await conn.fetch(sql, *args)
         found[code] = {_uuid(row[0]) for row in rows}
     return found
@@ -120,11 +138,17 @@ def _uuid(value: Any) -> UUID:
 
 
 async def evaluation_pass(
-    conn: asyncpg.Connection, now: datetime, policy: RiskPolicy
+    conn: asyncpg.Connection,
+    now: datetime,
+    policy: RiskPolicy,
+    *,
+    changed_after: int | None = None,
 ) -> list[Evaluated]:
     """The relationships whose reasons now differ from the codes last recorded,
-    with what to record, in a stable order."""
-    ids = set().union(*(await candidates(conn, now, policy)).values())
+    with what to record, in a stable order. With ``changed_after``, of the
+    relationships flagged before only those whose row changed after that
+    position are looked at (see the module's docstring)."""
+    ids = set().union(*(await candidates(conn, now, policy, changed_after)).values())
     if not ids:
         return []
     rows = await load_rows(conn, sorted(ids))

@@ -4,7 +4,7 @@ when a relationship's set of reasons changes, once, through the application."""
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 from uuid import UUID
@@ -13,11 +13,13 @@ import pytest
 
 from domain import Actor, Envelope, Relationship
 from domain.risk import RiskPolicy
+from projections.risk_queries import evaluation_pass
 from projections.summaries import NAME as SUMMARIES
 from service.projection_runner import ProjectionRunner
 from service.relationships.application import Application, ServiceOnly
 from service.relationships.repository import RelationshipRepository
 from service.risk import RiskWorker
+from service.risk.worker import PassReport
 from service.store.eventstore import EventStore
 
 pytestmark = pytest.mark.db
@@ -436,3 +438,76 @@ async def test_news_starts_a_pass_at_most_every_min_interval(
 
     assert await _passes_after_news(paced(30), pair, wait=0.5) == 1
     assert await _passes_after_news(paced(0), pair, wait=0.5) >= 2
+
+
+# --- passes on news look at the flagged relationships that changed -------------------------
+
+
+async def test_a_pass_on_news_rechecks_a_flagged_relationship_only_if_its_row_changed(
+    pair: Pair, worker: RiskWorker, store: EventStore, clock: FakeClock
+) -> None:
+    """A recorded code can stop holding without an event only if the clock
+    goes back (or the policy or the row's projection changes): here the pass
+    is asked about a moment before the flag, where no rule holds."""
+    await pair.to_cultivation()
+    clock.now = pair.at + 31 * DAY
+    await evaluate(pair, worker)
+    assert await pair.risk_events() == [("risk.flagged", ["no_first_meeting"])]
+    last = await store.max_position()  # the flag's position: the row's last event
+
+    async def gone(changed_after: int | None) -> list[UUID]:
+        changes = await store.with_connection(
+            lambda conn: evaluation_pass(conn, START, worker.policy, changed_after=changed_after)
+        )
+        return [c.relationship_id for c in changes]
+
+    assert await gone(None) == [pair.id]  # a complete pass
+    assert await gone(last - 1) == [pair.id]  # its row changed after that position
+    assert await gone(last) == []  # its row did not change since
+
+
+class Recording(RiskWorker):
+    """The real worker, remembering what each pass of its loop looked at."""
+
+    looked: list[int | None]
+
+    async def evaluate_once(self, *, changed_after: int | None = None) -> PassReport:
+        self.looked.append(changed_after)
+        return await super().evaluate_once(changed_after=changed_after)
+
+
+async def _until(condition: Callable[[], bool], seconds: float = 10) -> None:
+    for _ in range(int(seconds / 0.02)):
+        if condition():
+            return
+        await asyncio.sleep(0.02)
+    raise AssertionError("not within the time allowed")
+
+
+async def test_the_worker_passes_completely_first_then_on_news_then_every_interval(
+    pair: Pair, application: Application, runner: ProjectionRunner, dsn: str, clock: FakeClock
+) -> None:
+    await pair.to_cultivation()
+    await pair.settle()
+    worker = Recording(
+        application, runner, dsn, clock=clock, interval_s=1.0, takeover_interval=0.05
+    )
+    worker.min_interval_s = 0
+    worker.looked = []
+    task = asyncio.create_task(worker.run())
+    try:
+        await _until(lambda: len(worker.looked) == 1)
+        assert worker.looked == [None]  # the first pass is complete
+        checkpoint = await runner.checkpoint(SUMMARIES)
+        await pair.post("meeting.held", {"held_at": pair.at.isoformat()})
+        await _until(lambda: len(worker.looked) >= 2)
+        assert worker.looked[1] == checkpoint  # on news: rows changed since the first began
+        await _until(lambda: None in worker.looked[2:], seconds=5)  # interval_s later
+        count = len(worker.looked)
+        clock.now -= DAY  # the clock set back: the next pass is complete
+        await pair.post("meeting.held", {"held_at": pair.at.isoformat()})
+        await _until(lambda: len(worker.looked) > count)
+        assert worker.looked[count] is None
+    finally:
+        task.cancel()
+        await asyncio.gather(task, return_exceptions=True)
