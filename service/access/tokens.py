@@ -283,7 +283,13 @@ class TokenRegistry:
         if pending is None:
             pending = asyncio.ensure_future(self._fetch(digest))
             self._lookups[digest] = pending
-            pending.add_done_callback(lambda _: self._lookups.pop(digest, None))
+
+            def done(lookup: asyncio.Future[Principal | None]) -> None:
+                self._lookups.pop(digest, None)
+                if not lookup.cancelled():
+                    lookup.exception()  # its callers have it, or none is left to have it
+
+            pending.add_done_callback(done)
         return pending
 
     async def _fetch(self, digest: bytes) -> Principal | None:
