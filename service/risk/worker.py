@@ -94,8 +94,6 @@ class PassReport:
     recorded: list[Saved] = field(default_factory=list)
     skipped: int = 0
     """Changes not recorded: the relationship moved on (evaluated again next pass)."""
-    complete: bool = True
-    """Whether every relationship flagged before was looked at (not only the changed ones)."""
 
 
 class RiskWorker:
@@ -142,7 +140,7 @@ class RiskWorker:
         changes = await self.store.with_connection(
             lambda conn: evaluation_pass(conn, now, self.policy, changed_after=changed_after)
         )
-        report = PassReport(now, changes=len(changes), complete=changed_after is None)
+        report = PassReport(now, changes=len(changes))
         slots = asyncio.Semaphore(CONCURRENT_RECORDS)
 
         async def record(evaluated: Evaluated) -> Saved | None:
