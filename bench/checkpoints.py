@@ -1,7 +1,7 @@
 """Checkpoint publishing time against the number of events since the last
 checkpoint, as ratios against a baseline measured in the same run.
 
-Target (DESIGN.md section 7): publishing a checkpoint costs time proportional
+Target (docs/performance.md): publishing a checkpoint costs time proportional
 to the events since the last one (with the stored tree, the root of the new
 size is O(log n) stored nodes), not to the size of the log.
 

@@ -4,8 +4,8 @@
    new generation of its tables built beside the serving ones (one
    transaction per batch with its checkpoint), then swaps them in.
    Ceiling: a plain read of the global log in the same batches, decoding
-   every payload into its domain event, writing nothing. Targets (DESIGN.md
-   section 7, issue 17): >= 20,000 events/s per projection, and >= 0.8x the
+   every payload into its domain event, writing nothing. Targets
+   (docs/performance.md): >= 20,000 events/s per projection, and >= 0.8x the
    ceiling measured in the same run. Every projection that has a rebuild is
    measured (the runner's; the webhook outbox is never rebuilt).
 2. Lag: every projection running while events are appended at a steady rate
