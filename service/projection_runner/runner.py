@@ -119,8 +119,9 @@ class ProjectionRunner(Rebuilding):
     ) -> bool:
         """Wait until projection ``name`` (every projection when None) has
         committed ``position``: read-your-writes after an append. False on
-        timeout. Cheap when this process runs the worker (woken by its commits,
-        no query when already there); otherwise polls the checkpoint."""
+        timeout. Cheap when this process runs the worker: woken by its
+        commits, it never queries (the worker is the only writer of the
+        checkpoint while it holds the lock); otherwise polls the checkpoint."""
         names = self.names if name is None else [name]
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
@@ -134,10 +135,12 @@ class ProjectionRunner(Rebuilding):
         loop = asyncio.get_running_loop()
         delay = 0.005
         while True:
-            if worker.committed is not None and worker.committed[1] >= position:
+            committed = worker.committed
+            if committed is not None and committed[1] >= position:
                 return True
             woken = worker.progressed
-            if await self.checkpoint(name) >= position:
+            running_here = worker.leading and committed is not None
+            if not running_here and await self.checkpoint(name) >= position:
                 return True
             remaining = deadline - loop.time()
             if remaining <= 0:

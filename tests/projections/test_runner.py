@@ -343,6 +343,32 @@ async def test_wait_until_projected_gives_read_your_writes(
     assert count == relationship.version
 
 
+async def test_a_waiter_where_the_worker_runs_queries_nothing(
+    store: EventStore, dsn: str, repository: RelationshipRepository, runner: ProjectionRunner
+) -> None:
+    """Woken by the worker's commits, a waiter in the process that runs the
+    worker never reads the checkpoint from the database (the risk worker waits
+    so on every pass, and so does a request with ``?min_position=``): before,
+    it read it on every wake-up, every few milliseconds while it waited."""
+    await wait(runner, await save_all(repository, [walk_to("establishment")]))
+    reads = 0
+    checkpoint = runner.checkpoint
+
+    async def counted(name: str) -> int:
+        nonlocal reads
+        reads += asyncio.current_task() is waiter  # not the runner's metrics task
+        return await checkpoint(name)
+
+    runner.checkpoint = counted  # type: ignore[method-assign]
+    coming = await store.max_position() + 1  # positions are gap-free
+    waiter = asyncio.create_task(runner.wait_until_projected("timeline", coming, timeout=10))
+    await asyncio.sleep(0.4)  # the waiter waits, with nothing to project
+    assert not waiter.done()
+    assert await save_all(repository, [walk_to("reflection")]) >= coming
+    assert await waiter
+    assert reads == 0
+
+
 async def test_wait_until_projected_times_out_when_nothing_runs(
     store: EventStore, dsn: str, repository: RelationshipRepository
 ) -> None:
