@@ -17,7 +17,7 @@ requests/s, and its p99 <= 1.5x the baseline's p99.
 
     python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16] [--no-workers]
                          [--loop auto|uvloop|asyncio] [--profile FILE]
-                         [--task-times FILE]
+                         [--task-times FILE] [--rate R]
 
 --loop picks the event loop of both servers (MENTORFLOW_EVENT_LOOP for the
 service, the same for the baseline) and of the client; `auto` is uvloop where
@@ -30,6 +30,12 @@ whole run (text) to FILE when the server stops.
 only; bench/_task_times) and keeps FILE up to date with the loop's busy time
 by task: each worker's share, the request handlers', and how many callbacks
 ran long.
+
+--rate sends R requests/s in all, on a schedule, instead of each client's
+next request as soon as it has an answer: a steady, light load, at which the
+server's CPU per second (against the baseline's, and against the same run
+with --no-workers) shows what the workers cost when they are not competing
+with a saturating load.
 
 By default the server also runs all its workers (projections, webhook outbox
 and dispatcher, Merkle tree builder, checkpoint publisher, risk worker), which
@@ -84,15 +90,25 @@ def meeting(n: int) -> dict[str, Any]:
 
 
 async def load(
-    session: aiohttp.ClientSession, url_of: Any, body_of: Any, concurrency: int, seconds: float
+    session: aiohttp.ClientSession,
+    url_of: Any,
+    body_of: Any,
+    concurrency: int,
+    seconds: float,
+    rate: float | None = None,
 ) -> list[float]:
-    """Latencies (s) of the requests that succeeded; fails loudly on any other status."""
+    """Latencies (s) of the requests that succeeded; fails loudly on any other
+    status. Each client sends its next request as soon as it has the answer,
+    or, given a `rate` (requests/s of all clients together), on a schedule."""
     latencies: list[float] = []
-    deadline = time.perf_counter() + seconds
+    start = time.perf_counter()
+    deadline = start + seconds
 
     async def worker(index: int) -> None:
         n = index
         while time.perf_counter() < deadline:
+            if rate is not None:
+                await asyncio.sleep(max(0.0, start + (n - index) / rate - time.perf_counter()))
             n += concurrency
             started = time.perf_counter()
             async with session.post(url_of(n), json=body_of(n)) as response:
@@ -161,6 +177,7 @@ def summary(latencies: list[float], seconds: float, cpu: float) -> dict[str, flo
         "p50": ordered[len(ordered) // 2] * 1000,
         "p99": ordered[int(len(ordered) * 0.99)] * 1000,
         "cpu": cpu / len(ordered) * 1000,
+        "cpu_s": cpu / seconds * 1000,
     }
 
 
@@ -172,6 +189,7 @@ async def main(
     loop: str = "auto",
     profile: str | None = None,
     task_times: str | None = None,
+    rate: float | None = None,
 ) -> None:
     dsn = database_url_for_tests()
     schema = f"bench_{uuid.uuid4().hex[:10]}"
@@ -218,7 +236,7 @@ async def main(
                 for name, (url_of, body_of, pid) in order[:: -1 if round_no % 2 else 1]:
                     await quiet(pids)
                     cpu = cpu_seconds(pid)
-                    latencies = await load(session, url_of, body_of, concurrency, seconds)
+                    latencies = await load(session, url_of, body_of, concurrency, seconds, rate)
                     during = cpu_seconds(pid) - cpu
                     await quiet([pid])  # what the load left to do counts as its cost
                     total = cpu_seconds(pid) - cpu
@@ -231,7 +249,7 @@ async def main(
                         f"  server CPU {figures['cpu']:5.2f} ms/req"
                         f" ({figures['after']:4.2f} after the load)"
                     )
-        _report(results, concurrency, loop)
+        _report(results, concurrency, loop, rate)
     finally:
         bare.terminate()
         await bare.wait()
@@ -252,23 +270,33 @@ def _task_times_env(out: str | None) -> dict[str, str]:
     }
 
 
-def _report(results: dict[str, list[dict[str, float]]], concurrency: int, loop: str) -> None:
+def _report(
+    results: dict[str, list[dict[str, float]]], concurrency: int, loop: str, rate: float | None
+) -> None:
+    keys = ("rps", "p50", "p99", "cpu", "cpu_s")
     medians = {
-        name: {k: statistics.median(r[k] for r in runs) for k in ("rps", "p50", "p99", "cpu")}
+        name: {k: statistics.median(r[k] for r in runs) for k in keys}
         for name, runs in results.items()
     }
     base = medians["baseline"]["rps"]
     rounds = len(results["baseline"])
-    print(f"\n{concurrency} concurrent clients, medians of {rounds} rounds, loop {loop}")
+    offered = "as fast as answered" if rate is None else f"{rate:g} requests/s in all"
+    print(f"\n{concurrency} clients, {offered}, medians of {rounds} rounds, loop {loop}")
     print(
-        f"{'subject':12}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>9}{'p99 ms':>9}{'CPU ms/req':>12}"
+        f"{'subject':12}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>9}{'p99 ms':>9}"
+        f"{'CPU ms/req':>12}{'CPU ms/s':>10}"
     )
     for name, m in medians.items():
         print(
             f"{name:12}{m['rps']:>9.0f}{m['rps'] / base:>12.2f}x{m['p50']:>9.1f}{m['p99']:>9.1f}"
-            f"{m['cpu']:>12.2f}"
+            f"{m['cpu']:>12.2f}{m['cpu_s']:>10.1f}"
         )
     ours, bare = medians["mentorflow"], medians["baseline"]
+    if rate is not None:
+        cpu = ours["cpu_s"] / bare["cpu_s"]
+        p99 = ours["p99"] / bare["p99"]
+        print(f"mentorflow/baseline at {rate:g} requests/s: server CPU {cpu:.2f}x, p99 {p99:.2f}x")
+        return
     print(
         f"mentorflow/baseline: req/s {ours['rps'] / bare['rps']:.2f}x (target >= 0.70x),"
         f" p99 {ours['p99'] / bare['p99']:.2f}x (target <= 1.50x)"
@@ -297,6 +325,13 @@ if __name__ == "__main__":
         help="serve the API only (projections and webhooks run in another process)",
     )
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        metavar="R",
+        help="send R requests/s in all on a schedule instead of as fast as answered"
+        " (what the workers cost at a steady, light load: compare CPU ms/s)",
+    )
     parser.add_argument("--profile", metavar="FILE", help="profile the server (pyinstrument)")
     parser.add_argument(
         "--task-times", metavar="FILE", help="the server loop's busy time by task (asyncio)"
@@ -304,6 +339,8 @@ if __name__ == "__main__":
     args = parser.parse_args()
     if args.task_times and args.loop != "asyncio":
         parser.error("--task-times needs --loop asyncio")
+    if args.rate is not None and args.rate <= 0:
+        parser.error("--rate must be positive")
     event_loop.run(
         main(
             args.seconds,
@@ -313,6 +350,7 @@ if __name__ == "__main__":
             args.loop,
             args.profile,
             args.task_times,
+            args.rate,
         ),
         args.loop,
     )
