@@ -107,8 +107,8 @@ async def load(
     async def worker(index: int) -> None:
         n = index
         while time.perf_counter() < deadline:
-            if rate is not None:
-                await asyncio.sleep(max(0.0, start + (n - index) / rate - time.perf_counter()))
+            if rate is not None:  # request n at n / rate: the clients take turns, evenly spaced
+                await asyncio.sleep(max(0.0, start + n / rate - time.perf_counter()))
             n += concurrency
             started = time.perf_counter()
             async with session.post(url_of(n), json=body_of(n)) as response:
