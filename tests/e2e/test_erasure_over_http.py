@@ -320,8 +320,8 @@ async def _journey(
     # webhooks: the erasure is delivered, and no delivery ever carried a marker
     await _until(lambda: "org.mentorflow.relationship.personal_data.erased" in receiver.types())
     await _until(lambda: "org.mentorflow.relationship.goal.progressed" in receiver.types()[-3:])
-    for body in receiver.bodies:
-        text = body.decode()
+    for delivered in receiver.bodies:
+        text = delivered.decode()
         assert not [s for s in secrets if s in text]
 
     # the database: no plaintext of an erased field in any table, no stored

@@ -112,7 +112,8 @@ async def test_a_failing_event_is_named_counted_and_recorded_while_the_others_go
         ), caplog.text
         await runner.refresh_metrics()
         sample = runner.registry.get_sample_value
-        assert sample("mentorflow_projection_failures_total", {"projection": "timeline"}) >= 1
+        failures = sample("mentorflow_projection_failures_total", {"projection": "timeline"})
+        assert failures is not None and failures >= 1
         assert sample("mentorflow_projection_stuck_position", {"projection": "timeline"}) == (
             first + 3
         )

@@ -9,6 +9,7 @@ from __future__ import annotations
 import itertools
 import uuid
 from datetime import UTC, date, datetime, timedelta, timezone
+from typing import TypeVar
 
 import pytest
 from asyncpg.pgproto.pgproto import UUID as DriverUUID
@@ -16,7 +17,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from projections import timeline
-from projections.sql import aware
+from projections.sql import aware, json_rows
 from projections.summaries_fold import Summary
 from projections.summaries_queries import load_rows, upsert_rows
 from service.store.eventstore import EventStore
@@ -24,7 +25,7 @@ from service.store.eventstore import EventStore
 pytestmark = pytest.mark.db
 
 texts = st.text(
-    st.characters(blacklist_characters="\x00", blacklist_categories=("Cs",)), max_size=12
+    st.characters(blacklist_characters="\x00", blacklist_categories=["Cs"]), max_size=12
 )
 offsets = st.integers(-(24 * 60 - 1), 24 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m)))
 instants = st.one_of(
@@ -39,6 +40,8 @@ ids = st.uuids().flatmap(lambda u: st.sampled_from([u, DriverUUID(u.bytes)]))
 _opened = itertools.count(1)
 """Opening positions are unique in the table, which outlives one example."""
 
+T = TypeVar("T")
+
 
 examples = settings(
     max_examples=60,
@@ -50,7 +53,9 @@ examples = settings(
 
 @st.composite
 def summaries(draw: st.DrawFn) -> Summary:
-    maybe = lambda s: draw(st.none() | s)  # noqa: E731
+    def maybe(strategy: st.SearchStrategy[T]) -> T | None:
+        return draw(st.none() | strategy)
+
     return Summary(
         relationship_id=draw(st.uuids()),
         opened_position=draw(positions),
@@ -125,12 +130,16 @@ async def test_rows_read_back_as_written(
         assert loaded[row.relationship_id].opened_at.tzinfo is not None
 
 
-actors = st.none() | st.fixed_dictionaries({"id": texts, "role": texts}) | st.just({})
+actors: st.SearchStrategy[dict[str, str] | None] = (
+    st.none() | st.fixed_dictionaries({"id": texts, "role": texts}) | st.just({})
+)
 
 
 @st.composite
 def timeline_rows(draw: st.DrawFn) -> timeline.TimelineRow:
-    maybe = lambda s: draw(st.none() | s)  # noqa: E731
+    def maybe(strategy: st.SearchStrategy[T]) -> T | None:
+        return draw(st.none() | strategy)
+
     return timeline.TimelineRow(
         relationship_id=draw(ids),
         version=draw(positions),
@@ -157,6 +166,6 @@ async def test_timeline_rows_read_back_as_written(
     for version, row in enumerate(rows, 1):  # one relationship's versions, in order
         row.relationship_id, row.version = stream, version
     async with store.pool.acquire() as conn:
-        await conn.execute(timeline._INSERT, timeline.json_rows(rows, timeline._INSTANTS))
+        await conn.execute(timeline._INSERT, json_rows(rows, timeline._INSTANTS))
         read = await conn.fetch(timeline._SELECT, stream, 0, len(rows) + 1)
     assert [timeline.TimelineRow(*map(aware, row)) for row in read] == rows

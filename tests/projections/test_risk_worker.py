@@ -129,7 +129,7 @@ class Pair:
         relationship = await self.application.repository.load(self.id)
         assert relationship is not None
         records = await self.store.read_stream(self.id)
-        out = []
+        out: list[tuple[str, list[str]]] = []
         for record in records:
             event = self.application.repository.decode(record).event
             if isinstance(event, Relationship.RiskFlagged):
@@ -222,6 +222,7 @@ async def _listed(worker: RiskWorker, pair: Pair) -> dict[str, Any]:
         clock=worker.clock,
     )
     page = await models.list_relationships(limit=10)
+    item: dict[str, Any]
     (item,) = [i for i in page["items"] if i["id"] == str(pair.id)]
     return item
 
@@ -285,10 +286,11 @@ async def test_a_high_concern_raised_then_resolved(
 
 async def test_clients_cannot_post_risk_events(pair: Pair) -> None:
     await pair.to_cultivation()
-    for event_type, data in [
+    posts: list[tuple[str, dict[str, Any]]] = [
         ("risk.flagged", {"reasons": [{"code": "phase_stalled", "since": START.isoformat()}]}),
         ("risk.cleared", {"codes": ["phase_stalled"]}),
-    ]:
+    ]
+    for event_type, data in posts:
         with pytest.raises(ServiceOnly, match="recorded by the service only"):
             await pair.post(event_type, data)
 

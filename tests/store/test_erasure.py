@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -169,7 +169,8 @@ def named(phase: Any, name: str) -> Relationship:
     relationship = Relationship.open(
         {"mentee_id": "mentee-1", "mentee_name": name}, clock.envelope("mentee-1")
     )
-    for event in walk_to(phase).collect_events()[1:]:
+    for pending in walk_to(phase).collect_events()[1:]:
+        event = cast(Relationship.Event, pending)
         data = {k: v for k, v in event_data(event).items() if k != "version"}
         relationship.record(event.api_type, data, clock.envelope("mentee-1"))
     return relationship

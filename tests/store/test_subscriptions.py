@@ -176,7 +176,7 @@ async def test_reads_under_way_are_shared_and_an_empty_one_is_read_again(
 ) -> None:
     log = _CountingLog(store)
     shared = SharedReads(log, ttl=0)
-    assert await asyncio.gather(shared(0, 10, ()), shared(0, 10, ())) == [[], []]
+    assert list(await asyncio.gather(shared(0, 10, ()), shared(0, 10, ()))) == [[], []]
     assert log.queries == 2  # found nothing: the second reader read for itself
     await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
     first, second = await asyncio.gather(shared(0, 10, ()), shared(0, 10, ()))

@@ -3,7 +3,7 @@ rendering tests that need no database."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import UTC, datetime
 from uuid import uuid4
 
@@ -25,7 +25,12 @@ def projected(events: Sequence[Relationship.Event]) -> list[ProjectedEvent]:
             metadata=event_metadata(event),
             recorded_at=RECORDED_AT,
             chain_hash=b"",
-            decode=lambda event=event: event,
+            decode=_decoded(event),
         )
         for index, event in enumerate(events, 1)
     ]
+
+
+def _decoded(event: Relationship.Event) -> Callable[[], Relationship.Event]:
+    """A decoder that hands back ``event`` itself."""
+    return lambda: event

@@ -14,13 +14,15 @@ one iteration where the race lies is always among them.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable, Sequence
-from typing import Any
+from collections.abc import Callable, Coroutine, Sequence
+from typing import Any, cast
 
 import pytest
 
+from domain import Relationship
 from service.platform.tasks import cancel_and_wait
 from service.projection_runner import ProjectionRunner
+from service.store.eventstore import EventStore
 from service.store.records import StoredRecord
 from service.store.subscriptions import Notifier, Subscription
 
@@ -28,7 +30,7 @@ OFFSETS = range(8)
 
 
 async def assert_cancel_is_honoured(
-    start: Callable[[], Awaitable[Any]], wake: Callable[[], None], offset: int
+    start: Callable[[], Coroutine[Any, Any, object]], wake: Callable[[], None], offset: int
 ) -> None:
     """Start the waiter, let it block, wake it, cancel it `offset` loop
     iterations later: unless it had finished by then, it must end as
@@ -55,14 +57,22 @@ async def test_a_waiting_subscription_stops_when_cancelled(offset: int) -> None:
     notifier = Notifier("postgresql://unused", "unused", "unused")  # never started
     subscription = Subscription(empty_log, notifier, 0, poll_interval=60)
     try:
-        await assert_cancel_is_honoured(lambda: anext(subscription), notifier.wake_all, offset)
+        # What anext(subscription) returns: typed a mere Awaitable, which create_task refuses.
+        await assert_cancel_is_honoured(subscription.__anext__, notifier.wake_all, offset)
     finally:
         subscription.stop()
 
 
 @pytest.mark.parametrize("offset", OFFSETS)
 async def test_a_worker_waiting_for_a_batch_stops_when_cancelled(offset: int) -> None:
-    runner = ProjectionRunner(None, "postgresql://unused", lambda r: None, [], poll_interval=60)  # type: ignore[arg-type]
+    # Never started: it reads no store and decodes nothing, so neither is a real one.
+    runner = ProjectionRunner(
+        cast(EventStore, None),
+        "postgresql://unused",
+        lambda r: cast(Relationship.Event, None),
+        [],
+        poll_interval=60,
+    )
     queue: asyncio.Queue[list[Any]] = asyncio.Queue()
     reader = asyncio.create_task(asyncio.sleep(3600))
     try:

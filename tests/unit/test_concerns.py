@@ -4,10 +4,11 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime
+from typing import cast
 
 import pytest
 
-from domain import GuardFailed, ValidationFailed, make_mapper
+from domain import GuardFailed, Relationship, ValidationFailed, make_mapper
 from domain.samples import walk_to
 from domain.values import Actor, Envelope
 
@@ -65,8 +66,8 @@ def test_a_concern_recorded_before_ids_existed_is_resolvable_by_its_number() -> 
         topic=stored[-1].topic,
         state=json.dumps(state).encode(),
     )
-    events = [mapper.to_domain_event(s) for s in stored]
-    replayed = None
+    events = [cast(Relationship.Event, mapper.to_domain_event(s)) for s in stored]
+    replayed: Relationship | None = None
     for event in events:
         replayed = event.mutate(replayed)
     assert replayed is not None

@@ -13,6 +13,7 @@ from domain.errors import GuardFailed, InvalidTransition, ValidationFailed
 from domain.risk import RiskFacts, evaluate
 from domain.samples import agreement_data, walk_to
 from projections.timeline import describe
+from workflows import Phase
 
 NOW = datetime(2025, 3, 1, 9, 0, tzinfo=UTC)
 MENTEE = Envelope(occurred_at=NOW, actor=Actor("mentee-1", "mentee"))
@@ -119,15 +120,15 @@ def test_a_deliverable_past_due_in_cultivation_is_at_risk() -> None:
 @pytest.mark.parametrize(
     "phase", ["reflection", "identification", "establishment", "cultivation", "refinement"]
 )
-def test_advocacy_is_the_mentors_to_record_in_every_phase_but_concluded(phase: str) -> None:
-    relationship = walk_to(phase)  # type: ignore[arg-type]
+def test_advocacy_is_the_mentors_to_record_in_every_phase_but_concluded(phase: Phase) -> None:
+    relationship = walk_to(phase)
     data = {
         "kind": "co_authorship",
         "description": "invited onto the review",
         "occurred_on": "2025-02-27",
     }
     for role in ("mentee", "program_admin"):
-        envelope = Envelope(occurred_at=NOW, actor=Actor("someone", role))  # type: ignore[arg-type]
+        envelope = Envelope(occurred_at=NOW, actor=Actor("someone", role))
         with pytest.raises(GuardFailed) as raised:
             relationship.record("advocacy.recorded", data, envelope)
         assert [rule.guard for rule in raised.value.unmet_rules] == ["recorded_by_the_mentor"]

@@ -6,7 +6,7 @@ fails a test.
 """
 
 from dataclasses import replace
-from typing import Any
+from typing import Any, cast
 
 import pytest
 from hypothesis import given
@@ -22,6 +22,7 @@ from workflows import (
     GuardUnmet,
     LifecycleFacts,
     NotAccepted,
+    Phase,
     Snapshot,
     check,
 )
@@ -37,7 +38,7 @@ GOOD_AGREEMENT = AgreementFacts(
 
 # --- docs/events.md: transitions (event type, from, to, facts and data meeting the guard) ---
 
-GUARD_MET: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
+GUARD_MET: list[tuple[str, Phase, Phase, LifecycleFacts, dict[str, Any]]] = [
     (
         "identification.started",
         "reflection",
@@ -111,7 +112,7 @@ def _with_agreement(**changes: Any) -> LifecycleFacts:
 
 
 # (event type, source phase, guard expected unmet, facts, data): each breaks exactly one rule.
-GUARD_BROKEN: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
+GUARD_BROKEN: list[tuple[str, Phase, str, LifecycleFacts, dict[str, Any]]] = [
     (
         "identification.started",
         "reflection",
@@ -188,14 +189,14 @@ GUARD_BROKEN: list[tuple[str, str, str, LifecycleFacts, dict[str, Any]]] = [
 
 # --- docs/events.md: events that do not change phase, and the phases that accept them ------
 
-EVERY_PHASE_BUT_CONCLUDED = (
+EVERY_PHASE_BUT_CONCLUDED: tuple[Phase, ...] = (
     "reflection",
     "identification",
     "establishment",
     "cultivation",
     "refinement",
 )
-IN_PHASE: dict[str, tuple[str, ...]] = {
+IN_PHASE: dict[str, tuple[Phase, ...]] = {
     "reflection.recorded": EVERY_PHASE_BUT_CONCLUDED,
     "concern.raised": EVERY_PHASE_BUT_CONCLUDED,
     "concern.resolved": EVERY_PHASE_BUT_CONCLUDED,
@@ -216,7 +217,7 @@ IN_PHASE: dict[str, tuple[str, ...]] = {
     "relationship.paused": ("establishment", "cultivation"),
     "relationship.resumed": ("establishment", "cultivation"),
 }
-TRANSITION_SOURCES: dict[str, tuple[str, ...]] = {
+TRANSITION_SOURCES: dict[str, tuple[Phase, ...]] = {
     "identification.started": ("reflection",),
     "mentor.selected": ("identification",),
     "relationship.established": ("establishment",),
@@ -241,10 +242,10 @@ ACCEPTED_WHILE_PAUSED = {
     "reflection.recorded",
     "relationship.withdrawn",
 }
-PAUSABLE = ("establishment", "cultivation")
+PAUSABLE: tuple[Phase, ...] = ("establishment", "cultivation")
 
 
-def _facts_for(phase: str, paused: bool = False) -> LifecycleFacts:
+def _facts_for(phase: Phase, paused: bool = False) -> LifecycleFacts:
     """Facts with one open concern, ``c1`` (see :data:`OPEN_CONCERN`), decided
     for a mentor (advocacy is the mentor's to record)."""
     return LifecycleFacts(
@@ -274,7 +275,7 @@ def test_the_machine_knows_exactly_the_event_types_of_the_design() -> None:
 
 
 @pytest.mark.parametrize("phase", PHASES)
-def test_the_compiled_table_lists_what_the_library_lists(phase: str) -> None:
+def test_the_compiled_table_lists_what_the_library_lists(phase: Phase) -> None:
     """The table is read through the library's public API; an instance of the
     machine, asked the same way, agrees on every event and every transition."""
     machine = workflows.machine_at(phase)
@@ -296,7 +297,7 @@ def test_it_is_a_strict_state_machine_not_a_statechart() -> None:
     ids=[f"{e}-from-{s}" for e, s, *_ in GUARD_MET],
 )
 def test_transition_is_accepted_when_its_guard_is_met(
-    event_type: str, source: str, target: str, facts: LifecycleFacts, data: dict[str, Any]
+    event_type: str, source: Phase, target: Phase, facts: LifecycleFacts, data: dict[str, Any]
 ) -> None:
     assert check(event_type, facts, data) == Accepted(event_type, source, target)
 
@@ -350,7 +351,7 @@ NOT_ACCEPTED = [
 @pytest.mark.parametrize(
     ("event_type", "phase"), NOT_ACCEPTED, ids=[f"{e}-in-{p}" for e, p in NOT_ACCEPTED]
 )
-def test_event_is_not_accepted_in_any_other_phase(event_type: str, phase: str) -> None:
+def test_event_is_not_accepted_in_any_other_phase(event_type: str, phase: Phase) -> None:
     for paused in (False, True) if phase in PAUSABLE else (False,):
         decision = check(event_type, _facts_for(phase, paused))
         assert decision == NotAccepted(
@@ -369,13 +370,13 @@ IN_PHASE_CASES = [
 @pytest.mark.parametrize(
     ("event_type", "phase"), IN_PHASE_CASES, ids=[f"{e}-in-{p}" for e, p in IN_PHASE_CASES]
 )
-def test_in_phase_event_is_accepted_and_keeps_the_phase(event_type: str, phase: str) -> None:
+def test_in_phase_event_is_accepted_and_keeps_the_phase(event_type: str, phase: Phase) -> None:
     decision = check(event_type, _facts_for(phase), OPEN_CONCERN)
     assert decision == Accepted(event_type, phase, phase)
 
 
 @pytest.mark.parametrize("phase", EVERY_PHASE_BUT_CONCLUDED)
-def test_only_an_open_concern_can_be_resolved(phase: str) -> None:
+def test_only_an_open_concern_can_be_resolved(phase: Phase) -> None:
     unknown = check("concern.resolved", _facts_for(phase), {"concern_id": "c9"})
     assert isinstance(unknown, GuardUnmet)
     assert [info.name for info in unknown.unmet] == ["concern_was_raised"]
@@ -388,7 +389,7 @@ def test_only_an_open_concern_can_be_resolved(phase: str) -> None:
 
 @pytest.mark.parametrize("phase", EVERY_PHASE_BUT_CONCLUDED)
 @pytest.mark.parametrize("role", ["mentee", "program_admin", "system", None])
-def test_only_the_mentor_records_advocacy(phase: str, role: str | None) -> None:
+def test_only_the_mentor_records_advocacy(phase: Phase, role: str | None) -> None:
     facts = LifecycleFacts(phase, actor_role=role)
     decision = check("advocacy.recorded", facts, {"kind": "introduction"})
     assert isinstance(decision, GuardUnmet)
@@ -401,7 +402,7 @@ def test_only_the_mentor_records_advocacy(phase: str, role: str | None) -> None:
 
 
 @pytest.mark.parametrize("phase", PHASES)
-def test_allowed_events_when_not_paused_match_the_design(phase: str) -> None:
+def test_allowed_events_when_not_paused_match_the_design(phase: Phase) -> None:
     expected = {e for e, phases in IN_PHASE.items() if phase in phases} | {
         e for e, sources in TRANSITION_SOURCES.items() if phase in sources
     }
@@ -411,7 +412,7 @@ def test_allowed_events_when_not_paused_match_the_design(phase: str) -> None:
 
 @pytest.mark.parametrize("phase", PAUSABLE)
 def test_while_paused_only_resume_concern_reflection_and_withdrawal_are_accepted(
-    phase: str,
+    phase: Phase,
 ) -> None:
     assert set(workflows.allowed_events(Snapshot(phase, paused=True))) == ACCEPTED_WHILE_PAUSED
     for event_type in ALL_TYPES:
@@ -428,7 +429,7 @@ def test_while_paused_only_resume_concern_reflection_and_withdrawal_are_accepted
 
 
 @pytest.mark.parametrize("phase", PAUSABLE)
-def test_cannot_pause_twice_nor_resume_when_not_paused(phase: str) -> None:
+def test_cannot_pause_twice_nor_resume_when_not_paused(phase: Phase) -> None:
     assert isinstance(check("relationship.paused", _facts_for(phase)), Accepted)
     assert isinstance(check("relationship.paused", _facts_for(phase, paused=True)), NotAccepted)
     assert isinstance(check("relationship.resumed", _facts_for(phase, paused=True)), Accepted)
@@ -449,7 +450,8 @@ def test_concluded_accepts_nothing() -> None:
 def test_unknown_event_types_and_phases() -> None:
     assert isinstance(check("relationship.teleported", _facts_for("cultivation")), NotAccepted)
     with pytest.raises(ValueError, match="unknown phase"):
-        workflows.allowed_events(Snapshot("limbo"))
+        # Deliberately not a Phase: the check at run time is what is tested.
+        workflows.allowed_events(Snapshot(cast(Phase, "limbo")))
 
 
 # --- the compiled table and the library's own engine agree --------------------------

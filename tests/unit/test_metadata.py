@@ -100,7 +100,7 @@ def test_the_one_view_redacts_for_auditors() -> None:
         clock.envelope(),
     )
     event = _history(relationship)[-1]
-    common = {
+    common: dict[str, Any] = {
         "event_id": uuid4(),
         "version": event.originator_version,
         "position": 7,

@@ -18,7 +18,7 @@ it had at that version.
 import copy
 import dataclasses
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import HealthCheck, settings
 from hypothesis import strategies as st
@@ -190,7 +190,9 @@ class RelationshipLifecycle(RuleBasedStateMachine):
         super().__init__()
         self.clock = Clock(start=datetime(2025, 1, 1, tzinfo=UTC), step=timedelta(minutes=7))
         self.relationship = Relationship.open({"mentee_id": "mentee-1"}, self.clock.envelope())
-        self.events: list[Relationship.Event] = list(self.relationship.pending_events)
+        self.events: list[Relationship.Event] = [
+            cast(Relationship.Event, e) for e in self.relationship.pending_events
+        ]
         self.states = {1: _state(self.relationship)}
         self.views = {1: relationship_view(self.relationship)}
 

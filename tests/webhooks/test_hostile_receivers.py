@@ -35,7 +35,6 @@ from service.projection_runner import ProjectionRunner
 from service.relationships.codec import mapper_for
 from service.relationships.repository import RelationshipRepository
 from service.store.eventstore import EventStore
-from service.webhooks import dispatcher as dispatcher_module
 from service.webhooks import endpoints
 from service.webhooks.dispatcher import (
     DISPATCHER_TASK,
@@ -363,7 +362,8 @@ async def test_a_failure_in_the_dispatchers_own_work_is_counted_and_delivery_com
             raise RuntimeError("injected")
         return await real_targets(*args, **kwargs)
 
-    monkeypatch.setattr(dispatcher_module.endpoints, "delivery_targets", failing_once)
+    # The module the dispatcher calls it through (service.webhooks.dispatcher.endpoints).
+    monkeypatch.setattr(endpoints, "delivery_targets", failing_once)
     config = DispatcherConfig(
         retry_schedule=FAST, allow_private=True, timeout_s=5, poll_interval_s=0.1, lease_s=1200
     )
