@@ -15,7 +15,8 @@ last batches to project) is its own, and must not slow the next subject.
 Targets (docs/performance.md): mentorflow >= 0.70x the baseline's
 requests/s, and its p99 <= 1.5x the baseline's p99.
 
-    python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16] [--no-workers]
+    python bench/http.py [--seconds 5] [--rounds 3] [--concurrency 16]
+                         [--workers in-process|process|none] [--no-workers]
                          [--loop auto|uvloop|asyncio] [--profile FILE]
                          [--task-times FILE] [--rate R]
 
@@ -37,10 +38,13 @@ server's CPU per second (against the baseline's, and against the same run
 with --no-workers) shows what the workers cost when they are not competing
 with a saturating load.
 
-By default the server also runs all its workers (projections, webhook outbox
-and dispatcher, Merkle tree builder, checkpoint publisher, risk worker), which
-share its CPU; --no-workers measures an API-only process
-(MENTORFLOW_RUN_WORKERS=0), as a deployment that runs them elsewhere would.
+By default (--workers in-process) the server also runs all its workers
+(projections, webhook outbox and dispatcher, Merkle tree builder, checkpoint
+publisher, risk worker), which share its CPU. --workers process measures the
+deployment docker-compose.yml ships: an API-only server
+(MENTORFLOW_RUN_WORKERS=0) beside a `mentorflow worker` process, whose CPU is
+counted as the server's too. --workers none (or --no-workers) measures the
+API-only server alone, with nobody projecting.
 """
 
 from __future__ import annotations
@@ -170,6 +174,32 @@ async def quiet(pids: list[int], *, timeout: float = 30.0) -> None:
         before = now
 
 
+def cpu_of(pids: list[int]) -> float:
+    return sum(cpu_seconds(pid) for pid in pids)
+
+
+async def _start_worker(dsn: str, schema: str, loop: str) -> asyncio.subprocess.Process:
+    """`mentorflow worker` beside the API-only server, as docker-compose.yml
+    runs it: every worker, the risk worker included, on the server's schema."""
+    env = {
+        **os.environ,
+        "DATABASE_URL": dsn,
+        "MENTORFLOW_DB_SCHEMA": schema,
+        "MENTORFLOW_RISK_WORKER": "1",
+        "MENTORFLOW_EVENT_LOOP": loop,
+    }
+    return await asyncio.create_subprocess_exec(
+        sys.executable,
+        "-m",
+        "service.cli",
+        "worker",
+        env=env,
+        cwd=ROOT,
+        stdout=asyncio.subprocess.DEVNULL,
+        stderr=asyncio.subprocess.DEVNULL,
+    )
+
+
 def summary(latencies: list[float], seconds: float, cpu: float) -> dict[str, float]:
     ordered = sorted(latencies)
     return {
@@ -185,7 +215,7 @@ async def main(
     seconds: float,
     rounds: int,
     concurrency: int,
-    workers: bool,
+    workers: str,
     loop: str = "auto",
     profile: str | None = None,
     task_times: str | None = None,
@@ -197,13 +227,14 @@ async def main(
     server = ServerProcess(
         dsn,
         schema,
-        MENTORFLOW_RUN_WORKERS="1" if workers else "0",
+        MENTORFLOW_RUN_WORKERS="1" if workers == "in-process" else "0",
         MENTORFLOW_RISK_WORKER="1",  # every worker, as deployed (the tests' servers leave it out)
         MENTORFLOW_EVENT_LOOP=loop,
         **_task_times_env(task_times),
     )
     server.python_args = profiler
     server.start()
+    worker = await _start_worker(dsn, schema, loop) if workers == "process" else None
     bare_port = free_port()
     bare = await asyncio.create_subprocess_exec(
         sys.executable, str(ROOT / "bench" / "_bare_server.py"), dsn, schema, str(bare_port), loop
@@ -219,11 +250,18 @@ async def main(
                 "mentorflow": (
                     lambda n: f"{server.url}/v1/relationships/{ids[n % len(ids)]}/events",
                     meeting,
-                    server.process.pid if server.process else 0,
+                    [
+                        server.process.pid if server.process else 0,
+                        *([worker.pid] if worker else []),
+                    ],
                 ),
-                "baseline": (lambda n: f"http://127.0.0.1:{bare_port}/events", meeting, bare.pid),
+                "baseline": (
+                    lambda n: f"http://127.0.0.1:{bare_port}/events",
+                    meeting,
+                    [bare.pid],
+                ),
             }
-            pids = [pid for _, _, pid in subjects.values()]
+            pids = [pid for _, _, subject_pids in subjects.values() for pid in subject_pids]
             for url_of, body_of, _ in subjects.values():  # warm up
                 await load(session, url_of, body_of, concurrency, 1.0)
             for round_no in range(rounds):
@@ -233,13 +271,13 @@ async def main(
                 # taken in turn once showed the baseline 20% slower in every
                 # run of the second).
                 order = list(subjects.items())
-                for name, (url_of, body_of, pid) in order[:: -1 if round_no % 2 else 1]:
+                for name, (url_of, body_of, own) in order[:: -1 if round_no % 2 else 1]:
                     await quiet(pids)
-                    cpu = cpu_seconds(pid)
+                    cpu = cpu_of(own)
                     latencies = await load(session, url_of, body_of, concurrency, seconds, rate)
-                    during = cpu_seconds(pid) - cpu
-                    await quiet([pid])  # what the load left to do counts as its cost
-                    total = cpu_seconds(pid) - cpu
+                    during = cpu_of(own) - cpu
+                    await quiet(own)  # what the load left to do counts as its cost
+                    total = cpu_of(own) - cpu
                     figures = summary(latencies, seconds, total)
                     figures["after"] = (total - during) / len(latencies) * 1000
                     results[name].append(figures)
@@ -253,6 +291,9 @@ async def main(
     finally:
         bare.terminate()
         await bare.wait()
+        if worker is not None:
+            worker.terminate()
+            await worker.wait()
         if profile:
             server.terminate(timeout=120)  # a clean exit, so the profiler writes its report
         server.close()
@@ -320,9 +361,16 @@ if __name__ == "__main__":
     parser.add_argument("--rounds", type=int, default=3)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument(
+        "--workers",
+        choices=("in-process", "process", "none"),
+        default="in-process",
+        help="where the workers run: in the server (default), in a `mentorflow worker`"
+        " process beside an API-only server (both processes' CPU counted), or nowhere",
+    )
+    parser.add_argument(
         "--no-workers",
         action="store_true",
-        help="serve the API only (projections and webhooks run in another process)",
+        help="the same as --workers none: the API-only server alone",
     )
     parser.add_argument("--loop", choices=("auto", "uvloop", "asyncio"), default="auto")
     parser.add_argument(
@@ -346,7 +394,7 @@ if __name__ == "__main__":
             args.seconds,
             args.rounds,
             args.concurrency,
-            not args.no_workers,
+            "none" if args.no_workers else args.workers,
             args.loop,
             args.profile,
             args.task_times,

@@ -10,12 +10,13 @@ the log after their last position.
 from __future__ import annotations
 
 import asyncio
+import bisect
 import contextlib
 import logging
 import math
 from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from types import TracebackType
-from typing import Any
+from typing import Any, NamedTuple
 
 import asyncpg
 
@@ -86,27 +87,37 @@ class SharedReads:
     """The reads of the log's head that subscriptions of one process share.
 
     Every append wakes every subscription, and those at the head then read
-    the same page, each for itself (a query, and every row decoded, per
-    projection). Paced subscriptions read on the same ticks (see
-    `Subscription._pace`), so they ask for the same page at the same moment:
-    a read already under way, or done within `ttl`, is handed out again
-    instead. It may lack what was appended since it began; a subscription
-    only needs a prefix of what follows its position, and reads again from
-    the end of it. A page that found nothing is never handed out again: a
-    subscriber woken by an append must see it, so it reads for itself."""
+    the same stretch of the log, each for itself (a query, and every row
+    decoded, per projection). Paced subscriptions read on ticks of one
+    interval (see `Subscription._pace`), so a read already under way, or done
+    within `ttl`, is handed out again instead: to a subscription at the
+    position it was read after, the whole page; to one further on but inside
+    it, the rest of the page after its own position. Either may lack what was
+    appended since the read began; a subscription only needs a prefix of what
+    follows its position, and reads again from the end of it.
+
+    The rest of a page is what keeps the reads shared: the live projections
+    read at staggered points of the interval, so once their positions differ
+    each would ask from its own and never meet the others' pages again
+    (bench/http.py once saw three queries of the log per appended event
+    instead of one). A full page (as many records as asked for: more follow
+    it) is handed out only whole, so that a reader catching up does not take
+    a short rest of it for the head and wait out an interval. A page that
+    found nothing is never handed out again: a subscriber woken by an append
+    must see it, so it reads for itself."""
 
     def __init__(self, read_log: ReadLog, ttl: float):
         self._read_log = read_log
         self._ttl = ttl
-        self._pages: dict[_PageKey, tuple[float, list[StoredRecord]]] = {}
+        self._pages: dict[_PageKey, _Page] = {}
         self._reading: dict[_PageKey, asyncio.Future[list[StoredRecord]]] = {}
 
     async def __call__(self, after: int, limit: int, topics: Sequence[str]) -> list[StoredRecord]:
         loop = asyncio.get_running_loop()
         key = (after, limit, tuple(topics))
-        shared = self._pages.get(key)
-        if shared is not None and loop.time() - shared[0] <= self._ttl:
-            return shared[1]
+        shared = self._shared(key, loop.time())
+        if shared is not None:
+            return shared
         under_way = self._reading.get(key)
         if under_way is not None:
             await asyncio.wait((under_way,))
@@ -114,6 +125,25 @@ class SharedReads:
                 return under_way.result()
             return await self._read_log(after, limit, topics)
         return await self._read(key, loop)
+
+    def _shared(self, key: _PageKey, now: float) -> list[StoredRecord] | None:
+        """What a page read within ``ttl`` holds after ``key``'s position: the
+        page itself at its own position, the rest of a page that is not full
+        further on inside it; None when no page holds anything for it."""
+        page = self._pages.get(key)
+        if page is not None and now - page.read_at <= self._ttl:
+            return page.records
+        after, limit, topics = key
+        for (start, page_limit, page_topics), page in self._pages.items():
+            if (
+                page_limit == limit
+                and page_topics == topics
+                and len(page.records) < limit
+                and start < after < page.records[-1].position
+                and now - page.read_at <= self._ttl
+            ):
+                return page.records[bisect.bisect_right(page.positions, after) :]
+        return None
 
     async def _read(self, key: _PageKey, loop: asyncio.AbstractEventLoop) -> list[StoredRecord]:
         reading: asyncio.Future[list[StoredRecord]] = loop.create_future()
@@ -129,9 +159,15 @@ class SharedReads:
         reading.set_result(page)
         if page:
             now = loop.time()
-            self._pages = {k: v for k, v in self._pages.items() if now - v[0] <= self._ttl}
-            self._pages[key] = (now, page)
+            self._pages = {k: v for k, v in self._pages.items() if now - v.read_at <= self._ttl}
+            self._pages[key] = _Page(now, page, [record.position for record in page])
         return page
+
+
+class _Page(NamedTuple):
+    read_at: float
+    records: list[StoredRecord]
+    positions: list[int]
 
 
 _PageKey = tuple[int, int, tuple[str, ...]]

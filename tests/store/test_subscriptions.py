@@ -137,6 +137,48 @@ async def test_subscriptions_at_the_same_position_share_one_read(store: EventSto
     assert log.queries == 2
 
 
+async def test_a_subscription_further_on_gets_the_rest_of_a_page_read_before(
+    store: EventStore,
+) -> None:
+    """Live projections read at staggered points of the interval, so their
+    positions drift apart: one inside a page another just read takes the rest
+    of it instead of a query of its own (and reads from its end next)."""
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=60)
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}") for _ in range(5)])
+    assert [r.position for r in await shared(0, 10, ())] == [1, 2, 3, 4, 5]
+    assert [r.position for r in await shared(2, 10, ())] == [3, 4, 5]
+    assert [r.position for r in await shared(4, 10, ())] == [5]
+    assert log.queries == 1
+    await shared(5, 10, ())  # at the end of the page: what follows is not in it
+    await shared(1, 10, ("other",))  # other topics: another page
+    await shared(1, 9, ())  # another limit: another page
+    assert log.queries == 4
+
+
+async def test_a_full_page_is_shared_only_whole(store: EventStore) -> None:
+    """A full page (as many records as asked for) has more after it: the
+    rest of it, shorter than the limit, would look like the head of the log
+    to a reader catching up, which would then wait out an interval."""
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=60)
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}") for _ in range(5)])
+    assert [r.position for r in await shared(0, 3, ())] == [1, 2, 3]
+    assert [r.position for r in await shared(1, 3, ())] == [2, 3, 4]
+    assert log.queries == 2
+
+
+async def test_the_rest_of_a_page_is_not_shared_after_its_ttl(store: EventStore) -> None:
+    log = _CountingLog(store)
+    shared = SharedReads(log, ttl=0)
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}") for _ in range(3)])
+    await shared(0, 10, ())
+    await asyncio.sleep(0.01)
+    await store.append([NewEvent(uuid4(), 1, "t", b"{}")])
+    assert [r.position for r in await shared(1, 10, ())] == [2, 3, 4]
+    assert log.queries == 2
+
+
 async def test_a_read_that_found_nothing_is_never_shared(store: EventStore) -> None:
     """A subscriber woken by an append must read it, not a page read before it."""
     log = _CountingLog(store)

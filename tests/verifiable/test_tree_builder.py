@@ -4,6 +4,7 @@ never builds past a missing position, and the background task follows appends.""
 from __future__ import annotations
 
 import asyncio
+import json
 from uuid import uuid4
 
 import pytest
@@ -15,7 +16,7 @@ from service.store.eventstore import EventStore
 from service.store.records import NewEvent
 from service.verifiable.audit import audit_tree
 from service.verifiable.tree import MerkleTree
-from service.verifiable.tree_builder import TreeBuilder, catch_up, extend
+from service.verifiable.tree_builder import NODES, TreeBuilder, catch_up, extend
 
 pytestmark = pytest.mark.db
 
@@ -126,3 +127,20 @@ def test_the_metrics_show_size_and_lag() -> None:
     text = metrics.render().decode()
     assert "mentorflow_merkle_tree_size 5.0" in text
     assert "mentorflow_merkle_tree_lag_events 3.0" in text
+
+
+async def test_fetching_nodes_probes_the_index_even_with_a_plan_made_unanalysed(
+    store: EventStore,
+) -> None:
+    """The plan a connection keeps (the generic one) is made while
+    merkle_nodes is new and unanalysed: it must still probe the primary key,
+    not scan the whole table for every step of the builder."""
+    async with store.pool.acquire() as conn, conn.transaction():
+        await conn.execute("SET LOCAL plan_cache_mode = force_generic_plan")
+        await conn.execute(f"PREPARE nodes_probe(smallint[], bigint[]) AS {NODES}")
+        plan = await conn.fetchval(
+            "EXPLAIN (FORMAT JSON) EXECUTE nodes_probe('{0,1,2}', '{5,2,1}')"
+        )
+        await conn.execute("DEALLOCATE nodes_probe")
+    text = json.dumps(plan)
+    assert "Seq Scan" not in text and "merkle_nodes_pkey" in text, text
