@@ -409,9 +409,11 @@ async def main(args: Any) -> None:
                     flush=True,
                 )
                 risk = components.risk if args.risk else None
+                measuring = time.perf_counter()
                 stages[stage] = await measure(building, http, conn, server, args, risk)
                 for name, value in stages[stage].items():  # now, so a run cut short keeps them
                     print(f"  {stage}% {name}: {value:.2f}", flush=True)
+                print(f"  {stage}% measured in {time.perf_counter() - measuring:.0f}s", flush=True)
         report(stages)
         print(f"\ntotal {time.perf_counter() - started:.0f}s")
     finally:
