@@ -15,6 +15,7 @@ from service.store.errors import (
 )
 from service.store.eventstore import EventStore
 from service.store.records import NewEvent, Tracking
+from tests.support.database import drop_schema
 
 pytestmark = pytest.mark.db
 
@@ -90,6 +91,7 @@ async def test_concurrent_writers_on_separate_store_instances(dsn: str, schema: 
     finally:
         await one.close()
         await two.close()
+        await drop_schema(dsn, schema)
 
 
 async def test_one_conflict_in_a_batch_fails_only_its_request(store: EventStore) -> None:
