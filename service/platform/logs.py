@@ -57,7 +57,8 @@ class JsonFormatter(LineFormatter):
             "logger": line.logger,
             "msg": line.msg,
         }
-        entry.update(line.extra)
+        for key, value in line.extra.items():
+            entry.setdefault(key, value)  # a field named like the line's own never replaces it
         if line.exception is not None:
             entry["exception"] = line.exception
         return fast_json.dumps(entry, default=str)

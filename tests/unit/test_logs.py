@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 
 import pytest
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from service.platform import logs
@@ -34,6 +34,15 @@ def root_handlers() -> Iterator[None]:
 def test_json_lines_carry_the_extra_fields() -> None:
     entry = json.loads(logs.JsonFormatter().format(_record("request", status=201)))
     assert entry["msg"] == "request" and entry["status"] == 201 and entry["level"] == "warning"
+
+
+def test_a_field_named_like_the_lines_own_never_replaces_it() -> None:
+    """ts, level and logger are the line's: an extra field of one of
+    those names (hypothesis once drew "ts": None) must not blank them."""
+    record = _record("request", ts=None, level="x", logger="y", status=201)
+    entry = json.loads(logs.JsonFormatter().format(record))
+    assert entry["ts"] and entry["level"] == "warning" and entry["logger"] == "mentorflow.test"
+    assert entry["msg"] == "request" and entry["status"] == 201
 
 
 def test_text_is_one_readable_line() -> None:
@@ -163,6 +172,7 @@ def _without_time(line: str, form: str) -> object:
     message=st.text(min_size=1, max_size=10).filter(lambda m: "%" not in m),
     form=st.sampled_from(["json", "text"]),
 )
+@example(fields={"ts": None, "level": 1}, message="0", form="json")  # the line's own names
 def test_log_fields_writes_the_line_logging_would(
     fields: dict[str, object], message: str, form: str
 ) -> None:
