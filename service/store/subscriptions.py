@@ -142,7 +142,8 @@ class SharedReads:
                 and start < after < page.records[-1].position
                 and now - page.read_at <= self._ttl
             ):
-                return page.records[bisect.bisect_right(page.positions, after) :]
+                rest = bisect.bisect_right(page.records, after, key=_position)
+                return page.records[rest:]
         return None
 
     async def _read(self, key: _PageKey, loop: asyncio.AbstractEventLoop) -> list[StoredRecord]:
@@ -160,14 +161,17 @@ class SharedReads:
         if page:
             now = loop.time()
             self._pages = {k: v for k, v in self._pages.items() if now - v.read_at <= self._ttl}
-            self._pages[key] = _Page(now, page, [record.position for record in page])
+            self._pages[key] = _Page(now, page)
         return page
 
 
 class _Page(NamedTuple):
     read_at: float
     records: list[StoredRecord]
-    positions: list[int]
+
+
+def _position(record: StoredRecord) -> int:
+    return record.position
 
 
 _PageKey = tuple[int, int, tuple[str, ...]]
