@@ -100,3 +100,21 @@ async def test_demo_loads_relationships_across_all_phases(
     assert {"paused_too_long", "open_high_concern", "overdue_action_items"} <= reasons
     verified = await models.verify_all()
     assert verified.valid and verified.streams_checked == len(page["items"])
+
+
+async def test_verify_all_reports_the_tree_and_every_chain(
+    settings: Settings, repository: RelationshipRepository
+) -> None:
+    """The two checks run at the same time; both are in the one answer."""
+    relationships = [walk_to("cultivation"), walk_to("concluded")]
+    for relationship in relationships:
+        await repository.save(relationship)
+    out = io.StringIO()
+    assert await auditor.verify(settings, all=True, fmt="json", out=out) == 0
+    report = json.loads(out.getvalue())
+    assert report["valid"] is True
+    assert report["streams_checked"] == 2
+    assert report["events_checked"] == sum(r.version for r in relationships)
+    events = report["events_checked"]
+    assert report["tree"]["contiguous_events"] == events  # the tree's part, in the same answer
+    assert report["tree"]["position_counter"] == events
