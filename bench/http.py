@@ -59,8 +59,10 @@ sys.path[0] = str(ROOT)
 
 import argparse  # noqa: E402
 import asyncio  # noqa: E402
+import contextlib  # noqa: E402
 import os  # noqa: E402
 import statistics  # noqa: E402
+import tempfile  # noqa: E402
 import time  # noqa: E402
 import uuid  # noqa: E402
 from typing import Any  # noqa: E402
@@ -178,9 +180,13 @@ def cpu_of(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
-async def _start_worker(dsn: str, schema: str, loop: str) -> asyncio.subprocess.Process:
+async def _start_worker(
+    dsn: str, schema: str, loop: str
+) -> tuple[asyncio.subprocess.Process, Path]:
     """`mentorflow worker` beside the API-only server, as docker-compose.yml
-    runs it: every worker, the risk worker included, on the server's schema."""
+    runs it: every worker, the risk worker included, on the server's schema.
+    Its output goes to a log file (the path is printed), which
+    :func:`_check_worker` shows if the process ends during the run."""
     env = {
         **os.environ,
         "DATABASE_URL": dsn,
@@ -188,16 +194,33 @@ async def _start_worker(dsn: str, schema: str, loop: str) -> asyncio.subprocess.
         "MENTORFLOW_RISK_WORKER": "1",
         "MENTORFLOW_EVENT_LOOP": loop,
     }
-    return await asyncio.create_subprocess_exec(
-        sys.executable,
-        "-m",
-        "service.cli",
-        "worker",
-        env=env,
-        cwd=ROOT,
-        stdout=asyncio.subprocess.DEVNULL,
-        stderr=asyncio.subprocess.DEVNULL,
-    )
+    log_fd, log_name = tempfile.mkstemp(prefix="mentorflow-bench-worker-", suffix=".log")
+    print(f"worker process log: {log_name}")
+    try:
+        process = await asyncio.create_subprocess_exec(
+            sys.executable,
+            "-m",
+            "service.cli",
+            "worker",
+            env=env,
+            cwd=ROOT,
+            stdout=log_fd,
+            stderr=asyncio.subprocess.STDOUT,
+        )
+    finally:
+        os.close(log_fd)  # the process has its own copy
+    return process, Path(log_name)
+
+
+def _check_worker(worker: tuple[asyncio.subprocess.Process, Path] | None) -> None:
+    """Stop the run if the worker process has ended: the loads after that
+    would measure an API with nobody projecting, under the name of one with
+    its workers (0.75x against 0.52x the bare handler here), and say nothing."""
+    if worker is None or worker[0].returncode is None:
+        return
+    process, log_path = worker
+    tail = log_path.read_text(errors="replace")[-2000:]
+    raise RuntimeError(f"the worker process exited ({process.returncode}) during the run:\n{tail}")
 
 
 def summary(latencies: list[float], seconds: float, cpu: float) -> dict[str, float]:
@@ -252,7 +275,7 @@ async def main(
                     meeting,
                     [
                         server.process.pid if server.process else 0,
-                        *([worker.pid] if worker else []),
+                        *([worker[0].pid] if worker else []),
                     ],
                 ),
                 "baseline": (
@@ -277,6 +300,7 @@ async def main(
                     latencies = await load(session, url_of, body_of, concurrency, seconds, rate)
                     during = cpu_of(own) - cpu
                     await quiet(own)  # what the load left to do counts as its cost
+                    _check_worker(worker)
                     total = cpu_of(own) - cpu
                     figures = summary(latencies, seconds, total)
                     figures["after"] = (total - during) / len(latencies) * 1000
@@ -292,8 +316,9 @@ async def main(
         bare.terminate()
         await bare.wait()
         if worker is not None:
-            worker.terminate()
-            await worker.wait()
+            with contextlib.suppress(ProcessLookupError):  # it may have ended already
+                worker[0].terminate()
+            await worker[0].wait()
         if profile:
             server.terminate(timeout=120)  # a clean exit, so the profiler writes its report
         server.close()
