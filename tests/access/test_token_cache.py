@@ -55,7 +55,7 @@ async def _registry(store: EventStore) -> tuple[TokenRegistry, CountingStore, Cl
     token, _ = await TokenRegistry(store).create("writer", "cache-test")
     await TokenRegistry(store).authenticate(token)  # its first use is written down, once
     counting = CountingStore(store)
-    registry = TokenRegistry(counting)  # type: ignore[arg-type]
+    registry = TokenRegistry(counting)  # type: ignore[arg-type]  # the store, its reads counted
     clock = Clock()
     registry.clock = clock
     return registry, counting, clock, token

@@ -34,7 +34,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SECRET = f"secret-notes-{uuid.uuid4().hex}"
 """Confidential text posted in `notes`: an auditor's page must never hold it."""
 REFLECTION = TO_CULTIVATION[0][1]
-REFLECTION_SECRET = str(REFLECTION["notes"])  # type: ignore[index]
+REFLECTION_SECRET = str((REFLECTION or {})["notes"])
 
 
 @pytest.fixture(scope="module")

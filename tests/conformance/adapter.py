@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Awaitable, Sequence
+from collections.abc import Coroutine, Sequence
 from concurrent.futures import Future
 from typing import Any, TypeVar
 from uuid import UUID, uuid4
@@ -53,8 +53,8 @@ class SyncStoreRecorder(ProcessRecorder):
         self._thread.start()
         self.store: EventStore = self.run(EventStore.open(dsn, self._schema, pool_size=12))
 
-    def run(self, coro: Awaitable[T], timeout: float | None = 120) -> T:
-        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)  # type: ignore[arg-type]
+    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = 120) -> T:
+        future: Future[T] = asyncio.run_coroutine_threadsafe(coro, self._loop)
         return future.result(timeout)
 
     def close(self) -> None:

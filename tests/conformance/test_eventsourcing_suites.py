@@ -32,10 +32,10 @@ class _UsesStore:
 
     def setUp(self) -> None:
         self._recorders = []
-        super().setUp()  # type: ignore[misc]
+        super().setUp()  # type: ignore[misc]  # a mixin: the TestCase comes after it
 
     def tearDown(self) -> None:
-        super().tearDown()  # type: ignore[misc]
+        super().tearDown()  # type: ignore[misc]  # a mixin: the TestCase comes after it
         for recorder in self._recorders:
             recorder.close()
 

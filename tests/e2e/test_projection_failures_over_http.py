@@ -13,7 +13,7 @@ from typing import Any
 import aiohttp
 import pytest
 
-from domain import make_mapper
+from domain import Relationship, make_mapper
 from domain.samples import walk_to
 from service import auditor
 from service.platform.settings import Settings
@@ -63,7 +63,8 @@ async def test_a_poison_event_degrades_readyz_and_a_failed_rebuild_keeps_the_old
                 # A stored event the summaries cannot read (its payload no longer
                 # decodes); the timeline and the statistics read its envelope only.
                 opened = walk_to("reflection").collect_events()[0]
-                poison = dataclasses.replace(repository.to_new_event(opened), payload=b"{")  # type: ignore[arg-type]
+                assert isinstance(opened, Relationship.Event)
+                poison = dataclasses.replace(repository.to_new_event(opened), payload=b"{")
                 await store.append([poison])
                 position = await store.max_position()
                 second = walk_to("establishment")

@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, cast
 
 from hypothesis import strategies as st
 
@@ -50,7 +50,7 @@ def build(history_steps: list[Step], relationships: int = 4) -> History:
         )
         for i in range(relationships)
     ]
-    order: list[Relationship.Event] = [r.pending_events[0] for r in made]  # type: ignore[misc]
+    order = [cast(Relationship.Event, r.pending_events[0]) for r in made]
     for index, choice, hours in history_steps:
         now += timedelta(hours=hours)
         relationship = made[index]

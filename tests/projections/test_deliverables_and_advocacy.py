@@ -210,7 +210,8 @@ async def test_an_agreement_stored_before_deliverables_loads_projects_and_shows(
         {**agreement_data(), "deliverables": DELIVERABLES[1:]},
         clock.envelope(),
     )
-    assert [d.id for d in loaded.agreement.deliverables] == ["d2"]  # type: ignore[union-attr]
+    assert loaded.agreement is not None
+    assert [d.id for d in loaded.agreement.deliverables] == ["d2"]
     await repository.save(loaded)
 
 

@@ -151,7 +151,9 @@ async def test_a_failed_rebuild_leaves_the_serving_tables_and_the_command_says_w
 
     handle = Timeline.handle
 
-    async def failing(self: Timeline, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]):  # type: ignore[no-untyped-def]
+    async def failing(
+        self: Timeline, conn: asyncpg.Connection, batch: Sequence[ProjectedEvent]
+    ) -> None:
         if any(event.position == 77 for event in batch):
             raise ValueError("no room for this one")
         await handle(self, conn, batch)

@@ -359,7 +359,7 @@ async def test_a_waiter_where_the_worker_runs_queries_nothing(
         reads += asyncio.current_task() is waiter  # not the runner's metrics task
         return await checkpoint(name)
 
-    runner.checkpoint = counted  # type: ignore[method-assign]
+    runner.checkpoint = counted  # type: ignore[method-assign]  # counts the reads
     coming = await store.max_position() + 1  # positions are gap-free
     waiter = asyncio.create_task(runner.wait_until_projected("timeline", coming, timeout=10))
     await asyncio.sleep(0.4)  # the waiter waits, with nothing to project

@@ -16,7 +16,7 @@ from __future__ import annotations
 import json
 import os
 from datetime import UTC, date, datetime, timedelta, timezone
-from typing import Any
+from typing import Any, cast
 from uuid import UUID, uuid4
 
 import pytest
@@ -199,7 +199,7 @@ async def test_every_projection_is_total_and_a_rebuild_gives_identical_tables(
     dsn: str, data: st.DataObject, history_steps: list[tuple[int, int, int]], batch_size: int
 ) -> None:
     made = [opened(data, index) for index in range(3)]
-    order: list[Relationship.Event] = [r.pending_events[0] for r in made]  # type: ignore[misc]
+    order = [cast(Relationship.Event, r.pending_events[0]) for r in made]
     now = histories.START
     for index, choice, hours in history_steps:
         now += timedelta(hours=hours)

@@ -112,7 +112,8 @@ async def test_a_writer_with_a_stale_state_never_stores_clear_text_after_an_eras
     application = Application(elsewhere)
     data = {"goal_id": stale.goals[0].id, "status": "on_track", "note": "N0TE"}
     saved = await application.post_event(relationship.id, "goal.progressed", data, envelope())
-    assert saved.events[-1].event.note == ERASED  # type: ignore[attr-defined]
+    progressed = saved.events[-1].event
+    assert isinstance(progressed, Relationship.GoalProgressed) and progressed.note == ERASED
     assert b"N0TE" not in await _payloads(store, relationship.id)
 
 

@@ -26,7 +26,7 @@ class DisposablePostgres:
         self.url = self._server.get_uri()
 
     def stop(self) -> None:
-        _commands.pg_ctl(  # type: ignore[attr-defined]
+        _commands.pg_ctl(  # type: ignore[attr-defined]  # made at import, one per binary
             ["-w", "-m", "fast", "stop"], pgdata=self._server.pgdata, user=self._server.system_user
         )
 

@@ -24,9 +24,7 @@ async def serving(handler: Handler, path: str = "/hook") -> AsyncIterator[str]:
     await runner.setup()
     site = web.TCPSite(runner, "127.0.0.1", 0)
     await site.start()
-    server = site._server
-    assert server is not None and server.sockets  # type: ignore[attr-defined]
-    port = server.sockets[0].getsockname()[1]  # type: ignore[attr-defined]
+    port = runner.addresses[0][1]
     try:
         yield f"http://127.0.0.1:{port}{path}"
     finally:

@@ -19,10 +19,12 @@ HIGH = {"category": "boundary", "severity": "high"}
 def test_ids_are_assigned_when_absent_and_unique() -> None:
     r = walk_to("identification")
     first = r.record("concern.raised", HIGH, ENVELOPE)
-    assert first.concern_id == "concern-1"  # type: ignore[attr-defined]
+    assert isinstance(first, Relationship.ConcernRaised)
+    assert first.concern_id == "concern-1"
     r.record("concern.raised", {**HIGH, "concern_id": "concern-2"}, ENVELOPE)
     third = r.record("concern.raised", HIGH, ENVELOPE)
-    assert third.concern_id == "concern-3"  # type: ignore[attr-defined]
+    assert isinstance(third, Relationship.ConcernRaised)
+    assert third.concern_id == "concern-3"
     with pytest.raises(ValidationFailed) as raised:
         r.record("concern.raised", {**HIGH, "concern_id": "concern-2"}, ENVELOPE)
     assert [e.path for e in raised.value.errors] == ["data.concern_id"]
@@ -37,7 +39,8 @@ def test_resolving_an_unknown_or_resolved_concern_is_a_guard_failure() -> None:
     r.record("review.started", {"trigger": "mismatch"}, ENVELOPE)
     assert [c.concern_id for c in r.open_concerns] == ["concern-1"]  # still open
     r.record("concern.resolved", {"concern_id": "concern-1", "resolution": "addressed"}, ENVELOPE)
-    assert r.open_concerns == [] and r.concern("concern-1").resolution == "addressed"  # type: ignore[union-attr]
+    resolved = r.concern("concern-1")
+    assert r.open_concerns == [] and resolved is not None and resolved.resolution == "addressed"
     with pytest.raises(GuardFailed) as again:
         r.record(
             "concern.resolved", {"concern_id": "concern-1", "resolution": "referred"}, ENVELOPE

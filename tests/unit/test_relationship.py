@@ -52,7 +52,7 @@ def test_an_unknown_type_is_a_validation_error_on_type() -> None:
     relationship = walk_to("reflection")
     for event_type in ("meeting.teleported", "relationship.opened", "", None):
         with pytest.raises(ValidationFailed) as raised:
-            relationship.record(event_type, {}, ENVELOPE)  # type: ignore[arg-type]
+            relationship.record(event_type, {}, ENVELOPE)  # type: ignore[arg-type]  # None on purpose
         assert [error.path for error in raised.value.errors] == ["type"]
 
 

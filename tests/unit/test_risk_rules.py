@@ -34,7 +34,7 @@ def cultivating(**changes: object) -> RiskFacts:
         "meetings_since_established": 1,
         **changes,
     }
-    return RiskFacts(**fields)  # type: ignore[arg-type]
+    return RiskFacts(**fields)  # type: ignore[arg-type]  # each value is its field's type
 
 
 def test_the_cadence_and_its_grace() -> None:

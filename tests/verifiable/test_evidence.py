@@ -23,6 +23,7 @@ from service.store.eventstore import EventStore
 from service.store.records import NewEvent, StoredRecord
 from service.verifiable.evidence import EvidenceRefused
 from service.verifiable.tree_builder import catch_up
+from workflows import Phase
 
 pytestmark = pytest.mark.db
 
@@ -39,9 +40,9 @@ def _view(components: Components, redacted: bool = False) -> Any:
     return view
 
 
-async def _relationship(components: Components, phase: str = "cultivation") -> UUID:
+async def _relationship(components: Components, phase: Phase = "cultivation") -> UUID:
     await components.store.append([NewEvent(uuid4(), 1, "noise", b"other stream")])
-    relationship = walk_to(phase)  # type: ignore[arg-type]
+    relationship = walk_to(phase)
     await components.application.save_decided(relationship)
     await components.store.append([NewEvent(uuid4(), 1, "noise", b"after")])
     await catch_up(components.store)  # the stored tree, as its builder would extend it

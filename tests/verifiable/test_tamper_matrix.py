@@ -211,9 +211,18 @@ async def _keep_checkpoint(log: Log, directory: Path) -> Path:
     return path
 
 
-async def _verify(settings: Settings, **options: object) -> tuple[int, str]:
+async def _verify(
+    settings: Settings, trusted_checkpoint: str | None = None, public_key: str | None = None
+) -> tuple[int, str]:
     out, err = io.StringIO(), io.StringIO()
-    code = await auditor.verify(settings, all=True, out=out, err=err, **options)  # type: ignore[arg-type]
+    code = await auditor.verify(
+        settings,
+        all=True,
+        out=out,
+        err=err,
+        trusted_checkpoint=trusted_checkpoint,
+        public_key=public_key,
+    )
     return code, out.getvalue() + err.getvalue()
 
 

@@ -122,7 +122,7 @@ class _StaticResolver(AbstractResolver):
 
 async def _refused_at_delivery(address: str) -> bool:
     resolver = GuardedResolver(allow_private=False)
-    resolver._inner = _StaticResolver(address)  # type: ignore[assignment]
+    resolver._inner = _StaticResolver(address)  # type: ignore[assignment]  # DNS answers "address"
     try:
         await resolver.resolve("hook.example", 443, socket.AF_INET6)
     except OSError as exc:
