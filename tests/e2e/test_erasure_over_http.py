@@ -10,7 +10,7 @@ import os
 import subprocess
 import sys
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +26,7 @@ from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, MENTOR, open_relationship, post
 from tests.support.receiver import serving
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.db
 
@@ -61,13 +62,6 @@ class Receiver:
 
     def types(self) -> list[str]:
         return [json.loads(body)["type"] for body in self.bodies]
-
-
-async def _until(check: Callable[[], bool], timeout: float = 20.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not check():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 def _forms(text: str) -> list[bytes]:
@@ -318,8 +312,12 @@ async def _journey(
     assert status == 200 and verdict["valid"] is True, verdict
 
     # webhooks: the erasure is delivered, and no delivery ever carried a marker
-    await _until(lambda: "org.mentorflow.relationship.personal_data.erased" in receiver.types())
-    await _until(lambda: "org.mentorflow.relationship.goal.progressed" in receiver.types()[-3:])
+    await wait_until(
+        lambda: "org.mentorflow.relationship.personal_data.erased" in receiver.types(), 20
+    )
+    await wait_until(
+        lambda: "org.mentorflow.relationship.goal.progressed" in receiver.types()[-3:], 20
+    )
     for delivered in receiver.bodies:
         text = delivered.decode()
         assert not [s for s in secrets if s in text]

@@ -30,6 +30,7 @@ from tests.e2e.journey import MENTEE, TO_CULTIVATION, open_relationship, walk
 from tests.support.database import drop_schema_sync, new_schema_name
 from tests.support.receiver import serving
 from tests.support.server import ADMIN_TOKEN, ServerProcess, free_port, running_server
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.db
 
@@ -243,12 +244,13 @@ async def test_checkpoints_reach_webhook_subscribers(admin: Api) -> None:
         await _relationship(admin)
         status, published, _ = await admin.post("/v1/checkpoints")
         assert status == 201
-        deadline = asyncio.get_running_loop().time() + 30
-        while not any(
-            json.loads(body)["data"]["tree_size"] == published["tree_size"] for _, body in received
-        ):
-            assert asyncio.get_running_loop().time() < deadline, "no checkpoint delivered"
-            await asyncio.sleep(0.05)
+        await wait_until(
+            lambda: any(
+                json.loads(body)["data"]["tree_size"] == published["tree_size"]
+                for _, body in received
+            ),
+            what="no checkpoint delivered",
+        )
     for headers, body in received:
         standardwebhooks.Webhook(hook["secret"]).verify(body, headers)
         event = json.loads(body)

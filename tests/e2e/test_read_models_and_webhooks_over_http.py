@@ -17,6 +17,7 @@ from tests.e2e.conftest import Api
 from tests.e2e.journey import TO_CONCLUDED, TO_CULTIVATION, open_relationship, walk
 from tests.support.receiver import serving
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.db
 
@@ -122,7 +123,7 @@ async def _administer_and_receive(api: Api, receiver: Receiver, url: str) -> Non
 
     relationship_id = str((await open_relationship(api))["id"])
     await walk(api, relationship_id, TO_CULTIVATION + TO_CONCLUDED)
-    await _wait_for(lambda: len(receiver.deliveries) == 5)
+    await wait_until(lambda: len(receiver.deliveries) == 5)
     for headers, body in receiver.deliveries:
         standardwebhooks.Webhook(created["secret"]).verify(body, headers)
 
@@ -133,7 +134,7 @@ async def _administer_and_receive(api: Api, receiver: Receiver, url: str) -> Non
     delivery_id = log["items"][0]["delivery_id"]
     status, _, _ = await admin.post(f"/v1/webhooks/{webhook_id}/deliveries/{delivery_id}/retry", {})
     assert status == 202
-    await _wait_for(lambda: len(receiver.deliveries) == 6)
+    await wait_until(lambda: len(receiver.deliveries) == 6)
 
     status, rotated, _ = await admin.post(f"/v1/webhooks/{webhook_id}/rotate-secret", {})
     assert status == 200 and rotated["secret"] != created["secret"]
@@ -201,7 +202,7 @@ async def _kill_while_delivering(
     server.kill()
     received_before = len(receiver.deliveries)
     server.start()
-    await _wait_for(lambda: len({h["webhook-id"] for h, _ in receiver.deliveries}) == expected, 60)
+    await wait_until(lambda: len({h["webhook-id"] for h, _ in receiver.deliveries}) == expected, 60)
     assert received_before < expected, "the kill came too late to test anything"
 
 
@@ -212,24 +213,18 @@ async def _writer(server: ServerProcess) -> AsyncIterator[Api]:
         yield admin.as_token(await admin.token_for("writer"))
 
 
-async def _deliveries_once_recorded(
-    admin: Api, webhook_id: str, count: int, timeout: float = 30
-) -> dict[str, Any]:
+async def _deliveries_once_recorded(admin: Api, webhook_id: str, count: int) -> dict[str, Any]:
     """The delivery log once it holds ``count`` attempts: the receiver has a
     delivery as soon as the request arrives, the dispatcher records the
     attempt only once the answer is back, so reading the log at once can
     find one short (CI did)."""
-    deadline = asyncio.get_running_loop().time() + timeout
-    while True:
+    log: dict[str, Any] = {}
+
+    async def recorded() -> bool:
+        nonlocal log
         status, log, _ = await admin.get(f"/v1/webhooks/{webhook_id}/deliveries")
         assert status == 200, log
-        if len(log["items"]) >= count or asyncio.get_running_loop().time() > deadline:
-            return dict(log)
-        await asyncio.sleep(0.05)
+        return len(log["items"]) >= count
 
-
-async def _wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
+    await wait_until(recorded)
+    return log

@@ -18,6 +18,7 @@ from tests.e2e.conftest import Api
 from tests.e2e.journey import MENTEE, TO_CULTIVATION
 from tests.support.receiver import serving
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.db
 
@@ -36,13 +37,6 @@ async def receiver() -> AsyncIterator[tuple[Receiver, str]]:
     receiver = Receiver()
     async with serving(receiver.handle) as url:
         yield receiver, url
-
-
-async def _wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
 
 
 async def _post(api: Api, relationship_id: str, body: dict[str, Any]) -> dict[str, Any]:
@@ -92,7 +86,7 @@ async def test_risk_is_flagged_and_cleared_with_webhooks(
                 recorded.append(await _post(api, relationship_id, body))
             established = recorded[-1]["position"]
 
-            await _wait_for(lambda: len(hooks.bodies) >= 1)
+            await wait_until(lambda: len(hooks.bodies) >= 1)
             flagged = hooks.bodies[0]
             assert flagged["type"] == "org.mentorflow.relationship.risk.flagged"
             assert flagged["data"]["relationship_id"] == relationship_id
@@ -142,7 +136,7 @@ async def test_risk_is_flagged_and_cleared_with_webhooks(
                 "data": {"held_at": held.isoformat()},
             }
             await _post(api, relationship_id, body)
-            await _wait_for(lambda: len(hooks.bodies) >= 2)
+            await wait_until(lambda: len(hooks.bodies) >= 2)
             cleared = hooks.bodies[1]
             assert cleared["type"] == "org.mentorflow.relationship.risk.cleared"
             assert cleared["data"]["codes"] == ["no_recent_meeting", "no_first_meeting"]

@@ -3,7 +3,6 @@ receiver and by the receiver example in docs/examples/receiver.py."""
 
 from __future__ import annotations
 
-import asyncio
 import importlib.util
 import json
 import sys
@@ -23,6 +22,7 @@ from aiohttp import web
 
 from tests.e2e.conftest import Api
 from tests.support.server import ADMIN_TOKEN, ServerProcess, running_server
+from tests.support.waiting import wait_until
 
 pytestmark = pytest.mark.db
 
@@ -55,13 +55,6 @@ async def _serve(app: web.Application) -> AsyncIterator[str]:
         await runner.cleanup()
 
 
-async def _wait_for(predicate: Any, timeout: float = 30) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        assert asyncio.get_running_loop().time() < deadline, "timed out"
-        await asyncio.sleep(0.05)
-
-
 def _load_example() -> ModuleType:
     spec = importlib.util.spec_from_file_location("mentorflow_docs_receiver", EXAMPLE)
     assert spec is not None and spec.loader is not None
@@ -92,7 +85,7 @@ async def test_a_test_message_reaches_an_endpoint_subscribed_to_other_types(
             status, queued, _ = await admin.post(f"/v1/webhooks/{webhook_id}/test")
             assert status == 202, queued
             assert queued["state"] == "pending"
-        await _wait_for(lambda: len(received) == 2)
+        await wait_until(lambda: len(received) == 2)
 
         ids = set()
         for headers, body in received:
@@ -160,7 +153,7 @@ async def test_the_docs_receiver_example_accepts_a_verified_test_event(
             assert status == 200, patched
             status, _, _ = await admin.post(f"/v1/webhooks/{created['id']}/test")
             assert status == 202
-            await _wait_for(lambda: "event" in holder)
+            await wait_until(lambda: "event" in holder)
             event = holder["event"]
             assert event["type"] == "org.mentorflow.webhook.test"
             assert event["source"] == f"/webhooks/{created['id']}"
