@@ -13,9 +13,11 @@ workers in process) following it, and at 10%, 50% and 100% of it measures:
 - bytes per event on disk (events, their indexes, the Merkle tree, read models)
   and the server's resident memory.
 
-Every request figure is also shown as a ratio to ``GET /healthz`` measured in
-the same stage (the machine's noise cancels), and each figure's growth from 10%
-to 100% is printed: the target is no per-request figure growing more than 1.5x.
+The per-request figures are taken in rounds, one call of each per round, so
+that a pause of the machine weighs on all of them alike. Every request figure
+is also shown as a ratio to ``GET /healthz`` measured in the same rounds (the
+machine's noise cancels), and each figure's growth from 10% to 100% is
+printed: the target is no per-request figure growing more than 1.5x.
 
     python bench/scale.py [--relationships 100000] [--events 2000000] [--samples 400]
                           [--no-verify] [--no-risk] [--keep]
@@ -127,14 +129,22 @@ def percentiles(seconds: list[float]) -> tuple[float, float]:
     return statistics.median(ordered) * 1000, ordered[int(len(ordered) * 0.99) - 1] * 1000
 
 
-async def timed(sample: Sample, times: int) -> tuple[float, float]:
-    """p50 and p99 in ms of ``times`` sequential calls."""
-    spent: list[float] = []
+async def interleaved(samples: dict[str, Sample], times: int) -> dict[str, tuple[float, float]]:
+    """p50 and p99 in ms of each figure's ``times`` calls, taken in rounds of
+    one call of each. Measured one figure after the other, a slow spell of the
+    machine fell on whichever figure was being measured then, and ``/healthz``,
+    measured first, could not show it: growth over ``/healthz`` meant nothing
+    for the figures measured later. In rounds, every figure meets the same
+    spells as ``/healthz`` does. A sample that returns a number has timed its
+    own part (seconds); otherwise the whole call is timed."""
+    spent: dict[str, list[float]] = {name: [] for name in samples}
     for _ in range(times):
-        started = time.perf_counter()
-        await sample()
-        spent.append(time.perf_counter() - started)
-    return percentiles(spent)
+        for name, sample in samples.items():
+            started = time.perf_counter()
+            own = await sample()
+            took = time.perf_counter() - started
+            spent[name].append(own if isinstance(own, float) else took)
+    return {name: percentiles(seconds) for name, seconds in spent.items()}
 
 
 class Http:
@@ -221,9 +231,7 @@ async def measure(
     def record(name: str, p50_p99: tuple[float, float]) -> None:
         figures[f"{name} p50 ms"], figures[f"{name} p99 ms"] = p50_p99
 
-    record("GET /healthz (baseline)", await timed(lambda: http.ok("/healthz"), n))
-    record("append, 1 event (store)", await _appends(store, rng, n))
-    figures["append, 16 writers (events/s)"] = await _append_throughput(store)
+    last = await conn.fetchval("SELECT last_position FROM event_position")
 
     async def post() -> None:
         rid = rng.choice(store.cultivating)
@@ -236,7 +244,15 @@ async def measure(
         )  # fmt: skip
         store.versions[rid] = version
 
-    record("POST event (HTTP)", await timed(post, n))
+    def random_version() -> Awaitable[Any]:
+        rid = rng.choice(ids)
+        return http.ok(f"/v1/relationships/{rid}?version={rng.randint(1, store.versions[rid])}")
+
+    samples: dict[str, Sample] = {
+        "GET /healthz (baseline)": lambda: http.ok("/healthz"),
+        "append, 1 event (store)": lambda: _append_one(store, rng),
+        "POST event (HTTP)": post,
+    }
     filters: dict[str, Callable[[], str]] = {
         "phase": lambda: "phase=cultivation",
         "program": lambda: f"program_id=program-{rng.randrange(store.programs)}",
@@ -248,28 +264,18 @@ async def measure(
         def listing(q: Callable[[], str] = query) -> Awaitable[Any]:
             return http.ok(f"/v1/relationships?{q()}")
 
-        record(f"list by {name}", await timed(listing, n))
-
-    def random_version() -> Awaitable[Any]:
-        rid = rng.choice(ids)
-        return http.ok(f"/v1/relationships/{rid}?version={rng.randint(1, store.versions[rid])}")
-
-    record("load at a random version", await timed(random_version, n))
-    record(
-        "timeline page",
-        await timed(lambda: http.ok(f"/v1/relationships/{rng.choice(ids)}/timeline"), n),
-    )
-    last = await conn.fetchval("SELECT last_position FROM event_position")
-    record(
-        "global feed page",
-        await timed(lambda: http.ok(f"/v1/events?after={rng.randrange(last)}"), n),
-    )
+        samples[f"list by {name}"] = listing
+    samples["load at a random version"] = random_version
+    samples["timeline page"] = lambda: http.ok(f"/v1/relationships/{rng.choice(ids)}/timeline")
+    samples["global feed page"] = lambda: http.ok(f"/v1/events?after={rng.randrange(last)}")
     status, _ = await http.get(f"/v1/proofs/inclusion?position=1&tree_size={last}")
     if status == 200:
         proof = "/v1/proofs/inclusion?position={}&tree_size=" + str(last)
-        record("inclusion proof", await timed(
-            lambda: http.ok(proof.format(rng.randint(1, last))), n
-        ))  # fmt: skip
+        samples["inclusion proof"] = lambda: http.ok(proof.format(rng.randint(1, last)))
+    for name, p50_p99 in (await interleaved(samples, n)).items():
+        record(name, p50_p99)
+    figures["append, 16 writers (events/s)"] = await _append_throughput(store)
+    last = await conn.fetchval("SELECT last_position FROM event_position")
     if risk is not None:
         # The first pass after growing records what changed meanwhile; the second
         # is the steady cost of the pass that runs every MENTORFLOW_RISK_INTERVAL.
@@ -296,25 +302,24 @@ async def measure(
     return figures
 
 
-async def _appends(store: Store, rng: random.Random, n: int) -> tuple[float, float]:
-    """Single-event appends through the store to existing relationships."""
-    spent: list[float] = []
+async def _append_one(store: Store, rng: random.Random) -> float:
+    """One single-event append through the store to an existing relationship;
+    seconds of the append alone (the load and the decision are not timed)."""
     repository = store.repository
-    for _ in range(n):
-        rid = rng.choice(store.cultivating)
-        relationship = await repository.load(rid)
-        assert relationship is not None
-        relationship.record(
-            "meeting.missed",
-            {"scheduled_for": "2026-01-05T10:00:00Z", "reason_code": "conflict"},
-            Clock().envelope(),
-        )
-        events = [repository.to_new_event(e) for e in relationship.collect_events()]  # type: ignore[arg-type]
-        started = time.perf_counter()
-        await repository.store.append(events)
-        spent.append(time.perf_counter() - started)
-        store.versions[rid] = relationship.version
-    return percentiles(spent)
+    rid = rng.choice(store.cultivating)
+    relationship = await repository.load(rid)
+    assert relationship is not None
+    relationship.record(
+        "meeting.missed",
+        {"scheduled_for": "2026-01-05T10:00:00Z", "reason_code": "conflict"},
+        Clock().envelope(),
+    )
+    events = [repository.to_new_event(e) for e in relationship.collect_events()]  # type: ignore[arg-type]
+    started = time.perf_counter()
+    await repository.store.append(events)
+    took = time.perf_counter() - started
+    store.versions[rid] = relationship.version
+    return took
 
 
 async def _append_throughput(store: Store, seconds: float = 2.0, writers: int = 16) -> float:
