@@ -46,13 +46,16 @@ from urllib.parse import parse_qs, urlparse
 
 import asyncpg
 
-sys.path.remove(str(Path(__file__).resolve().parent))  # bench/http.py would shadow http
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+_BENCH, _ROOT = (str(Path(__file__).resolve().parents[i]) for i in (0, 1))
+if _BENCH in sys.path:  # run as a script (bench/http.py would shadow http), not imported
+    sys.path.remove(_BENCH)
+if _ROOT not in sys.path:
+    sys.path.insert(0, _ROOT)
 
-from service.store.database import quote_ident
-from service.store.eventstore import EventStore
-from service.store.records import NewEvent
-from tests.support.database import database_url_for_tests, drop_schema
+from service.store.database import quote_ident  # noqa: E402
+from service.store.eventstore import EventStore  # noqa: E402
+from service.store.records import NewEvent  # noqa: E402
+from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
 
 PAYLOAD = b'{"type": "meeting.held", "data": {"held_at": "2026-11-22T10:00:00+00:00"}}'
 Writer = Callable[[uuid.UUID, int], Awaitable[None]]
