@@ -20,6 +20,12 @@ requests/s, and its p99 <= 1.5x the baseline's p99.
                          [--loop auto|uvloop|asyncio] [--profile FILE]
                          [--task-times FILE] [--rate R]
 
+Besides each subject's own CPU per request (the server's, and its worker
+process's with --workers process), the table shows the CPU PostgreSQL and this
+client spent per request during the load, and the share of the machine left
+idle: on a closed loop, idle time while the server is below one core means
+requests waited on the database or on the server's loop, not on the machine.
+
 --loop picks the event loop of both servers (MENTORFLOW_EVENT_LOOP for the
 service, the same for the baseline) and of the client; `auto` is uvloop where
 it is installed.
@@ -180,6 +186,50 @@ def cpu_of(pids: list[int]) -> float:
     return sum(cpu_seconds(pid) for pid in pids)
 
 
+class MachineCpu:
+    """Where the rest of the machine's CPU went while a subject was loaded:
+    PostgreSQL (every process named ``postgres`` here: the backends, the WAL
+    writer, the checkpointer; 0 for a database on another machine), this
+    client, and the share of both cores left idle (Linux /proc; zeros
+    elsewhere). A closed loop on a saturated machine has no idle time; with
+    idle time and a server below one core, requests wait on something other
+    than CPU (the database's commits, or the loop's turns)."""
+
+    def __init__(self) -> None:
+        self._postgres = _postgres_cpu()
+        self._client = time.process_time()
+        self._idle, self._total = _machine_ticks()
+
+    def since(self) -> dict[str, float]:
+        """Seconds of PostgreSQL's and the client's CPU since the start,
+        and the idle share of the machine (0 to 1)."""
+        now = _postgres_cpu()
+        postgres = sum(now[pid] - self._postgres.get(pid, 0.0) for pid in now)
+        idle, total = _machine_ticks()
+        share = (idle - self._idle) / (total - self._total) if total > self._total else 0.0
+        return {"postgres": postgres, "client": time.process_time() - self._client, "idle": share}
+
+
+def _postgres_cpu() -> dict[int, float]:
+    """CPU seconds of each PostgreSQL process on this machine (one that
+    starts during a load counts whole; one that ends is missed)."""
+    found: dict[int, float] = {}
+    for entry in Path("/proc").glob("[0-9]*"):
+        with contextlib.suppress(OSError):
+            if (entry / "comm").read_text().strip() == "postgres":
+                found[int(entry.name)] = cpu_seconds(int(entry.name))
+    return found
+
+
+def _machine_ticks() -> tuple[int, int]:
+    """Idle (with I/O wait) and total ticks of every core so far (/proc/stat)."""
+    try:
+        ticks = [int(n) for n in Path("/proc/stat").read_text().split("\n", 1)[0].split()[1:]]
+    except (OSError, ValueError):
+        return 0, 0
+    return ticks[3] + ticks[4], sum(ticks[:8])
+
+
 async def _start_worker(
     dsn: str, schema: str, loop: str
 ) -> tuple[asyncio.subprocess.Process, Path]:
@@ -297,13 +347,18 @@ async def main(
                 for name, (url_of, body_of, own) in order[:: -1 if round_no % 2 else 1]:
                     await quiet(pids)
                     cpu = cpu_of(own)
+                    machine = MachineCpu()
                     latencies = await load(session, url_of, body_of, concurrency, seconds, rate)
                     during = cpu_of(own) - cpu
+                    elsewhere = machine.since()
                     await quiet(own)  # what the load left to do counts as its cost
                     _check_worker(worker)
                     total = cpu_of(own) - cpu
                     figures = summary(latencies, seconds, total)
                     figures["after"] = (total - during) / len(latencies) * 1000
+                    figures["postgres"] = elsewhere["postgres"] / len(latencies) * 1000
+                    figures["client"] = elsewhere["client"] / len(latencies) * 1000
+                    figures["idle"] = elsewhere["idle"] * 100
                     results[name].append(figures)
                     print(
                         f"  round {round_no + 1}: {name:10} {figures['rps']:7.0f} req/s"
@@ -339,7 +394,7 @@ def _task_times_env(out: str | None) -> dict[str, str]:
 def _report(
     results: dict[str, list[dict[str, float]]], concurrency: int, loop: str, rate: float | None
 ) -> None:
-    keys = ("rps", "p50", "p99", "cpu", "cpu_s")
+    keys = ("rps", "p50", "p99", "cpu", "cpu_s", "postgres", "client", "idle")
     medians = {
         name: {k: statistics.median(r[k] for r in runs) for k in keys}
         for name, runs in results.items()
@@ -350,13 +405,18 @@ def _report(
     print(f"\n{concurrency} clients, {offered}, medians of {rounds} rounds, loop {loop}")
     print(
         f"{'subject':12}{'req/s':>9}{'vs baseline':>13}{'p50 ms':>9}{'p99 ms':>9}"
-        f"{'CPU ms/req':>12}{'CPU ms/s':>10}"
+        f"{'CPU ms/req':>12}{'CPU ms/s':>10}{'PG ms/req':>11}{'client':>8}{'idle':>6}"
     )
     for name, m in medians.items():
         print(
             f"{name:12}{m['rps']:>9.0f}{m['rps'] / base:>12.2f}x{m['p50']:>9.1f}{m['p99']:>9.1f}"
-            f"{m['cpu']:>12.2f}{m['cpu_s']:>10.1f}"
+            f"{m['cpu']:>12.2f}{m['cpu_s']:>10.1f}{m['postgres']:>11.2f}{m['client']:>8.2f}"
+            f"{m['idle']:>5.0f}%"
         )
+    print(
+        "(CPU: the server's, its worker process's too; PG ms/req and client: the"
+        " database's and this client's CPU during the load; idle: the machine's)"
+    )
     ours, bare = medians["mentorflow"], medians["baseline"]
     if rate is not None:
         cpu = ours["cpu_s"] / bare["cpu_s"]
