@@ -61,14 +61,23 @@ async def _init_connection(conn: asyncpg.Connection) -> None:
 def connection_options(schema: str) -> dict[str, Any]:
     """Options shared by pooled and dedicated (LISTEN) connections.
 
-    JIT compilation is off: it is for long analytical queries, and PostgreSQL
-    starts it from the planner's cost estimate, which on a large table whose
-    statistics are missing or stale (autovacuum off, a bulk load not analysed
-    yet) passes the threshold for a one-row index lookup. Loading a
-    relationship then spent ~9 ms compiling instead of ~1 ms reading
-    (bench/scale.py at 2,000,000 events)."""
+    JIT compilation and parallel workers are off: both are for long analytical
+    queries, and PostgreSQL starts them from the planner's estimates, which on
+    a large table whose statistics are missing or stale (autovacuum off, a bulk
+    load not analysed yet) make one relationship's events look like thousands
+    of rows. With JIT, loading a relationship spent ~9 ms compiling instead of
+    ~1 ms reading (bench/scale.py at 2,000,000 events). With parallel workers,
+    every load of a relationship's latest version (the one a POST decides on)
+    launched two of them: 12 to 22 ms instead of 0.1 ms, and POSTs grew from
+    4.5 to 13 ms between 10% and 100% of bench/scale.py's store, while a load
+    at a given version (estimated at a third of the rows) stayed serial."""
     return {
-        "server_settings": {"search_path": schema, "application_name": "mentorflow", "jit": "off"},
+        "server_settings": {
+            "search_path": schema,
+            "application_name": "mentorflow",
+            "jit": "off",
+            "max_parallel_workers_per_gather": "0",
+        },
         "timeout": CONNECT_TIMEOUT_S,
         "command_timeout": 60,
     }
