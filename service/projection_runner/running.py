@@ -194,13 +194,8 @@ class Running(Monitoring):
 
     def phase_of(self, projection: Projection) -> float:
         """Seconds into each pacing interval at which ``projection`` reads the
-        busy log: the runner's projections in turn, the first at once. They
-        share each page all the same (SharedReads), but the CPU each spends
-        on it is spread over the interval: together at one tick, a request
-        arriving then waited for all of them (bench/http.py: p99 1.92x the
-        bare handler's, 1.70x staggered, over seven interleaved runs)."""
-        names = self.names
-        return self.min_interval * names.index(projection.name) / len(names)
+        busy log (:func:`reading_phase`)."""
+        return reading_phase(self.names, projection.name, self.min_interval)
 
     async def _read_until(
         self,
@@ -254,26 +249,8 @@ class Running(Monitoring):
     async def _next_batch(
         self, queue: asyncio.Queue[list[ProjectedEvent]], reader: asyncio.Task[None]
     ) -> list[ProjectedEvent] | None:
-        """What the reader has queued, about ``batch_size`` events (an empty
-        list when a bounded reader is done); None after ``poll_interval`` with
-        nothing (the caller then checks its generation)."""
-        try:
-            # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
-            # arrives with a batch, and this worker would then never stop.
-            async with asyncio.timeout(self.poll_interval):
-                events = await queue.get()
-        except TimeoutError:
-            if reader.done():
-                reader.result()  # the reader failed: raise its error
-                raise RuntimeError("the log reader stopped") from None
-            return None
-        while events and len(events) < self.batch_size and not queue.empty():
-            more = queue.get_nowait()
-            if not more:
-                queue.put_nowait(more)  # "done" comes after this batch
-                break
-            events += more
-        return events
+        """What the reader has queued (:func:`next_batch`)."""
+        return await next_batch(queue, reader, self.batch_size, self.poll_interval)
 
     async def _commit(
         self,
@@ -309,6 +286,45 @@ class Running(Monitoring):
         """The batch's rows and the checkpoint (in the caller's transaction)."""
         await projection.handle(conn, events)
         await EventStore.advance_tracking(conn, Tracking(checkpoint, events[-1].position))
+
+
+def reading_phase(names: Sequence[str], name: str, interval: float) -> float:
+    """Seconds into each pacing interval at which projection ``name`` reads
+    the busy log: ``names`` in turn, the first at once. They share each page
+    all the same (SharedReads), but the CPU each spends on it is spread over
+    the interval: together at one tick, a request arriving then waited for all
+    of them (bench/http.py: p99 1.92x the bare handler's, 1.70x staggered,
+    over seven interleaved runs)."""
+    return interval * list(names).index(name) / len(names)
+
+
+async def next_batch(
+    queue: asyncio.Queue[list[ProjectedEvent]],
+    reader: asyncio.Task[None],
+    batch_size: int,
+    poll_interval: float,
+) -> list[ProjectedEvent] | None:
+    """What the reader has queued, about ``batch_size`` events (an empty list
+    when a bounded reader is done); None after ``poll_interval`` with nothing
+    (the caller then checks its generation). Raises the reader's error when
+    it failed."""
+    try:
+        # Not asyncio.wait_for: on 3.11 it can swallow a cancellation that
+        # arrives with a batch, and this worker would then never stop.
+        async with asyncio.timeout(poll_interval):
+            events = await queue.get()
+    except TimeoutError:
+        if reader.done():
+            reader.result()  # the reader failed: raise its error
+            raise RuntimeError("the log reader stopped") from None
+        return None
+    while events and len(events) < batch_size and not queue.empty():
+        more = queue.get_nowait()
+        if not more:
+            queue.put_nowait(more)  # "done" comes after this batch
+            break
+        events += more
+    return events
 
 
 def _prepare_of(projection: Projection) -> Callable[[ProjectedEvent], None] | None:

@@ -15,14 +15,12 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable, Coroutine, Sequence
-from typing import Any, cast
+from typing import Any
 
 import pytest
 
-from domain import Relationship
 from service.platform.tasks import cancel_and_wait
-from service.projection_runner import ProjectionRunner
-from service.store.eventstore import EventStore
+from service.projection_runner.running import next_batch
 from service.store.records import StoredRecord
 from service.store.subscriptions import Notifier, Subscription
 
@@ -65,19 +63,13 @@ async def test_a_waiting_subscription_stops_when_cancelled(offset: int) -> None:
 
 @pytest.mark.parametrize("offset", OFFSETS)
 async def test_a_worker_waiting_for_a_batch_stops_when_cancelled(offset: int) -> None:
-    # Never started: it reads no store and decodes nothing, so neither is a real one.
-    runner = ProjectionRunner(
-        cast(EventStore, None),
-        "postgresql://unused",
-        lambda r: cast(Relationship.Event, None),
-        [],
-        poll_interval=60,
-    )
     queue: asyncio.Queue[list[Any]] = asyncio.Queue()
     reader = asyncio.create_task(asyncio.sleep(3600))
     try:
         await assert_cancel_is_honoured(
-            lambda: runner._next_batch(queue, reader), lambda: queue.put_nowait([object()]), offset
+            lambda: next_batch(queue, reader, batch_size=1000, poll_interval=60),
+            lambda: queue.put_nowait([object()]),
+            offset,
         )
     finally:
         reader.cancel()
