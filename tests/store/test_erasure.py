@@ -117,6 +117,36 @@ async def test_a_writer_with_a_stale_state_never_stores_clear_text_after_an_eras
     assert b"N0TE" not in await _payloads(store, relationship.id)
 
 
+async def test_an_event_kept_in_memory_is_not_handed_out_once_its_key_is_gone(
+    store: EventStore,
+) -> None:
+    """The repository hands the events it saved back to readers of its process
+    without decoding them, but only while the record's data key is there: once
+    another process erased the relationship, its records read as "[erased]"
+    here too. An erasure made here drops the events it kept."""
+    here, elsewhere = repository_on(store), repository_on(store)  # two processes
+    relationship = named("cultivation", "Ada Lovelace")
+    saved = await here.save(relationship)
+    before = await store.read_log(0, 1000)
+    opened = here.decode(before[0]).event
+    assert opened is saved.events[0].event
+    assert isinstance(opened, Relationship.Opened) and opened.mentee_name == "Ada Lovelace"
+
+    await Application(elsewhere).erase(relationship.id, {"reason": "r"}, envelope())
+    after = await store.read_log(0, 1000)
+    assert after[0].data_key is None
+    erased = here.decode(after[0]).event
+    assert isinstance(erased, Relationship.Opened) and erased.mentee_name == ERASED
+
+    other = named("cultivation", "Grace Hopper")
+    kept = await here.save(other)
+    first = kept.events[0].position
+    record = next(r for r in await store.read_log(first - 1, 1) if r.position == first)
+    assert here.decode(record).event is kept.events[0].event
+    await Application(here).erase(other.id, {"reason": "r"}, envelope())
+    assert here.decode(record).event is not kept.events[0].event
+
+
 async def test_erasure_needs_a_cipher_key(store: EventStore) -> None:
     repository = RelationshipRepository(store, EventCodec(None))
     relationship = named("reflection", "Ada")

@@ -13,7 +13,7 @@ import pytest
 from domain import Envelope, Relationship, create_cipher_key, rebuild, relationship_view
 from domain.samples import long_history, walk_to
 from service.platform.settings import Settings
-from service.relationships.codec import mapper_for
+from service.relationships.codec import codec_for, mapper_for
 from service.relationships.repository import RelationshipRepository
 from service.store.errors import VersionConflict
 from service.store.eventstore import EventStore
@@ -122,3 +122,27 @@ def _envelope() -> Envelope:
         correlation_id=None,
         causation_id=None,
     )
+
+
+@pytest.mark.parametrize("settings", list(CODECS.values()), ids=list(CODECS))
+async def test_events_saved_here_are_read_back_as_saved(
+    store: EventStore, settings: Settings
+) -> None:
+    """A record of an event this repository saved is handed back as the event
+    it saved (no decoding: what the live projections of its process read); one
+    saved by another process is decoded, and equals it."""
+    here = RelationshipRepository(store, codec_for(settings))
+    elsewhere = RelationshipRepository(store, codec_for(settings))
+    relationship = walk_to("cultivation")
+    saved = await here.save(relationship)
+    records = await store.read_log(0, 1000)
+    assert [r.position for r in records] == [s.position for s in saved.events]
+    for record, recorded in zip(records, saved.events, strict=True):
+        assert here.decode(record).event is recorded.event
+        decoded = elsewhere.decode(record).event
+        assert decoded is not recorded.event
+        assert decoded == recorded.event
+    other = walk_to("establishment")
+    await elsewhere.save(other)
+    for record in await store.read_log(records[-1].position, 1000):
+        assert here.decode(record).event == elsewhere.decode(record).event

@@ -1,5 +1,6 @@
 """Round trips through the mapper, for every event type, plain, compressed and encrypted."""
 
+import copy
 import dataclasses
 from datetime import UTC, datetime
 from typing import Any, cast
@@ -17,6 +18,7 @@ from domain import (
     Relationship,
     create_cipher_key,
     make_mapper,
+    rebuild,
     relationship_view,
     take_snapshot,
 )
@@ -233,6 +235,31 @@ def test_round_trip_keeps_every_field_and_type(mapper_name: str, event: Relation
         _same_types(getattr(event, field.name), getattr(decoded, field.name), field.name)
     assert decoded.envelope == event.envelope
     assert event.envelope.source == ENVELOPE.source
+
+
+@pytest.mark.parametrize(
+    "history", [HISTORY, REFINED_AND_WITHDRAWN], ids=["concluded", "withdrawn"]
+)
+def test_no_event_changes_once_recorded_or_replayed(history: list[Any]) -> None:
+    """The repository hands the events it saved to readers in its process as
+    they are, not decoded again (service/relationships/repository.py): equal
+    to their decoding (above) only if nothing changes an event afterwards.
+    Neither the aggregate that recorded it, nor one rebuilt from it (a load),
+    may keep a list or a dict of an event and change it with a later event."""
+    opened = {"mentee_id": "mentee-1", "mentee_name": "Ada", "program_id": "p1"}
+    relationship = Relationship.open(opened, ENVELOPE)
+    for event_type, data in history:
+        envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
+        relationship.record(event_type, data, envelope)
+    events = [cast(Relationship.Event, e) for e in relationship.collect_events()]
+    copies = copy.deepcopy(events)
+    for cut in range(1, len(events)):
+        replayed = rebuild(events[:cut])
+        for event_type, data in history[cut - 1 :]:
+            envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
+            replayed.record(event_type, data, envelope)
+    for event, before in zip(events, copies, strict=True):
+        assert vars(event) == vars(before), event.api_type
 
 
 def test_encrypted_payloads_hide_confidential_text_and_need_the_key() -> None:
