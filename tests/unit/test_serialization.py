@@ -255,6 +255,7 @@ def test_no_event_changes_once_recorded_or_replayed(history: list[Any]) -> None:
     copies = copy.deepcopy(events)
     for cut in range(1, len(events)):
         replayed = rebuild(events[:cut])
+        assert replayed is not None
         for event_type, data in history[cut - 1 :]:
             envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
             replayed.record(event_type, data, envelope)
