@@ -174,9 +174,12 @@ async def main(events: int, rounds: int, rate: float, seconds: float, aes: bool)
     store = await EventStore.open(dsn, schema, pool_size=20)
     try:
         repository = RelationshipRepository(store, mapper_for(settings))
+        # Decoded by a repository that saved nothing, as by a process of its
+        # own: the one that saves hands its recent events back undecoded.
+        reader = RelationshipRepository(store, mapper_for(settings))
 
         def decode(record: Any) -> Relationship.Event:
-            return repository.decode(record).event
+            return reader.decode(record).event
 
         print(f"codec: {'JSON + AES-GCM' if aes else 'JSON'}; database: {dsn.split('@')[-1]}")
         print("preparing events ...", flush=True)
