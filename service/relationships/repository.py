@@ -129,18 +129,18 @@ class RelationshipRepository:
         if result.replayed:
             self.forget(relationship.id)
             return Saved(await self._recorded_at(result), replayed=True)
+        recorded = [
+            RecordedEvent(cast(Relationship.Event, e), new.event_id, position, result.recorded_at)
+            for e, new, position in zip(pending, events, result.positions, strict=True)
+        ]
         if any(isinstance(e, Relationship.PersonalDataErased) for e in pending):
             self.forget(relationship.id)  # its state in memory still holds what was erased
             self._forget_recent(relationship.id)
         else:
             self._remember(relationship)
             if data_key is not None or not self.codec.seals:  # stored as they are in memory
-                self._keep_recent(pending, events, result.positions)
+                self._keep_recent(recorded, events)
             await self._maybe_snapshot(relationship, pending[0].originator_version - 1)
-        recorded = [
-            RecordedEvent(cast(Relationship.Event, e), new.event_id, position, result.recorded_at)
-            for e, new, position in zip(pending, events, result.positions, strict=True)
-        ]
         return Saved(recorded, replayed=False)
 
     async def load(
@@ -282,14 +282,12 @@ class RelationshipRepository:
         event = self.codec.decode(stored, record.data_key)
         return RecordedEvent(event, record.event_id, record.position, record.recorded_at)
 
-    def _keep_recent(
-        self, events: Sequence[Any], stored: Sequence[NewEvent], positions: Sequence[int]
-    ) -> None:
+    def _keep_recent(self, recorded: Sequence[RecordedEvent], stored: Sequence[NewEvent]) -> None:
         recent = self._recent
-        for event, new, position in zip(events, stored, positions, strict=True):
+        for saved, new in zip(recorded, stored, strict=True):
             # A copy: orjson's bytes hold on to their whole output buffer
             # (4 to 8 KB each, against 0.5 KB for the copy; tracemalloc).
-            recent[position] = (cast(Relationship.Event, event), bytes(memoryview(new.payload)))
+            recent[saved.position] = (saved.event, bytes(memoryview(new.payload)))
         while len(recent) > RECENT_EVENTS:
             recent.popitem(last=False)
 
