@@ -164,6 +164,11 @@ REFINED_AND_WITHDRAWN: list[tuple[str, dict[str, Any] | None]] = [
 ]
 
 
+def _envelope_for(event_type: str) -> Envelope:
+    """Advocacy is the mentor's to record; everything else goes as the mentee's."""
+    return MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
+
+
 def _events(history: list[tuple[str, dict[str, Any] | None]]) -> list[Relationship.Event]:
     relationship = Relationship.open(
         {
@@ -175,8 +180,7 @@ def _events(history: list[tuple[str, dict[str, Any] | None]]) -> list[Relationsh
         ENVELOPE,
     )
     for event_type, data in history:
-        envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
-        relationship.record(event_type, data, envelope)
+        relationship.record(event_type, data, _envelope_for(event_type))
     return [cast(Relationship.Event, e) for e in relationship.collect_events()]
 
 
@@ -280,15 +284,13 @@ def test_no_event_changes_once_recorded_or_replayed(history: list[Any]) -> None:
     events = [cast(Relationship.Event, e) for e in relationship.collect_events()]
     copies = copy.deepcopy(events)
     for event_type, data in history:
-        envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
-        events.append(relationship.record(event_type, data, envelope))
+        events.append(relationship.record(event_type, data, _envelope_for(event_type)))
         copies.append(copy.deepcopy(events[-1]))  # as it was recorded
     for cut in range(1, len(events)):
         replayed = rebuild(events[:cut])
         assert replayed is not None
         for event_type, data in history[cut - 1 :]:
-            envelope = MENTOR_ENVELOPE if event_type == "advocacy.recorded" else ENVELOPE
-            replayed.record(event_type, data, envelope)
+            replayed.record(event_type, data, _envelope_for(event_type))
     for event, before in zip(events, copies, strict=True):
         assert vars(event) == vars(before), event.api_type
 
