@@ -54,6 +54,7 @@ if _ROOT not in sys.path:
 
 from service.store.database import quote_ident  # noqa: E402
 from service.store.eventstore import EventStore  # noqa: E402
+from service.store.group_commit import Linger  # noqa: E402
 from service.store.records import NewEvent  # noqa: E402
 from tests.support.database import database_url_for_tests, drop_schema  # noqa: E402
 
@@ -160,7 +161,8 @@ CEILING_INSERT = (
 
 class CeilingCommitter:
     """Group commit with the store's queueing policy (one batch in flight, a
-    batch is whatever is queued when its task first runs) and nothing else."""
+    batch is whatever is queued when its task first runs, after the store's
+    linger when the batch before was shared) and nothing else."""
 
     def __init__(
         self, conn: asyncpg.Connection, statement: asyncpg.prepared_stmt.PreparedStatement
@@ -170,10 +172,13 @@ class CeilingCommitter:
         self.queue: list[tuple[uuid.UUID, int, asyncio.Future[None]]] = []
         self.task: asyncio.Task[None] | None = None
         self.batch_sizes: Counter[int] = Counter()
+        self.linger = Linger()
+        self.last_batch = 0
 
     def submit(self, stream: uuid.UUID, version: int) -> asyncio.Future[None]:
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         self.queue.append((stream, version, future))
+        self.linger.queued(len(self.queue))
         if self.task is None:
             self._start()
         return future
@@ -188,7 +193,10 @@ class CeilingCommitter:
             self._start()
 
     async def _flush(self) -> None:
+        if self.linger.holds(self.last_batch, len(self.queue)):
+            await self.linger.wait()
         batch, self.queue = self.queue, []
+        self.last_batch = len(batch)
         self.batch_sizes[len(batch)] += 1
         try:
             await self.statement.fetch(

@@ -6,11 +6,13 @@ hash chains that verify."""
 from __future__ import annotations
 
 import asyncio
+from collections.abc import AsyncIterator, Callable
 from uuid import UUID, uuid4
 
 import pytest
 
 from service.store import group_commit
+from service.store.database import connect
 from service.store.errors import (
     IdempotencyConflict,
     StoreUnavailable,
@@ -18,7 +20,7 @@ from service.store.errors import (
     VersionConflict,
 )
 from service.store.eventstore import EventStore
-from service.store.group_commit import append_on
+from service.store.group_commit import GroupCommitter, Linger, append_on
 from service.store.records import AppendRequest, NewEvent, Tracking
 from tests.support.database import drop_schema
 
@@ -171,3 +173,85 @@ async def test_batch_sizes_count_every_append_once(store: EventStore) -> None:
     sizes = store.append_batch_sizes
     assert sum(size * n for size, n in sizes.items()) == 9
     assert sum(sizes.values()) < 9
+
+
+@pytest.fixture
+async def lingering(
+    dsn: str, store: EventStore
+) -> AsyncIterator[Callable[[Linger], GroupCommitter]]:
+    """Committers on the test's store with a linger of the test's own."""
+    made: list[GroupCommitter] = []
+
+    def make(linger: Linger) -> GroupCommitter:
+        committer = GroupCommitter(lambda: connect(dsn, store.schema), store.channel, linger=linger)
+        made.append(committer)
+        return committer
+
+    yield make
+    for committer in made:
+        await committer.close()
+
+
+def one(stream: UUID, version: int) -> AppendRequest:
+    return AppendRequest([event(stream, version)])
+
+
+async def shared_batch(committer: GroupCommitter) -> tuple[UUID, UUID]:
+    """Two appends that go as one batch (nothing was shared before them, so
+    they do not wait): what makes the committer hold the next batch back."""
+    a, b = uuid4(), uuid4()
+    await asyncio.gather(committer.submit(one(a, 1)), committer.submit(one(b, 1)))
+    assert committer.batch_sizes == {2: 1}
+    return a, b
+
+
+async def test_after_a_shared_batch_the_next_waits_for_enough_appends(
+    lingering: Callable[[Linger], GroupCommitter],
+) -> None:
+    committer = lingering(Linger(seconds=600, enough=3))
+    a, b = await shared_batch(committer)
+    first = committer.submit(one(a, 2))
+    for _ in range(20):  # every chance to take the batch, had it not waited
+        await asyncio.sleep(0)
+    assert committer.batch_sizes == {2: 1}
+    assert not first.done()
+    rest = [committer.submit(one(b, 2)), committer.submit(one(uuid4(), 1))]
+    async with asyncio.timeout(30):
+        results = await asyncio.gather(first, *rest)
+    assert committer.batch_sizes == {2: 1, 3: 1}
+    assert sorted(r.positions[0] for r in results) == [3, 4, 5]
+
+
+async def test_appends_that_come_one_at_a_time_never_wait(
+    lingering: Callable[[Linger], GroupCommitter],
+) -> None:
+    committer = lingering(Linger(seconds=600, enough=16))
+    stream = uuid4()
+    async with asyncio.timeout(30):  # a wait would take ten minutes
+        for version in range(1, 4):
+            await committer.submit(one(stream, version))
+    assert committer.batch_sizes == {1: 3}
+
+
+async def test_the_wait_ends_after_its_time(
+    lingering: Callable[[Linger], GroupCommitter],
+) -> None:
+    committer = lingering(Linger(seconds=0.05, enough=16))
+    a, _ = await shared_batch(committer)
+    async with asyncio.timeout(30):
+        result = await committer.submit(one(a, 2))
+    assert result.positions == (3,)
+    assert committer.batch_sizes == {2: 1, 1: 1}
+
+
+async def test_closing_ends_the_wait_and_sends_what_waited(
+    lingering: Callable[[Linger], GroupCommitter],
+) -> None:
+    committer = lingering(Linger(seconds=600, enough=16))
+    a, _ = await shared_batch(committer)
+    waiting = committer.submit(one(a, 2))
+    await asyncio.sleep(0)
+    async with asyncio.timeout(30):
+        await committer.close()
+        result = await waiting
+    assert result.positions == (3,)
