@@ -21,7 +21,7 @@ from service.store.errors import (
 )
 from service.store.eventstore import EventStore
 from service.store.group_commit import GroupCommitter, Linger, append_on
-from service.store.records import AppendRequest, NewEvent, Tracking
+from service.store.records import AppendRequest, AppendResult, NewEvent, Tracking
 from tests.support.database import drop_schema
 
 pytestmark = pytest.mark.db
@@ -205,16 +205,23 @@ async def shared_batch(committer: GroupCommitter) -> tuple[UUID, UUID]:
     return a, b
 
 
+async def held_back(committer: GroupCommitter) -> tuple[asyncio.Future[AppendResult], UUID]:
+    """After a shared batch, one more append, and every chance for the
+    committer to take it as a batch of its own; it must still be waiting."""
+    a, b = await shared_batch(committer)
+    waiting = committer.submit(one(a, 2))
+    for _ in range(20):
+        await asyncio.sleep(0)
+    assert committer.batch_sizes == {2: 1}
+    assert not waiting.done()
+    return waiting, b
+
+
 async def test_after_a_shared_batch_the_next_waits_for_enough_appends(
     lingering: Callable[[Linger], GroupCommitter],
 ) -> None:
     committer = lingering(Linger(seconds=600, enough=3))
-    a, b = await shared_batch(committer)
-    first = committer.submit(one(a, 2))
-    for _ in range(20):  # every chance to take the batch, had it not waited
-        await asyncio.sleep(0)
-    assert committer.batch_sizes == {2: 1}
-    assert not first.done()
+    first, b = await held_back(committer)
     rest = [committer.submit(one(b, 2)), committer.submit(one(uuid4(), 1))]
     async with asyncio.timeout(30):
         results = await asyncio.gather(first, *rest)
@@ -248,9 +255,7 @@ async def test_closing_ends_the_wait_and_sends_what_waited(
     lingering: Callable[[Linger], GroupCommitter],
 ) -> None:
     committer = lingering(Linger(seconds=600, enough=16))
-    a, _ = await shared_batch(committer)
-    waiting = committer.submit(one(a, 2))
-    await asyncio.sleep(0)
+    waiting, _ = await held_back(committer)
     async with asyncio.timeout(30):
         await committer.close()
         result = await waiting
